@@ -1,0 +1,73 @@
+"""The grid of cells a config asks for: (model, strategy, k, task, seed), with the baseline once.
+
+Everything path-shaped lives here so the Snakefile, the scripts and the tests agree on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BASELINE = "none"
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    model: str
+    strategy: str
+    k: int
+    task: str
+    seed: int
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.strategy == BASELINE
+
+    @property
+    def variant(self) -> str:
+        return f"{self.strategy}-k{self.k}"
+
+    @property
+    def dir(self) -> str:
+        return f"results/cells/{self.model}/{self.variant}/{self.task}/seed{self.seed}"
+
+    @property
+    def metrics(self) -> str:
+        return f"{self.dir}/metrics.json"
+
+
+def prunes(model_cfg: dict) -> bool:
+    return model_cfg.get("prune", True)
+
+
+def ks_for(model_cfg: dict, config: dict) -> list[int]:
+    return list(model_cfg.get("k", config["k"]))
+
+
+def cells(config: dict) -> list[Cell]:
+    """Every cell named by the config, sorted; one baseline per (model, task, seed)."""
+    out = []
+    for model, model_cfg in config["models"].items():
+        variants = [(BASELINE, 0)]
+        if prunes(model_cfg):
+            variants += [(s, k) for s in config["strategies"] for k in ks_for(model_cfg, config)]
+        for task in config["tasks"]:
+            for seed in config["seeds"]:
+                out += [Cell(model, strategy, k, task, seed) for strategy, k in variants]
+    return sorted(out)
+
+
+def pretrained_dir(model: str) -> str:
+    return f"results/models/{model}/pretrained"
+
+
+def features_dir(model: str, task: str) -> str:
+    return f"results/features/{model}/{task}"
+
+
+def pruned_dir(model: str, strategy: str, k: int, scope: str) -> str:
+    """``scope`` is ``any`` for data-free strategies, or the task whose data chose the layers."""
+    return f"results/models/{model}/pruned/{strategy}-k{k}/{scope}"
+
+
+def state_dir(cell: Cell) -> str:
+    return f"results/train_state/{cell.model}/{cell.variant}/{cell.task}/seed{cell.seed}"

@@ -1,0 +1,169 @@
+import numpy as np
+import pytest
+
+from dropbench import strategies
+from dropbench.strategies import layers_to_drop
+
+BUILT_IN = ["angular", "bottom", "contribution", "even_alternate", "odd_alternate", "random", "symmetric", "top"]
+
+TWELVE_LAYERS = {
+    ("top", 2): [10, 11],
+    ("top", 4): [8, 9, 10, 11],
+    ("top", 6): [6, 7, 8, 9, 10, 11],
+    ("bottom", 2): [0, 1],
+    ("bottom", 4): [0, 1, 2, 3],
+    ("bottom", 6): [0, 1, 2, 3, 4, 5],
+    ("even_alternate", 2): [9, 11],
+    ("even_alternate", 4): [5, 7, 9, 11],
+    ("even_alternate", 6): [1, 3, 5, 7, 9, 11],
+    ("odd_alternate", 2): [8, 10],
+    ("odd_alternate", 4): [4, 6, 8, 10],
+    ("odd_alternate", 6): [0, 2, 4, 6, 8, 10],
+    ("symmetric", 2): [5, 6],
+    ("symmetric", 4): [4, 5, 6, 7],
+    ("symmetric", 6): [3, 4, 5, 6, 7, 8],
+}
+
+
+def fake_similarity(num_layers, seed=0):
+    rng = np.random.default_rng(seed)
+    sim = rng.uniform(0.2, 1.0, size=(num_layers + 1, num_layers + 1))
+    sim = (sim + sim.T) / 2
+    np.fill_diagonal(sim, 1.0)
+    return sim
+
+
+def test_built_ins_registered():
+    assert set(BUILT_IN) <= set(strategies.available())
+    assert strategies.available() == sorted(strategies.available())
+    assert [name for name in BUILT_IN if strategies.needs_data(name)] == ["angular", "contribution"]
+
+
+@pytest.mark.parametrize(("name", "k"), sorted(TWELVE_LAYERS))
+def test_twelve_layer_lists(name, k):
+    assert layers_to_drop(name, 12, k) == TWELVE_LAYERS[(name, k)]
+
+
+def test_alternate_overflow_continues_from_the_top():
+    assert layers_to_drop("even_alternate", 12, 8) == [1, 3, 5, 7, 8, 9, 10, 11]
+    assert layers_to_drop("odd_alternate", 12, 7) == [0, 2, 4, 6, 8, 10, 11]
+    assert layers_to_drop("even_alternate", 5, 4) == [0, 2, 3, 4]
+
+
+def test_symmetric_odd_remainder_keeps_extra_layer_at_bottom():
+    assert layers_to_drop("symmetric", 12, 3) == [5, 6, 7]
+    assert layers_to_drop("symmetric", 7, 2) == [3, 4]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_valid_k_gives_k_sorted_unique_indices(name):
+    for num_layers in range(2, 25):
+        context = {"similarity": fake_similarity(num_layers, seed=num_layers), "seed": 3}
+        for k in range(1, num_layers):
+            drop = layers_to_drop(name, num_layers, k, context)
+            assert drop == sorted(set(drop)), (num_layers, k, drop)
+            assert len(drop) == k and all(0 <= i < num_layers for i in drop), (num_layers, k, drop)
+
+
+def test_random_is_deterministic_per_seed():
+    assert layers_to_drop("random", 12, 4) == layers_to_drop("random", 12, 4, {"seed": 0})
+    assert layers_to_drop("random", 12, 4, {"seed": 7}) == layers_to_drop("random", 12, 4, {"seed": 7})
+    draws = {tuple(layers_to_drop("random", 12, 4, {"seed": seed})) for seed in range(10)}
+    assert len(draws) > 1
+
+
+def test_contribution_drops_layers_that_change_least():
+    sim = np.eye(5)
+    for layer, score in enumerate([0.5, 0.9, 0.2, 0.9]):
+        sim[layer, layer + 1] = sim[layer + 1, layer] = score
+    assert layers_to_drop("contribution", 4, 1, {"similarity": sim}) == [1]  # tie 1 vs 3: lower first
+    assert layers_to_drop("contribution", 4, 2, {"similarity": sim}) == [1, 3]
+    assert layers_to_drop("contribution", 4, 3, {"similarity": sim}) == [0, 1, 3]
+
+
+def test_angular_picks_most_similar_contiguous_block():
+    sim = np.full((7, 7), 0.1)
+    np.fill_diagonal(sim, 1.0)
+    sim[2, 4] = sim[4, 2] = 0.95  # block of layers 2,3
+    sim[3, 5] = sim[5, 3] = 0.9
+    sim[1, 4] = sim[4, 1] = 0.99  # block of layers 1,2,3
+    assert layers_to_drop("angular", 6, 2, {"similarity": sim}) == [2, 3]
+    assert layers_to_drop("angular", 6, 3, {"similarity": sim}) == [1, 2, 3]
+
+
+def test_data_strategies_require_similarity_of_right_shape():
+    with pytest.raises(ValueError, match="context\\['similarity'\\]"):
+        layers_to_drop("contribution", 12, 2)
+    with pytest.raises(ValueError, match=r"shape \(5, 5\).*\(13, 13\)"):
+        layers_to_drop("angular", 12, 2, {"similarity": np.eye(5)})
+
+
+def test_unknown_strategy_names_it_and_lists_available():
+    with pytest.raises(ValueError, match="unknown strategy 'middle'.*even_alternate.*top"):
+        layers_to_drop("middle", 12, 2)
+    with pytest.raises(ValueError, match="'middle'"):
+        strategies.validate("middle")
+    with pytest.raises(ValueError, match="'middle'"):
+        strategies.needs_data("middle")
+
+
+@pytest.mark.parametrize("k", [0, -1, 12, 13])
+def test_bad_k_names_k_and_allowed_range(k):
+    with pytest.raises(ValueError, match=f"k={k}.*1\\.\\.11"):
+        layers_to_drop("top", 12, k)
+
+
+def test_validate_without_num_layers():
+    strategies.validate("top", k=3)
+    strategies.validate("contribution")
+    with pytest.raises(ValueError, match="k=0"):
+        strategies.validate("top", k=0)
+    with pytest.raises(ValueError, match="k must be an integer, got '2'"):
+        strategies.validate("top", 12, "2")
+    with pytest.raises(ValueError, match="num_layers"):
+        strategies.validate("top", 1, 1)
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch):
+    """User strategies registered by a test vanish after it."""
+    monkeypatch.setattr(strategies, "_REGISTRY", dict(strategies._REGISTRY))
+    monkeypatch.setattr(strategies, "_FILE_MODULES", {})
+
+
+def test_user_strategies_from_file_and_module(tmp_path, monkeypatch, isolated_registry):
+    source = tmp_path / "my_strategies.py"
+    source.write_text(
+        "def every_third(num_layers, k, context):\n"
+        "    return list(range(num_layers - 1, -1, -3))[:k]\n"
+        "def best_pair(num_layers, k, context):\n"
+        "    return [0, 1][:k]\n"
+        "best_pair.needs_data = True\n"
+        "def broken(num_layers, k, context):\n"
+        "    return [0] * k\n"
+    )
+    assert strategies.load_user_strategies([f"{source}:every_third"]) == ["every_third"]
+    assert layers_to_drop("every_third", 12, 3) == [5, 8, 11]
+    assert not strategies.needs_data("every_third")
+    # reloading the same config line is harmless
+    strategies.load_user_strategies([f"{source}:every_third"])
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert strategies.load_user_strategies({"pair_user": "my_strategies:best_pair"}) == ["pair_user"]
+    assert strategies.needs_data("pair_user")
+    assert layers_to_drop("pair_user", 4, 2, {"similarity": np.eye(5)}) == [0, 1]
+
+    strategies.load_user_strategies({"broken_user": f"{source}:broken"})
+    with pytest.raises(ValueError, match="'broken_user' returned \\[0, 0\\]"):
+        layers_to_drop("broken_user", 12, 2)
+
+
+def test_user_strategy_errors(tmp_path, isolated_registry):
+    with pytest.raises(ValueError, match="'no_colon'.*module.path:function"):
+        strategies.load_user_strategies(["no_colon"])
+    with pytest.raises(ValueError, match="does not exist"):
+        strategies.load_user_strategies([f"{tmp_path}/missing.py:fn"])
+    with pytest.raises(ValueError, match="has no function 'nope'"):
+        strategies.load_user_strategies(["dropbench.strategies:nope"])
+    with pytest.raises(ValueError, match="'top' is already registered"):
+        strategies.load_user_strategies({"top": "dropbench.strategies:bottom"})

@@ -1,0 +1,79 @@
+"""Tiny stand-ins built inside the tests: a randomly initialised BERT and a few rows per task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+WORDS = (
+    "the a an movie film good bad great awful fine plot actor story it was is not very really quite "
+    "man woman dog cat runs says said likes hates company shares price market rose fell percent year "
+    "new old big small one two three four five of to and in on for with that this by as at from"
+).split()
+
+
+def build_tiny_bert(out_dir: Path, layers: int = 4) -> Path:
+    """A 4-layer BERT with hidden size 32 and a word-level vocab, saved as safetensors."""
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    # transformers 5 ignores vocab_file in the constructor; from_pretrained reads vocab.txt.
+    BertTokenizerFast.from_pretrained(out_dir).save_pretrained(out_dir)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=160,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertForMaskedLM(config).bert.save_pretrained(out_dir)
+    return out_dir
+
+
+def write_tiny_tasks(root: Path, rows: int = 32) -> dict[str, dict]:
+    """The first ``rows`` train and dev rows of shipped GLUE tasks, in GLUE TSV layout."""
+    tasks = {"sst2": "SST-2", "stsb": "STS-B"}
+    out = {}
+    for task, folder in tasks.items():
+        target = root / folder
+        target.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "dev"):
+            source = next((REPO / "resources" / "glue" / folder).glob(f"{split}.tsv*"))
+            lines = _read_lines(source)
+            (target / f"{split}.tsv").write_text("".join(lines[: rows + 1]))
+        out[task] = {"source": {"kind": "local", "path": str(target)}}
+    return out
+
+
+def _read_lines(path: Path) -> list[str]:
+    if path.suffix == ".gz":
+        import gzip
+
+        with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+            return handle.readlines()
+    return path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def tiny_config(workdir: Path, strategies=("top", "bottom"), k=(1, 2)) -> dict:
+    model_dir = build_tiny_bert(workdir / "tiny_model")
+    return {
+        "models": {"tiny": {"source": {"kind": "local", "path": str(model_dir)}, "num_layers": 4}},
+        "strategies": list(strategies),
+        "k": list(k),
+        "tasks": write_tiny_tasks(workdir / "glue"),
+        "seeds": [1],
+        "training": {"epochs": 1, "batch_size": 8, "max_length": 32, "checkpoint_every": 2},
+        "evaluation": {"batch_size": 16, "latency": {"batch_size": 4, "seq_len": 16, "warmup": 1, "repeats": 2}},
+        "resources": {"finetune": {"threads": 1}},
+    }
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

@@ -1,0 +1,24 @@
+rule finetune:
+    input:
+        model=cell_model_dir,
+        features="results/features/{model}/{task}",
+    output:
+        model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned"),
+        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
+    params:
+        training=config["training"],
+        seed=lambda wildcards: int(wildcards.seed),
+        state_dir="results/train_state/{model}/{strategy}-k{k}/{task}/seed{seed}",
+    log:
+        "logs/finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.tsv"
+    conda:
+        "../../envs/pytorch.yaml"
+    threads: config["resources"]["finetune"]["threads"]
+    resources:
+        gpu=config["resources"]["finetune"]["gpu"],
+        mem_mb=config["resources"]["finetune"]["mem_mb"],
+        runtime=config["resources"]["finetune"]["runtime"],
+    script:
+        "../scripts/finetune.py"

@@ -1,0 +1,14 @@
+from dropbench.jobs import log_to, set_threads
+from dropbench.train import TrainConfig, finetune
+
+with log_to(snakemake.log[0]):
+    set_threads(snakemake.threads)
+    finetune(
+        model_dir=snakemake.input.model,
+        features_dir=snakemake.input.features,
+        task=snakemake.wildcards.task,
+        out_dir=snakemake.output.model,
+        state_dir=snakemake.params.state_dir,
+        cfg=TrainConfig.from_dict({**snakemake.params.training, "seed": snakemake.params.seed}),
+        train_log=snakemake.output.train_log,
+    )
