@@ -1,12 +1,24 @@
 """Checks of a config that a JSON schema cannot express, run before any job starts.
 
-Every error names the key, the bad value and what is allowed.
+Every error names the key, the bad value and what is allowed. ``check`` takes the config after
+schema validation (defaults filled in); ``check_config_files`` finds keys given twice in a YAML
+file, which YAML itself would silently resolve by keeping the last one.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 from dropbench import glue, sources, strategies
 from dropbench.grid import BASELINE
+
+# Model and task names become path components under results/: no separators, no leading dot.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit (the name is a directory under results/)"
+# numpy's seeds are 32-bit; the Snakemake wildcard for seeds takes digits only.
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -24,46 +36,206 @@ def data_driven(config: dict) -> list[str]:
 def check(config: dict) -> None:
     strategies.load_user_strategies(config.get("custom_strategies", []))
     for task_name, task in config.get("extra_tasks", {}).items():
+        _check_name("extra_tasks", task_name)
         if task.get("like") not in glue.GLUE_TASK_NAMES:
             _fail(f"extra_tasks.{task_name}.like", task.get("like"), ", ".join(glue.GLUE_TASK_NAMES))
         glue.derive_task(task["like"], task_name)
 
-    if not config["models"]:
-        _fail("models", config["models"], "at least one model")
-    if not config["tasks"]:
-        _fail("tasks", config["tasks"], "at least one task")
-    if not config["seeds"]:
-        _fail("seeds", config["seeds"], "at least one seed")
-    for key in ("strategies", "k", "seeds"):
-        duplicates = sorted({v for v in config[key] if config[key].count(v) > 1})
-        if duplicates:
-            _fail(key, duplicates, "each value once")
+    _check_grid(config)
+    for task_name, task in config["tasks"].items():
+        _check_task(task_name, task)
+    for model, model_cfg in config["models"].items():
+        _check_model(model, model_cfg, config)
+    _check_numbers(config)
+
+
+def _check_grid(config: dict) -> None:
+    for key in ("models", "tasks", "seeds"):
+        if not config[key]:
+            _fail(key, config[key], f"at least one entry in {key}")
+    for key in ("strategies", "k", "seeds", "custom_strategies"):
+        _check_unique(key, config.get(key, []))
+    for seed in config["seeds"]:
+        if not 0 <= seed <= MAX_SEED:
+            _fail("seeds", seed, f"integers 0..{MAX_SEED}")
 
     for name in config["strategies"]:
         if name == BASELINE:
             _fail("strategies", name, f"the baseline {BASELINE!r} is always run; list only strategies that drop layers")
         if name not in strategies.available():
             _fail("strategies", name, ", ".join(strategies.available()))
-    for task in config["tasks"]:
-        if task not in glue.TASKS:
-            _fail("tasks", task, ", ".join(sorted(glue.TASKS)) + " (or a task defined under extra_tasks)")
-
     pruned_models = [m for m, cfg in config["models"].items() if cfg.get("prune", True)]
     if pruned_models and not config["strategies"]:
-        _fail("strategies", config["strategies"], "at least one strategy when a model has prune: true")
-    for model, model_cfg in config["models"].items():
-        sources.validate_source(model_cfg["source"])
-        key = f"models.{model}.k" if "k" in model_cfg else "k"
-        ks = model_cfg.get("k", config["k"])
-        if model_cfg.get("prune", True) and not ks:
-            _fail(key, ks, "at least one k > 0")
-        layers = model_cfg.get("num_layers")
-        for k in ks:
-            if k <= 0 or (layers is not None and k >= layers):
-                upper = f"{layers - 1} (the model has {layers} layers)" if layers else "the model's depth - 1"
-                _fail(key, k, f"1..{upper}")
+        _fail("strategies", config["strategies"], f"at least one strategy, since {pruned_models} have prune: true")
 
-    training = config["training"]
-    for key in ("learning_rate", "batch_size", "epochs", "max_length"):
-        if training[key] <= 0:
-            _fail(f"training.{key}", training[key], "a number > 0")
+
+def _check_unique(key: str, values: list) -> None:
+    duplicates = sorted({v for v in values if values.count(v) > 1})
+    if duplicates:
+        _fail(key, duplicates, "each value once")
+
+
+def _check_name(key: str, name) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        _fail(key, name, f"names of {NAME_RULE}")
+
+
+def _check_task(task_name: str, task: dict) -> None:
+    _check_name("tasks", task_name)
+    if task_name not in glue.TASKS:
+        _fail("tasks", task_name, ", ".join(sorted(glue.TASKS)) + " (or a task defined under extra_tasks)")
+    n = task.get("max_train_examples")
+    if n is not None and n < 1:
+        _fail(f"tasks.{task_name}.max_train_examples", n, "null (all rows) or an integer >= 1")
+    source = task["source"]
+    if source["kind"] == "local":
+        if not source.get("path"):
+            _fail(f"tasks.{task_name}.source.path", source.get("path"), "a directory with the task's split files")
+        spec = glue.get_task(task_name)
+        for split in spec.splits:
+            try:
+                glue.find_split_file(spec, Path(source["path"]), split)
+            except glue.GlueDataError as err:
+                raise ConfigError(f"config key 'tasks.{task_name}.source.path': {err}") from None
+    elif not (source.get("dataset") and source.get("revision")):
+        _fail(f"tasks.{task_name}.source", source, "kind hub with non-empty 'dataset' and 'revision' (a pinned commit)")
+
+
+def _check_model(model: str, model_cfg: dict, config: dict) -> None:
+    _check_name("models", model)
+    try:
+        sources.validate_source(model_cfg["source"])
+    except ValueError as err:
+        raise ConfigError(f"config key 'models.{model}.source': {err}") from None
+    layers = _check_architecture(model, model_cfg)
+    prunes = model_cfg.get("prune", True)
+    key = f"models.{model}.k" if "k" in model_cfg else "k"
+    ks = model_cfg.get("k", config["k"]) if prunes else []
+    if prunes and not ks:
+        _fail(key, ks, "at least one k > 0")
+    _check_unique(key, ks)
+    for k in ks:
+        if k <= 0 or (layers is not None and k >= layers):
+            upper = f"{layers - 1} (model {model!r} has {layers} layers)" if layers else "the model's depth - 1"
+            _fail(key, k, f"1..{upper}")
+
+
+def _check_architecture(model: str, model_cfg: dict) -> int | None:
+    """The model's depth: from ``num_layers``, or from config.json when the source is on disk (else None)."""
+    declared = model_cfg.get("num_layers")
+    if declared is not None and declared < 2:
+        _fail(f"models.{model}.num_layers", declared, "an integer >= 2 (a layer must remain after dropping one)")
+    config_json = _local_config_json(model, model_cfg["source"])
+    if config_json is None:
+        return declared
+    found = _depth_from_config_json(model, config_json)
+    if declared is not None and declared != found:
+        _fail(f"models.{model}.num_layers", declared, f"{found}, the depth in {config_json}")
+    return found
+
+
+def _local_config_json(model: str, source: dict) -> Path | None:
+    """config.json of a source that is already on this machine (local or installed package), else None."""
+    if source["kind"] == "local":
+        root = Path(source["path"]).expanduser()
+    elif source["kind"] == "package":
+        try:
+            root = sources.locate_package_dir(source["package"], source.get("path", "."), source.get("pip_name"))
+        except sources.StagingError:
+            return None  # download_model fails with the pip command that installs it
+    else:
+        return None  # hub and split_packages: known after download; prune checks k against the depth
+    path = root / "config.json"
+    if not path.is_file():
+        _fail(f"models.{model}.source", str(root), "a model directory with a config.json (transformers format)")
+    return path
+
+
+def _depth_from_config_json(model: str, path: Path) -> int:
+    # Imported here: they pull in torch, which only configs with an on-disk model need.
+    from transformers import AutoConfig
+
+    from dropbench import architectures
+
+    try:
+        model_type = json.loads(path.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as err:
+        _fail(f"models.{model}.source", str(path), f"a readable JSON config.json ({err})")
+    supported = architectures.supported_model_types()
+    if model_type not in supported:
+        _fail(f"models.{model}.source (model_type in {path})", model_type, "supported architectures " + ", ".join(supported))
+    return architectures.num_layers(AutoConfig.from_pretrained(path.parent))
+
+
+# (section, key, test, what is allowed); the schema has already checked the types.
+_POSITIVE = (lambda v: v > 0, "a number > 0")
+_NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
+_NUMBER_RULES = [
+    ("training", "learning_rate", *_POSITIVE),
+    ("training", "batch_size", *_POSITIVE),
+    ("training", "epochs", *_POSITIVE),
+    ("training", "max_length", *_POSITIVE),
+    ("training", "warmup_ratio", lambda v: 0 <= v < 1, "a fraction of the steps, 0 <= value < 1"),
+    ("training", "weight_decay", *_NON_NEGATIVE),
+    ("training", "max_grad_norm", *_POSITIVE),
+    ("training", "checkpoint_every", lambda v: v >= 0, "steps between saves of the training state, >= 0 (0 = never)"),
+    ("evaluation", "batch_size", *_POSITIVE),
+    ("evaluation.latency", "batch_size", *_POSITIVE),
+    ("evaluation.latency", "seq_len", *_POSITIVE),
+    ("evaluation.latency", "warmup", *_NON_NEGATIVE),
+    ("evaluation.latency", "repeats", *_POSITIVE),
+    ("scoring", "sample_size", *_POSITIVE),
+    ("scoring", "batch_size", *_POSITIVE),
+    *[(f"resources.{job}", key, *_POSITIVE) for job in ("finetune", "evaluate", "light") for key in ("mem_mb", "runtime")],
+    *[(f"resources.{job}", "threads", *_POSITIVE) for job in ("finetune", "evaluate")],
+    *[(f"resources.{job}", "gpu", *_NON_NEGATIVE) for job in ("finetune", "evaluate")],
+]
+
+
+def _check_numbers(config: dict) -> None:
+    for section, key, ok, allowed in _NUMBER_RULES:
+        values = config
+        for part in section.split("."):
+            values = values.get(part, {})
+        if key in values and not ok(values[key]):
+            _fail(f"{section}.{key}", values[key], allowed)
+
+
+def duplicate_keys(path: str | Path) -> list[str]:
+    """Keys given more than once in one mapping of a YAML (or JSON) file, with their lines."""
+    import yaml
+
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return []  # unreadable files are reported by whoever loads them
+    found = []
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            first_line = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
+                name = f"{where}.{key}" if where else key
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    found.append(f"{name!r} (lines {first_line[key]} and {line})")
+                else:
+                    first_line[key] = line
+                walk(value_node, name)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{where}[{i}]")
+
+    walk(root, "")
+    return found
+
+
+def check_config_files(paths) -> None:
+    for path in paths:
+        duplicates = duplicate_keys(path)
+        if duplicates:
+            raise ConfigError(
+                f"config file {path}: key(s) given more than once: {', '.join(duplicates)}; "
+                "YAML would silently keep only the last; allowed: each model, task and key once"
+            )

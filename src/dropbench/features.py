@@ -29,10 +29,10 @@ class Features:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def batch(self, indices, pad_token_id: int) -> dict[str, torch.Tensor]:
-        """Pad the rows at ``indices`` to the longest of them (dynamic padding)."""
+    def batch(self, indices, pad_token_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+        """Pad the rows at ``indices`` to the longest of them (dynamic padding), or to ``pad_to``."""
         lengths = self.lengths()[indices]
-        width = int(lengths.max())
+        width = pad_to or int(lengths.max())
         ids = np.full((len(indices), width), pad_token_id, dtype=np.int64)
         mask = np.zeros((len(indices), width), dtype=np.int64)
         types = np.zeros((len(indices), width), dtype=np.int64) if self.token_type_ids is not None else None

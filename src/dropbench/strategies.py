@@ -15,7 +15,8 @@ Adding a strategy takes one function and one config line:
    Set ``every_third.needs_data = True`` if it reads ``context["similarity"]``.
    (Inside this package use the ``@register("name", needs_data=...)`` decorator.)
 
-2. Name it in the config, e.g. ``user_strategies: ["my_strategies.py:every_third"]``;
+2. Name it in the config: ``custom_strategies: ["my_strategies.py:every_third"]`` and
+   ``strategies: [..., every_third]``;
    the workflow calls ``load_user_strategies`` on that list, after which
    ``every_third`` is usable like any built-in strategy.
 
