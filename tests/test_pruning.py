@@ -2,7 +2,13 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertTokenizerFast
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertTokenizerFast,
+)
 
 from dropbench import pruning, strategies
 from dropbench.architectures import drop_layers

@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from tiny import tiny_config, write_config
 from workflow_runner import planned_jobs, snakemake
 

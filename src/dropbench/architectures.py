@@ -19,10 +19,16 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
+
+from dropbench.adapters import (  # noqa: F401
+    ADAPTERS,
+    Adapter,
+    adapter_for_type,
+    supported_model_types,
+)
 
 # Config fields holding one entry per layer, re-indexed along with the layers.
 PER_LAYER_CONFIG_FIELDS = ("layer_types",)
@@ -30,44 +36,9 @@ PER_LAYER_CONFIG_FIELDS = ("layer_types",)
 LAYER_INDEX_ATTRIBUTES = ("layer_idx",)
 
 
-@dataclass(frozen=True)
-class Adapter:
-    model_type: str
-    layers: str  # path of the nn.ModuleList of layers, relative to model.base_model
-    count_field: str  # config field holding the number of layers
-    count_mirrors: tuple[str, ...] = ()  # "module.path:attribute" copies of the count, relative to base_model
-    shared_layers: bool = False  # ALBERT: layers are applications of shared groups
-
-
-_ADAPTERS = {
-    adapter.model_type: adapter
-    for adapter in [
-        Adapter("bert", "encoder.layer", "num_hidden_layers"),
-        Adapter("roberta", "encoder.layer", "num_hidden_layers"),
-        Adapter("electra", "encoder.layer", "num_hidden_layers"),
-        Adapter("deberta-v2", "encoder.layer", "num_hidden_layers"),
-        # MPNet's relative attention bias lives on the encoder, outside the layer list.
-        Adapter("mpnet", "encoder.layer", "num_hidden_layers"),
-        Adapter("xlnet", "layer", "n_layer", count_mirrors=(":n_layer",)),
-        Adapter("distilbert", "transformer.layer", "n_layers", count_mirrors=("transformer:n_layers",)),
-        # ALBERT's module list holds the shared layer *groups*, not one module per layer.
-        Adapter("albert", "encoder.albert_layer_groups", "num_hidden_layers", shared_layers=True),
-    ]
-}
-
-
-def supported_model_types() -> list[str]:
-    return sorted(_ADAPTERS)
-
-
 def adapter_for(model_or_config: PreTrainedModel | PretrainedConfig) -> Adapter:
     config = model_or_config if isinstance(model_or_config, PretrainedConfig) else getattr(model_or_config, "config", None)
-    model_type = getattr(config, "model_type", None)
-    if model_type not in _ADAPTERS:
-        raise ValueError(
-            f"unsupported architecture model_type={model_type!r}; supported: {', '.join(supported_model_types())}"
-        )
-    return _ADAPTERS[model_type]
+    return adapter_for_type(getattr(config, "model_type", None))
 
 
 def num_layers(config: PretrainedConfig) -> int:

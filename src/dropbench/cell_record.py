@@ -5,20 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jsonschema
-import yaml
 from transformers import AutoConfig
 
 from dropbench import architectures, glue
 from dropbench.atomic import write_json
 from dropbench.evaluation import evaluate_cell
 from dropbench.features import read_info
-
-METRICS_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "metrics.schema.yaml"
-
-
-class CorruptResultError(ValueError):
-    """A result file exists but is not a complete, valid result."""
+from dropbench.records import check_record
 
 
 def task_score(task: str, metrics: dict) -> float:
@@ -59,25 +52,4 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
     }
     check_record(record, out_path)
     write_json(out_path, record)
-    return record
-
-
-def _schema() -> dict:
-    return yaml.safe_load(METRICS_SCHEMA.read_text())
-
-
-def check_record(record: dict, where) -> None:
-    try:
-        jsonschema.validate(record, _schema())
-    except jsonschema.ValidationError as err:
-        raise CorruptResultError(f"{where}: not a valid metrics record: {err.message}") from None
-
-
-def read_cell_metrics(path: str | Path) -> dict:
-    """Read one metrics JSON, raising CorruptResultError if it is truncated or incomplete."""
-    try:
-        record = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise CorruptResultError(f"{path}: truncated or corrupt JSON ({err})") from None
-    check_record(record, path)
     return record

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from dropbench import glue, sources, strategies
+from dropbench import adapters, glue, sources, strategies
 from dropbench.grid import BASELINE
 
 # Model and task names become path components under results/: no separators, no leading dot.
@@ -152,19 +152,15 @@ def _local_config_json(model: str, source: dict) -> Path | None:
 
 
 def _depth_from_config_json(model: str, path: Path) -> int:
-    # Imported here: they pull in torch, which only configs with an on-disk model need.
-    from transformers import AutoConfig
-
-    from dropbench import architectures
-
     try:
-        model_type = json.loads(path.read_text()).get("model_type")
+        model_config = json.loads(path.read_text())
+        model_type = model_config.get("model_type")
     except (OSError, ValueError, AttributeError) as err:
         _fail(f"models.{model}.source", str(path), f"a readable JSON config.json ({err})")
-    supported = architectures.supported_model_types()
+    supported = adapters.supported_model_types()
     if model_type not in supported:
         _fail(f"models.{model}.source (model_type in {path})", model_type, "supported architectures " + ", ".join(supported))
-    return architectures.num_layers(AutoConfig.from_pretrained(path.parent))
+    return adapters.depth_from_config_dict(model_config)
 
 
 # (section, key, test, what is allowed); the schema has already checked the types.

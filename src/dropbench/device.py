@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -17,3 +18,9 @@ def autocast(device: torch.device):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=dtype)
+
+
+def set_threads(threads: int) -> None:
+    """Use the threads Snakemake gave this job, no more (jobs share the machine)."""
+    torch.set_num_threads(max(1, int(threads)))
+    os.environ["OMP_NUM_THREADS"] = str(threads)

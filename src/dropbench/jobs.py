@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from pathlib import Path
 
 
@@ -24,10 +23,3 @@ def log_to(path: str | Path):
         except BaseException:
             logging.exception("job failed")
             raise
-
-
-def set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
-    os.environ["OMP_NUM_THREADS"] = str(threads)

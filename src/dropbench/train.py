@@ -8,6 +8,7 @@ GPU. Robustness: state is saved every ``checkpoint_every`` steps and a killed jo
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -16,12 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+from transformers import (
+    AutoModelForSequenceClassification,
+    get_linear_schedule_with_warmup,
+)
 
 from dropbench import features, glue
 from dropbench.atomic import atomic_dir, write_json
 from dropbench.batching import length_grouped_batches
 from dropbench.device import autocast, pick_device
+from dropbench.sources import sha256_file
 from dropbench.train_state import clear_state, load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,17 @@ def make_optimizer(model, cfg: TrainConfig):
     return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
+def run_fingerprint(model_dir, features_dir, task: str, cfg: TrainConfig, total_steps: int) -> dict:
+    """What a saved training state must match to be resumed: settings and the exact input files."""
+    inputs = sorted(Path(model_dir).glob("*.safetensors")) + [features.split_path(features_dir, "train")]
+    return {
+        "task": task,
+        "config": asdict(cfg),
+        "total_steps": total_steps,
+        "inputs": {path.name: sha256_file(path) for path in inputs},
+    }
+
+
 def finetune(
     model_dir: str | Path,
     features_dir: str | Path,
@@ -98,7 +114,8 @@ def finetune(
     total_steps = int(np.ceil(steps_per_epoch * cfg.epochs))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
 
-    progress = load_state(state_dir, model, optimizer, scheduler)
+    fingerprint = run_fingerprint(model_dir, features_dir, task, cfg, total_steps)
+    progress = load_state(state_dir, model, optimizer, scheduler, fingerprint)
     resumed_from_step = progress["step"] if progress else 0
     progress = progress or {"step": 0, "seconds": 0.0, "losses": []}
     if resumed_from_step:
@@ -112,26 +129,32 @@ def finetune(
             batch = {k: v.to(device) for k, v in train.batch(indices, pad_id).items()}
             with autocast(device):
                 loss = model(**batch).loss
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"training loss is {loss_value} at step {progress['step'] + 1} of {total_steps} "
+                    f"(task {task}, learning_rate {cfg.learning_rate}); lower training.learning_rate or check the data"
+                )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             progress["step"] += 1
-            progress["losses"].append(round(float(loss), 5))
+            progress["losses"].append(round(loss_value, 5))
+            bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)  # a refresh per step would flood the log
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
             if progress["step"] >= total_steps:
                 break
             if cfg.checkpoint_every and progress["step"] % cfg.checkpoint_every == 0:
                 progress["seconds"] += time.perf_counter() - session_start
                 session_start = time.perf_counter()
-                save_state(state_dir, model, optimizer, scheduler, progress)
+                save_state(state_dir, model, optimizer, scheduler, progress, fingerprint)
     bar.close()
     session_seconds = time.perf_counter() - session_start
 
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp)  # safetensors, the only format transformers 5 writes
     summary = {
         "task": task,
         "device": str(device),

@@ -1,12 +1,15 @@
 """Resumable training state, saved as safetensors + JSON (no pickles).
 
 A fine-tune job writes its state every few steps into a directory that is *not* a Snakemake
-output; when the job is killed, the next run finds it and continues from the last save.
+output; when the job is killed, the next run finds it and continues from the last save. The state
+records a fingerprint of what is being trained (config, data size, schedule length): a state left
+by a run with other settings, or one that is damaged, is discarded with a warning, never resumed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -15,29 +18,63 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dropbench.atomic import atomic_dir
+from dropbench.integrity import safetensors_problem
+
+log = logging.getLogger(__name__)
+STATE_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 
 
-def save_state(state_dir: Path, model, optimizer, scheduler, progress: dict) -> None:
+def save_state(state_dir: Path, model, optimizer, scheduler, progress: dict, fingerprint: dict | None = None) -> None:
     optim_tensors, optim_meta = _flatten_optimizer(optimizer)
+    rng = {"cpu_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda_rng"] = torch.cuda.get_rng_state()
     with atomic_dir(state_dir) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         save_file(optim_tensors, str(tmp / "optimizer.safetensors"))
-        save_file({"cpu_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-        meta = {"progress": progress, "optimizer": optim_meta, "scheduler": scheduler.state_dict()}
+        save_file(rng, str(tmp / "rng.safetensors"))
+        meta = {"progress": progress, "optimizer": optim_meta, "scheduler": scheduler.state_dict(),
+                "fingerprint": fingerprint}
         (tmp / "state.json").write_text(json.dumps(meta))
 
 
-def load_state(state_dir: Path, model, optimizer, scheduler) -> dict | None:
-    """Restore model, optimizer, scheduler and RNG; return the saved progress, or None if no state."""
+def load_state(state_dir: Path, model, optimizer, scheduler, fingerprint: dict | None = None) -> dict | None:
+    """Restore model, optimizer, scheduler and RNG; return the saved progress, or None to start afresh.
+
+    None when there is no state, when it is damaged, or when its fingerprint differs from ``fingerprint``.
+    """
     state_dir = Path(state_dir)
-    if not (state_dir / "state.json").exists():
+    if not state_dir.exists():
         return None
-    meta = json.loads((state_dir / "state.json").read_text())
+    meta, problem = _read_meta(state_dir)
+    if problem is None and meta.get("fingerprint") != fingerprint:
+        problem = f"it was saved for other settings ({meta.get('fingerprint')} != {fingerprint})"
+    if problem:
+        log.warning("discarding training state in %s: %s; training starts from step 0", state_dir, problem)
+        clear_state(state_dir)
+        return None
     model.load_state_dict(load_file(str(state_dir / "model.safetensors")))
     _restore_optimizer(optimizer, load_file(str(state_dir / "optimizer.safetensors")), meta["optimizer"])
     scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(load_file(str(state_dir / "rng.safetensors"))["cpu_rng"])
+    rng = load_file(str(state_dir / "rng.safetensors"))
+    torch.set_rng_state(rng["cpu_rng"])
+    if "cuda_rng" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda_rng"])
     return meta["progress"]
+
+
+def _read_meta(state_dir: Path) -> tuple[dict, str | None]:
+    try:
+        meta = json.loads((state_dir / "state.json").read_text())
+    except (OSError, ValueError) as err:
+        return {}, f"state.json missing or corrupt ({err.__class__.__name__})"
+    if not isinstance(meta, dict) or not {"progress", "optimizer", "scheduler"} <= set(meta):
+        return {}, "state.json is incomplete"
+    for name in STATE_FILES:
+        problem = safetensors_problem(state_dir / name)
+        if problem:
+            return meta, f"{name}: {problem}"
+    return meta, None
 
 
 def clear_state(state_dir: Path) -> None:

@@ -1,9 +1,36 @@
+# Reporting: aggregate the cells into tables, draw the figures; `snakemake --report reports/report.html`.
+# Each rule reads only what it shows and takes only its own params, so a style change (config `plots`)
+# reruns the plot rules and nothing upstream. Scripts under workflow/scripts are tracked by Snakemake's
+# `code` trigger; the dropbench modules that do the work are inputs, so editing them reruns these rules too.
+# Output helpers (model_table_outputs, figure_outputs, missing_label) are in common.smk.
+
+
 rule aggregate:
     input:
-        metrics=metrics_files(),
+        metrics=summary_metrics,
+        code=[f"{SRC}/dropbench/aggregate.py"],
     output:
-        summary="results/summary.csv",
-        wide_md="reports/tables/summary_wide.md",
+        summary=report(
+            "results/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+            subcategory="Data",
+            labels=lambda wildcards, output: {"table": "summary.csv (tidy, every cell and metric)", "missing": missing_label(output.summary)},
+        ),
+        missing_csv="reports/missing_cells.csv",
+        missing_html=report(
+            "reports/missing_cells.html",
+            caption="../report/missing_cells.rst",
+            category="Tables",
+            subcategory="Missing cells",
+            labels=lambda wildcards, output: {"table": "missing cells", "missing": missing_label(output.summary)},
+        ),
+        **model_table_outputs(),
+    params:
+        expected=expected_cells(),
+        notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
+        order={"models": list(config["models"]), "strategies": list(config["strategies"]), "tasks": list(config["tasks"])},
+        failed_dir="results/failed",
     log:
         "logs/aggregate.log",
     conda:
@@ -18,12 +45,14 @@ rule aggregate:
 rule plot:
     input:
         summary="results/summary.csv",
+        code=[f"{SRC}/dropbench/plots.py", f"{SRC}/dropbench/aggregate.py"],
     output:
-        score_vs_dropped=report(
-            "reports/figures/score_vs_dropped.png",
-            caption="../report/score_vs_dropped.rst",
-            category="Figures",
-        ),
+        **figure_outputs("score_vs_dropped", "score vs layers dropped", "Scores", lambda input: missing_label(input.summary)),
+        **figure_outputs("retained_heatmap", "percent retained", "Scores", lambda input: missing_label(input.summary)),
+        **figure_outputs("pareto", "score vs parameters and latency", "Scores", lambda input: missing_label(input.summary)),
+    params:
+        style=config["plots"],
+        reference_models=[model for model, model_cfg in config["models"].items() if not grid.prunes(model_cfg)],
     log:
         "logs/plot.log",
     conda:
@@ -33,3 +62,30 @@ rule plot:
         runtime=config["resources"]["light"]["runtime"],
     script:
         "../scripts/plot.py"
+
+
+rule plot_layer_scores:
+    input:
+        pruned=layer_score_dirs,
+        code=[f"{SRC}/dropbench/plots.py"],
+    output:
+        **figure_outputs("layer_scores", "per-layer scores", "Layer scores", lambda input: f"{len(input.pruned)} scorings"),
+    params:
+        style=config["plots"],
+    log:
+        "logs/plot_layer_scores.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/plot_layer_scores.py"
+
+
+# Tables and figures only, e.g. from a partial grid:
+#   snakemake --cores 1 --config partial_summary=true -- report_only
+rule report_only:
+    input:
+        report_outputs(),
+    localrule: True

@@ -1,7 +1,10 @@
 from dropbench.cell_record import write_cell_metrics
-from dropbench.jobs import log_to, set_threads
+from dropbench.device import set_threads
+from dropbench.gpu_slots import gpu_slot
+from dropbench.integrity import cell_from_wildcards, failure_record
+from dropbench.jobs import log_to
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wildcards), "evaluate"), gpu_slot():
     set_threads(snakemake.threads)
     write_cell_metrics(
         cell=snakemake.params.cell,

@@ -1,7 +1,10 @@
-from dropbench.jobs import log_to, set_threads
+from dropbench.device import set_threads
+from dropbench.gpu_slots import gpu_slot
+from dropbench.integrity import cell_from_wildcards, failure_record
+from dropbench.jobs import log_to
 from dropbench.train import TrainConfig, finetune
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wildcards), "finetune"), gpu_slot():
     set_threads(snakemake.threads)
     finetune(
         model_dir=snakemake.input.model,

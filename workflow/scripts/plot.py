@@ -2,4 +2,9 @@ from dropbench.jobs import log_to
 from dropbench.plots import plot_all
 
 with log_to(snakemake.log[0]):
-    plot_all(summary_csv=snakemake.input.summary, outputs=dict(snakemake.output.items()))
+    plot_all(
+        summary_csv=snakemake.input.summary,
+        outputs=dict(snakemake.output.items()),
+        style=snakemake.params.style,
+        reference_models=snakemake.params.reference_models,
+    )

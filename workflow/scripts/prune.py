@@ -1,4 +1,5 @@
-from dropbench.jobs import log_to, set_threads
+from dropbench.device import set_threads
+from dropbench.jobs import log_to
 from dropbench.prune_step import prune_step
 
 with log_to(snakemake.log[0]):

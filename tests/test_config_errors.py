@@ -1,0 +1,250 @@
+"""Every invalid config value is rejected before any job starts, naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import pytest
+import yaml
+from snakemake.utils import validate
+from tiny import REPO, tiny_config
+from workflow_runner import snakemake
+
+from dropbench import config_check
+from dropbench.config_check import ConfigError
+
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A valid tiny config (local 4-layer BERT, sst2 + stsb) and its directory."""
+    workdir = tmp_path_factory.mktemp("config_errors")
+    return workdir, tiny_config(workdir, strategies=("top",), k=(1, 2))
+
+
+def checked(config: dict) -> None:
+    config = copy.deepcopy(config)
+    validate(config, SCHEMA)  # fills in defaults, as the workflow does
+    config_check.check(config)
+
+
+def rejected(config: dict, *fragments: str) -> str:
+    with pytest.raises(ConfigError) as err:
+        checked(config)
+    message = str(err.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in: {message}"
+    return message
+
+
+def changed(config: dict, path: str, value) -> dict:
+    """A copy of ``config`` with the dotted key ``path`` set to ``value``."""
+    config = copy.deepcopy(config)
+    *parents, last = path.split(".")
+    target = config
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[last] = value
+    return config
+
+
+def test_the_tiny_and_the_shipped_default_configs_pass(base):
+    _, config = base
+    checked(config)
+    checked(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+
+
+# ------------------------------------------------------------------ one test per case
+
+
+def test_unknown_strategy(base):
+    rejected(changed(base[1], "strategies", ["top", "middle_out"]), "'strategies'", "'middle_out'", "bottom", "symmetric")
+
+
+def test_baseline_is_not_a_strategy(base):
+    rejected(changed(base[1], "strategies", ["none"]), "'strategies'", "'none'", "always run")
+
+
+def test_unknown_task(base):
+    tasks = {**base[1]["tasks"], "qnli2": {"source": {"kind": "local", "path": "x"}}}
+    rejected(changed(base[1], "tasks", tasks), "'tasks'", "'qnli2'", "mrpc", "extra_tasks")
+
+
+def with_defaults(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    validate(config, SCHEMA)
+    return config
+
+
+def test_unknown_model_source_kind(base):
+    # The schema rejects it first (next test); config_check says the same to direct callers.
+    config = with_defaults(base[1])
+    config["models"]["tiny"]["source"] = {"kind": "ftp", "path": "x"}
+    with pytest.raises(ConfigError, match=r"'models\.tiny\.source'.*'ftp'.*hub, local, package, split_packages"):
+        config_check.check(config)
+
+
+def test_unknown_model_source_kind_in_schema(base):
+    from snakemake.exceptions import WorkflowError
+
+    config = changed(base[1], "models.tiny.source", {"kind": "ftp", "path": "x"})
+    with pytest.raises(WorkflowError, match=r"'ftp' is not one of \['hub', 'local', 'package', 'split_packages'\]"):
+        validate(config, SCHEMA)
+
+
+def test_unknown_architecture_read_from_local_config_json(base, tmp_path):
+    model_dir = tmp_path / "gpt"
+    shutil.copytree(base[1]["models"]["tiny"]["source"]["path"], model_dir)
+    config_json = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config_json, "model_type": "gpt2"}))
+    config = changed(base[1], "models.tiny.source", {"kind": "local", "path": str(model_dir)})
+    rejected(config, "models.tiny.source", "'gpt2'", "bert", "roberta")
+
+
+def test_local_model_without_config_json(base, tmp_path):
+    (tmp_path / "empty").mkdir()
+    config = changed(base[1], "models.tiny.source", {"kind": "local", "path": str(tmp_path / "empty")})
+    rejected(config, "'models.tiny.source'", "config.json")
+
+
+def test_missing_local_model_directory(base, tmp_path):
+    config = changed(base[1], "models.tiny.source", {"kind": "local", "path": str(tmp_path / "nowhere")})
+    rejected(config, "'models.tiny.source'", "nowhere", "is not a directory")
+
+
+def test_k_zero(base):
+    rejected(changed(base[1], "k", [0, 1]), "config key 'k'", "bad value 0", "1..3")
+
+
+def test_negative_k_for_one_model(base):
+    rejected(changed(base[1], "models.tiny.k", [-1]), "'models.tiny.k'", "bad value -1", "1..3")
+
+
+def test_k_equal_to_declared_depth(base):
+    rejected(changed(base[1], "k", [1, 4]), "'k'", "bad value 4", "1..3 (model 'tiny' has 4 layers)")
+
+
+def test_k_beyond_depth_read_from_config_json(base):
+    config = changed(base[1], "k", [5])
+    del config["models"]["tiny"]["num_layers"]
+    rejected(config, "'k'", "bad value 5", "1..3 (model 'tiny' has 4 layers)")
+
+
+def test_declared_depth_disagrees_with_config_json(base):
+    rejected(changed(base[1], "models.tiny.num_layers", 6), "'models.tiny.num_layers'", "bad value 6", "4, the depth in")
+
+
+@pytest.mark.parametrize("key, empty", [("models", {}), ("tasks", {}), ("seeds", []), ("strategies", []), ("k", [])])
+def test_empty_grid(base, key, empty):
+    expected = {"strategies": "prune: true", "k": "at least one k"}.get(key, f"at least one entry in {key}")
+    rejected(changed(base[1], key, empty), f"'{key}'", expected)
+
+
+@pytest.mark.parametrize("key", ["training.learning_rate", "training.batch_size", "training.epochs"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_non_positive_training_value(base, key, value):
+    rejected(changed(base[1], key, value), f"'{key}'", f"bad value {value}", "> 0")
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("training.warmup_ratio", 1.0, "0 <= value < 1"),
+    ("training.checkpoint_every", -5, ">= 0"),
+    ("training.max_grad_norm", 0, "> 0"),
+    ("evaluation.batch_size", 0, "> 0"),
+    ("evaluation.latency.repeats", 0, "> 0"),
+    ("resources.finetune.threads", 0, "> 0"),
+])
+def test_other_out_of_range_numbers(base, key, value, allowed):
+    rejected(changed(base[1], key, value), f"'{key}'", f"bad value {value}", allowed)
+
+
+def test_max_train_examples_zero(base):
+    rejected(changed(base[1], "tasks.sst2.max_train_examples", 0), "'tasks.sst2.max_train_examples'", "bad value 0")
+
+
+def test_negative_seed(base):
+    rejected(changed(base[1], "seeds", [1, -3]), "'seeds'", "bad value -3", "0..")
+
+
+@pytest.mark.parametrize("key, values", [("strategies", ["top", "top"]), ("k", [1, 2, 1]), ("seeds", [7, 7])])
+def test_duplicate_list_entries(base, key, values):
+    rejected(changed(base[1], key, values), f"'{key}'", "each value once")
+
+
+def test_duplicate_model_and_training_keys_in_the_yaml_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "models:\n"
+        "  tiny: {source: {kind: local, path: a}}\n"
+        "  other: {source: {kind: local, path: b}}\n"
+        "  tiny: {source: {kind: local, path: c}}\n"
+        "training:\n"
+        "  epochs: 1\n"
+        "  epochs: 2\n"
+    )
+    assert config_check.duplicate_keys(path) == ["'models.tiny' (lines 2 and 4)", "'training.epochs' (lines 6 and 7)"]
+    with pytest.raises(ConfigError, match=r"'models\.tiny' \(lines 2 and 4\).*each model, task and key once"):
+        config_check.check_config_files([path])
+
+
+def test_missing_task_data_file(base, tmp_path):
+    data = tmp_path / "SST-2"
+    shutil.copytree(base[1]["tasks"]["sst2"]["source"]["path"], data)
+    (data / "dev.tsv").unlink()
+    config = changed(base[1], "tasks.sst2.source", {"kind": "local", "path": str(data)})
+    rejected(config, "'tasks.sst2.source.path'", "split 'validation' missing", "dev.tsv")
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "-x"])
+def test_model_names_cannot_escape_results(base, name):
+    from snakemake.exceptions import WorkflowError
+
+    config = copy.deepcopy(base[1])
+    config["models"] = {name: config["models"]["tiny"]}
+    with pytest.raises(WorkflowError, match="does not match"):
+        validate(copy.deepcopy(config), SCHEMA)
+    config = with_defaults(base[1])
+    config["models"] = {name: config["models"]["tiny"]}
+    with pytest.raises(ConfigError, match=r"config key 'models': bad value .*directory under results/"):
+        config_check.check(config)
+
+
+# ------------------------------------------------------------------ through a real snakemake -n
+
+
+def dry_run_rejects(workdir, config_text: str, *fragments: str) -> None:
+    (workdir / "config.yaml").write_text(config_text)
+    result = snakemake(workdir, "-n", check=False)
+    output = result.stdout + result.stderr  # snakemake prints the error to stdout when not on a terminal
+    assert result.returncode != 0
+    for fragment in fragments:
+        assert fragment in output, f"{fragment!r} not in output:\n{output}"
+    assert "Job stats" not in output  # nothing was planned, so nothing ran
+    assert not (workdir / "results").exists() and not (workdir / "logs").exists()
+
+
+def hub_config(base_config: dict) -> dict:
+    """The tiny config with a hub model: its depth is only what num_layers declares (and no torch import)."""
+    config = copy.deepcopy(base_config)
+    config["models"] = {"tiny": {"source": {"kind": "hub", "repo_id": "org/tiny", "revision": "0" * 40}, "num_layers": 4}}
+    return config
+
+
+def test_snakemake_rejects_k_beyond_depth_before_any_job(base, tmp_path):
+    config = changed(hub_config(base[1]), "k", [1, 4])
+    dry_run_rejects(tmp_path, yaml.safe_dump(config), "config key 'k': bad value 4", "1..3 (model 'tiny' has 4 layers)")
+
+
+def test_snakemake_rejects_a_model_name_that_escapes_results(base, tmp_path):
+    config = hub_config(base[1])
+    config["models"] = {"../evil": config["models"]["tiny"]}
+    dry_run_rejects(tmp_path, yaml.safe_dump(config), "'../evil' does not match")
+
+
+def test_snakemake_rejects_a_model_given_twice(base, tmp_path):
+    text = yaml.safe_dump(hub_config(base[1]), sort_keys=False)
+    text = text.replace("models:\n", "models:\n  tiny:\n    source: {kind: local, path: elsewhere}\n", 1)
+    dry_run_rejects(tmp_path, text, "'models.tiny' (lines 2 and 4)", "each model, task and key once")

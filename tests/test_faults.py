@@ -1,0 +1,251 @@
+"""Faults: a killed job resumes, corrupt results are recomputed, one failing cell does not stop the others."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from tiny import build_tiny_bert, tiny_config, write_config, write_tiny_tasks
+from workflow_runner import REPO, SNAKEMAKE, planned_jobs, snakemake
+
+from dropbench import integrity
+from dropbench.records import CorruptResultError, read_cell_metrics
+from dropbench.glue import GlueDataError
+from dropbench.grid import Cell
+from dropbench.prepare import prepare_task
+
+SST2 = "results/cells/tiny/none-k0/sst2/seed1"
+STSB = "results/cells/tiny/none-k0/stsb/seed1"
+TARGETS = (f"{SST2}/metrics.json", f"{STSB}/metrics.json")
+
+
+# ------------------------------------------------------------------ safetensors and metrics checks
+
+
+def tensors_file(path):
+    save_file({"a": torch.arange(6, dtype=torch.float32), "b": torch.ones(2, 2)}, str(path))
+    return path
+
+
+def test_a_whole_safetensors_file_passes(tmp_path):
+    assert integrity.safetensors_problem(tensors_file(tmp_path / "w.safetensors")) is None
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda data: data[:-1], "truncated or padded"),
+    (lambda data: data + b"\0", "truncated or padded"),
+    (lambda data: data[:5], "shorter than the 8-byte header length"),
+    (lambda data: data[:40], "bad header length"),
+    (lambda data: data[:8] + b"#" + data[9:], "header is not valid JSON"),
+    (lambda data: b"PK\x03\x04" + data[4:], "bad header length"),  # e.g. a zip/pickle renamed to .safetensors
+])
+def test_damaged_safetensors_files_are_detected(tmp_path, damage, reason):
+    path = tensors_file(tmp_path / "w.safetensors")
+    path.write_bytes(damage(path.read_bytes()))
+    assert reason in integrity.safetensors_problem(path)
+
+
+def valid_record() -> dict:
+    return {
+        "model": "tiny", "strategy": "top", "k": 1, "task": "sst2", "seed": 1, "task_score": 0.5,
+        "metrics": {"accuracy": 0.5}, "primary_metric": "accuracy", "dropped_layers": [3], "kept_layers": [0, 1, 2],
+        "num_layers_pretrained": 4, "num_layers": 3, "parameters": 100, "train_rows": 32,
+        "train_rows_available": 32, "dev_rows": {"validation": 32}, "train_seconds": 1.0, "eval_seconds": 1.0,
+        "inference": {"protocol": {}, "latency_ms_median": 1.0, "throughput_examples_per_s": 10.0},
+    }
+
+
+@pytest.mark.parametrize("text", [
+    json.dumps(valid_record()),
+    json.dumps(valid_record())[:-20],
+    json.dumps({k: v for k, v in valid_record().items() if k != "metrics"}),
+    json.dumps({**valid_record(), "task_score": "high"}),
+    "",
+])
+def test_metrics_check_agrees_with_read_cell_metrics(tmp_path, text):
+    path = tmp_path / "metrics.json"
+    path.write_text(text)
+    try:
+        read_cell_metrics(path)
+        readable = True
+    except CorruptResultError:
+        readable = False
+    assert (integrity.metrics_problem(path) is None) == readable
+
+
+def test_find_corrupt_names_only_the_damaged_results_and_remove_deletes_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cells = [Cell("tiny", "none", 0, "sst2", 1), Cell("tiny", "top", 1, "sst2", 1)]
+    first, second = cells
+    for cell in cells:
+        (tmp_path / cell.dir / "finetuned").mkdir(parents=True)
+        (tmp_path / cell.dir / "finetuned" / "config.json").write_text("{}")
+        tensors_file(tmp_path / cell.dir / "finetuned" / "model.safetensors")
+        (tmp_path / cell.metrics).write_text(json.dumps(valid_record()))
+    (tmp_path / second.metrics).write_text(json.dumps(valid_record())[:-1])
+    weights = tmp_path / first.dir / "finetuned" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4])
+    pruned = tmp_path / "results/models/tiny/pruned/top-k1/any"
+    pruned.mkdir(parents=True)
+    (pruned / "config.json").write_text("{}")  # no weights at all
+
+    problems = integrity.find_corrupt(cells, data_driven=[])
+    assert {(str(p.path), p.reason.split(":")[0]) for p in problems} == {
+        ("results/models/tiny/pruned/top-k1/any", "no *.safetensors weights file"),
+        (f"{first.dir}/finetuned", "model.safetensors"),
+        (first.metrics, "its fine-tuned model is damaged, so the cell is recomputed"),
+        (second.metrics, "truncated or corrupt JSON (Expecting ',' delimiter"),
+    }
+    integrity.remove(problems)
+    for path in (pruned, tmp_path / first.dir / "finetuned", tmp_path / first.metrics, tmp_path / second.metrics):
+        assert not path.exists()
+    assert (tmp_path / second.dir / "finetuned").exists()
+    assert integrity.find_corrupt(cells, data_driven=[]) == []
+
+
+def test_failure_record_is_written_on_error_and_cleared_on_success(tmp_path):
+    cell = {"model": "tiny", "strategy": "top", "k": 2, "task": "stsb", "seed": 7}
+    with pytest.raises(ValueError):
+        with integrity.failure_record(cell, "finetune", root=tmp_path):
+            raise ValueError("out of memory")
+    path = tmp_path / "tiny" / "top-k2" / "stsb" / "seed7.json"
+    assert json.loads(path.read_text()) == {**cell, "rule": "finetune", "error": "ValueError: out of memory"}
+    with integrity.failure_record(cell, "evaluate", root=tmp_path):
+        pass
+    assert not path.exists()
+
+
+# ------------------------------------------------------------------ a real run with a kill and a failing model
+
+
+def write_faulty_config(workdir):
+    """Model ``tiny`` trains on sst2 long enough (300 steps) to be killed midway, and briefly on stsb;
+    model ``broken`` cannot be fine-tuned at all (its config asks for dropout 1.5)."""
+    config = tiny_config(workdir)
+    broken_dir = build_tiny_bert(workdir / "broken_model")
+    model_config = json.loads((broken_dir / "config.json").read_text())
+    (broken_dir / "config.json").write_text(json.dumps({**model_config, "hidden_dropout_prob": 1.5}))
+    config["models"] = {
+        "tiny": {**config["models"]["tiny"], "prune": False},
+        "broken": {"source": {"kind": "local", "path": str(broken_dir)}, "prune": False},
+    }
+    config["tasks"] = {
+        "sst2": write_tiny_tasks(workdir / "long", rows=400)["sst2"],
+        "stsb": write_tiny_tasks(workdir / "short", rows=32)["stsb"],
+    }
+    config["training"].update(epochs=6, checkpoint_every=5)
+    write_config(workdir, config)
+
+
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory):
+    """Kill the whole snakemake process group once tiny/sst2 has saved training state, then run again."""
+    workdir = tmp_path_factory.mktemp("faulty")
+    write_faulty_config(workdir)
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--keep-going"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with open(workdir / "first_run.log", "w") as out:
+        first = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    state = workdir / "results/train_state/tiny/none-k0/sst2/seed1/state.json"
+    deadline = time.monotonic() + 500
+    while not state.exists():
+        assert first.poll() is None, f"snakemake ended before training saved state:\n{(workdir / 'first_run.log').read_text()}"
+        assert time.monotonic() < deadline, "no training state after 500 s"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    after_kill = {
+        "saved_step": json.loads(state.read_text())["progress"]["step"],
+        "outputs": sorted(p.name for p in (workdir / SST2).glob("*")) if (workdir / SST2).exists() else [],
+    }
+    # A killed snakemake leaves its lock behind and says to run --unlock, as a user then does.
+    snakemake(workdir, "--unlock")
+    second = snakemake(workdir, "--cores", "2", "--keep-going", check=False)
+    return workdir, after_kill, second
+
+
+@pytest.mark.slow
+def test_kill_leaves_no_output_marked_complete(faulty_run):
+    _, after_kill, _ = faulty_run
+    assert after_kill["saved_step"] > 0
+    assert after_kill["outputs"] == []  # no metrics.json, finetuned/ or train_log.json for the killed cell
+
+
+@pytest.mark.slow
+def test_rerun_resumes_from_the_saved_step_and_completes(faulty_run):
+    workdir, after_kill, _ = faulty_run
+    step = after_kill["saved_step"]
+    log = (workdir / "logs/finetune/tiny/none-k0/sst2/seed1.log").read_text()
+    assert f"resuming from step {step} of 300" in log
+    train_log = json.loads((workdir / SST2 / "train_log.json").read_text())
+    assert train_log["resumed_from_step"] == step and len(train_log["losses"]) == 300
+    assert read_cell_metrics(workdir / SST2 / "metrics.json")["task"] == "sst2"
+    assert not (workdir / "results/train_state/tiny/none-k0/sst2/seed1").exists()
+
+
+@pytest.mark.slow
+def test_keep_going_finishes_the_other_cells_and_records_the_failed_ones(faulty_run):
+    workdir, _, second = faulty_run
+    assert second.returncode != 0
+    assert "Error in rule finetune" in second.stdout + second.stderr
+    for target in TARGETS:
+        assert read_cell_metrics(workdir / target)["model"] == "tiny"
+    failed = sorted(workdir.glob("results/failed/**/*.json"))
+    assert [str(p.relative_to(workdir)) for p in failed] == [
+        "results/failed/broken/none-k0/sst2/seed1.json", "results/failed/broken/none-k0/stsb/seed1.json"]
+    record = json.loads(failed[0].read_text())
+    assert record == {"model": "broken", "strategy": "none", "k": 0, "task": "sst2", "seed": 1, "rule": "finetune",
+                      "error": record["error"]}
+    assert "dropout probability has to be between 0 and 1, but got 1.5" in record["error"]
+
+
+@pytest.mark.slow
+def test_corrupt_results_are_removed_and_only_their_cells_recompute(faulty_run):
+    workdir, _, _ = faulty_run
+    assert planned_jobs(workdir, *TARGETS) == {}
+    metrics = workdir / SST2 / "metrics.json"
+    metrics.write_text(metrics.read_text()[:-30])
+    weights = workdir / STSB / "finetuned" / "model.safetensors"
+    with open(weights, "r+b") as handle:
+        handle.truncate(weights.stat().st_size // 2)
+
+    result = snakemake(workdir, "-n", *TARGETS)
+    output = result.stdout + result.stderr
+    assert f"WARNING: removed corrupt result {SST2}/metrics.json: truncated or corrupt JSON" in output
+    assert f"WARNING: removed corrupt result {STSB}/finetuned: model.safetensors: truncated or padded" in output
+    assert f"WARNING: removed corrupt result {STSB}/metrics.json: its fine-tuned model is damaged" in output
+    assert not metrics.exists() and not weights.exists()
+    # sst2 only re-evaluates; stsb fine-tunes again and so re-evaluates; nothing else runs
+    assert planned_jobs(workdir, *TARGETS) == {"finetune": 1, "evaluate": 2}
+
+
+# ------------------------------------------------------------------ data errors inside a job
+
+
+def test_a_malformed_row_fails_prepare_naming_file_and_line_and_leaves_nothing(tmp_path):
+    model_dir = build_tiny_bert(tmp_path / "model")
+    source = write_tiny_tasks(tmp_path / "glue", rows=16)["stsb"]["source"]
+    train_tsv = tmp_path / "glue" / "STS-B" / "train.tsv"
+    lines = train_tsv.read_text().splitlines(keepends=True)
+    lines[5] = "\t".join(lines[5].split("\t")[:4]) + "\n"  # line 6 loses its sentences and score
+    train_tsv.write_text("".join(lines))
+    with pytest.raises(GlueDataError, match=rf"{train_tsv}:6: expected 10 tab-separated fields, found 4"):
+        prepare_task(model_dir, "stsb", source, tmp_path / "features", max_length=32)
+    assert not (tmp_path / "features").exists() and not list(tmp_path.glob(".features*"))
+
+
+def test_subsampled_rows_are_counted_in_the_log_and_info(tmp_path, caplog):
+    model_dir = build_tiny_bert(tmp_path / "model")
+    source = write_tiny_tasks(tmp_path / "glue", rows=16)["sst2"]["source"]
+    with caplog.at_level(logging.INFO):
+        info = prepare_task(model_dir, "sst2", source, tmp_path / "features", max_length=32, max_train_examples=10)
+    assert info["splits"]["train"] | {"rows": 10, "rows_available": 16, "subsampled": True} == info["splits"]["train"]
+    assert "sst2/train: 10 of 16 rows" in caplog.text
