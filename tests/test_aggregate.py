@@ -48,7 +48,7 @@ def table_paths(tmp_path, *models):
 
 def run_aggregate(tmp_path, paths, expected, models=("tiny",), **kwargs):
     summary = aggregate.aggregate(
-        paths, tmp_path / "summary.csv", tmp_path / "missing.csv", tmp_path / "missing.html",
+        paths, tmp_path / "summary.csv", tmp_path / "seeds.csv", tmp_path / "missing.csv", tmp_path / "missing.html",
         table_paths(tmp_path, *models), expected=expected, **kwargs,
     )
     return summary
@@ -144,3 +144,14 @@ def test_a_corrupt_metrics_file_names_the_file(tmp_path):
     incomplete.write_text(json.dumps({"model": "tiny"}))
     with pytest.raises(ValueError, match="incomplete.json: not a valid metrics record"):
         load_summary([incomplete])
+
+
+def test_several_seeds_give_mean_and_standard_deviation(tmp_path):
+    cells = grid(strategies=("top",), tasks=("sst2",), seeds=(1, 2, 3))
+    paths, expected = write_grid(tmp_path, cells, score=lambda cell: 0.5 + 0.1 * cell["seed"] - 0.1 * cell["k"])
+    run_aggregate(tmp_path, paths, expected)
+    stats = pd.read_csv(tmp_path / "seeds.csv")
+    row = stats[(stats["strategy"] == "none") & (stats["metric"] == "task_score")].iloc[0]
+    assert row["seeds"] == 3
+    assert row["mean"] == pytest.approx(0.7)
+    assert row["std"] == pytest.approx(0.1)  # sample standard deviation of 0.6, 0.7, 0.8

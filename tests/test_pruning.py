@@ -103,3 +103,14 @@ def test_failures_leave_no_output(checkpoint, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         pruning.prune_checkpoint(checkpoint, tmp_path / "out", "top", 2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_prune_step_names_the_config_key_when_k_reaches_the_depth(tmp_path):
+    import json
+
+    from dropbench.prune_step import check_k
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 6}))
+    check_k("m", tmp_path, 5)
+    with pytest.raises(ValueError, match=r"config key 'k' \(or 'models.m.k'\): bad value 6; allowed: 1..5"):
+        check_k("m", tmp_path, 6)

@@ -179,6 +179,14 @@ def cell_means(summary: pd.DataFrame) -> pd.DataFrame:
     return means
 
 
+def seed_statistics(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and number of seeds per (model, strategy, k, task, metric), over the
+    cells that have a result (``seeds`` says how many did)."""
+    done = summary[summary["status"] == OK]
+    grouped = done.groupby(["model", "strategy", "k", "layers_kept", "task", "metric"], sort=False)
+    return grouped["value"].agg(mean="mean", std="std", seeds="count").reset_index()
+
+
 def score_table(summary: pd.DataFrame, model: str, tasks: list[str] | None = None) -> pd.DataFrame:
     """Rows (strategy, k) in summary order, baseline first; columns layers_kept, the tasks and
     their average (0-1 scale; the average is missing when any task is)."""
@@ -329,6 +337,7 @@ def _write(path: str | Path, text: str) -> None:
 def aggregate(
     metrics_paths: Iterable[str | Path],
     summary_csv: str | Path,
+    seeds_csv: str | Path,
     missing_csv: str | Path,
     missing_report: str | Path,
     model_tables: Mapping[str, Mapping[str, str]],
@@ -343,6 +352,7 @@ def aggregate(
     """
     summary = load_summary(metrics_paths, expected, read_failed(failed_dir), order)
     summary.to_csv(_parent_made(summary_csv), index=False)
+    seed_statistics(summary).to_csv(_parent_made(seeds_csv), index=False)
     missing = missing_cells(summary)
     missing.to_csv(_parent_made(missing_csv), index=False)
     _write(missing_report, missing_html(missing, missing_count(summary)[1]))

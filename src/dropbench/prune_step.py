@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
-from dropbench import features, layer_scores, pruning, strategies
+from dropbench import adapters, features, layer_scores, pruning, strategies
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,18 @@ def scoring_batches(features_dir: str | Path, sample_size: int, seed: int, batch
     return batches
 
 
+def check_k(model: str, pretrained_dir: str | Path, k: int) -> None:
+    """k against the downloaded model's depth, known only now for hub and split-package sources."""
+    depth = adapters.depth_from_config_dict(json.loads((Path(pretrained_dir) / "config.json").read_text()))
+    if not 0 < k < depth:
+        raise ValueError(
+            f"config key 'k' (or 'models.{model}.k'): bad value {k}; allowed: 1..{depth - 1} "
+            f"(model {model!r} has {depth} layers)"
+        )
+
+
 def prune_step(
+    model: str,
     pretrained_dir: str | Path,
     out_dir: str | Path,
     strategy: str,
@@ -36,6 +48,7 @@ def prune_step(
     scoring: dict,
     custom_strategies: list[str],
 ) -> dict:
+    check_k(model, pretrained_dir, k)
     strategies.load_user_strategies(custom_strategies)
     context = {"seed": scoring["seed"]}
     if strategies.needs_data(strategy):

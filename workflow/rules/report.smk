@@ -17,6 +17,7 @@ rule aggregate:
             subcategory="Data",
             labels=lambda wildcards, output: {"table": "summary.csv (tidy, every cell and metric)", "missing": missing_label(output.summary)},
         ),
+        seeds_csv="results/summary_seeds.csv",
         missing_csv="reports/missing_cells.csv",
         missing_html=report(
             "reports/missing_cells.html",

@@ -6,6 +6,7 @@ with log_to(snakemake.log[0]):
     aggregate(
         metrics_paths=snakemake.input.metrics,
         summary_csv=outputs["summary"],
+        seeds_csv=outputs["seeds_csv"],
         missing_csv=outputs["missing_csv"],
         missing_report=outputs["missing_html"],
         model_tables={

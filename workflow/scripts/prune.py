@@ -5,6 +5,7 @@ from dropbench.prune_step import prune_step
 with log_to(snakemake.log[0]):
     set_threads(snakemake.threads)
     prune_step(
+        model=snakemake.wildcards.model,
         pretrained_dir=snakemake.input.model,
         out_dir=snakemake.output[0],
         strategy=snakemake.wildcards.strategy,
