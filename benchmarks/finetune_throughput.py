@@ -2,7 +2,8 @@
 that pads every example to 128 tokens (the reference run_glue.py setting), same model, task, batch
 size and hardware, measured side by side in one run. Prints `ratio: X` last (ours / pad-to-128).
 
-    python benchmarks/finetune_throughput.py [--rows 256] [--steps 6] [--threads 2]
+    python benchmarks/finetune_throughput.py [--rows 512] [--steps 6] [--threads 2]
+    python benchmarks/finetune_throughput.py --model-dir DIR --task rte --batch-size 8   # another model/task
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from transformers import AutoTokenizer
 from dropbench import features, glue
 from dropbench.batching import length_grouped_batches
 from dropbench.train import TrainConfig, load_for_task, make_optimizer
-
-TASK, FOLDER = "mrpc", "MRPC"
 
 
 def timed_steps(model, optimizer, split, batches, pad_to) -> tuple[float, int]:
@@ -44,14 +43,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--task", default="mrpc", help="a GLUE task shipped in resources/glue")
+    parser.add_argument("--model-dir", help="a staged model directory (default: the default config's model)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model_dir = default_model_dir()
-    frame = glue.subsample(glue.load_split(TASK, glue_source(FOLDER), "train"), args.rows, 0)
+    model_dir = args.model_dir or default_model_dir()
+    spec = glue.get_task(args.task)
+    frame = glue.subsample(glue.load_split(spec, glue_source(spec.glue_dir), "train"), args.rows, 0)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    split = features.tokenize(tokenizer, frame["text_a"], frame["text_b"], frame["label"], 128, False)
-    print(f"task {TASK}: {len(split)} train rows, mean {split.lengths().mean():.1f} tokens, batch {args.batch_size}")
+    text_b = frame["text_b"] if spec.is_pair else None
+    split = features.tokenize(tokenizer, frame["text_a"], text_b, frame["label"], 128, spec.is_regression)
+    print(f"{model_dir}, task {args.task}: {len(split)} train rows, mean {split.lengths().mean():.1f} tokens, batch {args.batch_size}")
 
     ours_batches = length_grouped_batches(split.lengths(), args.batch_size, seed=0)[: args.steps + 1]
     order = np.random.default_rng(0).permutation(len(split))
@@ -60,7 +63,7 @@ def main() -> None:
     results = {}
     for name, batches, pad_to in (("pad_to_128", padded_batches, 128), ("dropbench", ours_batches, None)):
         torch.manual_seed(0)
-        model = load_for_task(model_dir, TASK)
+        model = load_for_task(model_dir, args.task)
         optimizer = make_optimizer(model, TrainConfig())
         seconds, examples = timed_steps(model, optimizer, split, batches, pad_to)
         results[name] = examples / seconds

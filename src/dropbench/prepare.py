@@ -32,7 +32,7 @@ def prepare_task(
             available = len(frame)
             if split == "train":
                 frame = glue.subsample(frame, max_train_examples, seed)
-            text_b = frame["text_b"] if len(spec.hf_text_columns) == 2 else None
+            text_b = frame["text_b"] if spec.is_pair else None
             split_features = features.tokenize(
                 tokenizer, frame["text_a"], text_b, frame["label"], max_length, spec.is_regression
             )
