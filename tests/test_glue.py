@@ -20,7 +20,7 @@ RESOURCES = ROOT / "resources" / "glue"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 SHIPPED = {  # task: (train rows, official dev rows, label values)
-    "sst2": (8000, 872, {0, 1}),
+    "sst2": (67349, 872, {0, 1}),
     "mrpc": (3668, 408, {0, 1}),
     "stsb": (5749, 1500, None),
     "cola": (8551, 1043, {0, 1}),
@@ -120,11 +120,13 @@ def test_shipped_files_match_manifest():
             assert entry["content_sha256"] == entry["source_sha256"]
 
 
-def test_shipped_sst2_train_is_the_documented_subsample():
+def test_shipped_sst2_train_is_complete_and_subsamples_as_before():
     df = load_split("sst2", local(RESOURCES / "SST-2"), "train")
-    # First kept rows of the full 67,349-row train set under subsample(n=8000, seed=0).
-    assert df["text_a"].iloc[0] == "the greatest musicians "
-    assert df["label"].tolist()[:3] == [1, 1, 0]
+    assert len(df) == 67349 and df["label"].value_counts().to_dict() == {1: 37569, 0: 29780}
+    # subsample(n=8000, seed=0) gives the rows the repository shipped before the full set.
+    kept = glue.subsample(df, 8000, 0)
+    assert kept["text_a"].iloc[0] == "the greatest musicians "
+    assert kept["label"].tolist()[:3] == [1, 1, 0]
 
 
 def test_mrpc_bom_is_stripped():

@@ -1,0 +1,35 @@
+"""The configs shipped in config/ plan from a fresh clone: nothing they read lies outside the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_runner import REPO, planned_jobs
+
+CONFIGS = sorted((REPO / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config_file", CONFIGS, ids=lambda path: path.name)
+def test_local_task_sources_ship_with_the_repo(config_file):
+    config = yaml.safe_load(config_file.read_text())
+    for task, task_cfg in config["tasks"].items():
+        source = task_cfg["source"]
+        if source["kind"] != "local":
+            continue
+        path = (REPO / source["path"]).resolve()
+        assert REPO in path.parents, f"{config_file.name}: task {task} reads {source['path']}, outside the repository"
+        assert any(path.glob("train.tsv*")), f"{config_file.name}: task {task}: no train file in {source['path']}"
+
+
+@pytest.mark.slow
+def test_offline12_plans_without_anything_beside_the_repo(tmp_path):
+    """A scratch work directory with only the repo's resources: no ../shared next to it."""
+    (tmp_path / "resources").symlink_to(REPO / "resources")
+    (tmp_path / "config.yaml").write_text((REPO / "config" / "offline12.yaml").read_text())
+    assert not (tmp_path.parent / "shared").exists()
+    counts = planned_jobs(tmp_path)
+    assert counts["prepare_task"] == 2 * 5  # two models x five tasks
+    assert counts["finetune"] == counts["evaluate"] > 100
