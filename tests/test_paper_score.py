@@ -79,3 +79,25 @@ def test_avg7_without_all_seven_tasks_says_na_and_why(tmp_path):
     assert "avg7 n/a: needs all of sst2, mnli, qnli, qqp, stsb, rte, mrpc; not in the grid: mnli, qnli, qqp, rte, mrpc" in md
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert set(summary["metric"]) >= {"paper_score", "task_score", "pearson", "spearmanr", "accuracy"}
+
+
+def test_paper_score_config_is_checked_before_any_job(tmp_path):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+    from tiny import REPO, tiny_config
+
+    from dropbench import config_check
+
+    config = tiny_config(tmp_path, strategies=("top",), k=(1,))
+    schema = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+    def checked(choice):
+        candidate = {**config, "paper_score": choice}
+        validate(candidate, schema)
+        config_check.check(candidate)
+
+    checked({"stsb": "spearmanr"})
+    with pytest.raises(WorkflowError, match="accuracy"):
+        checked({"stsb": "accuracy"})
+    with pytest.raises(config_check.ConfigError, match=r"'paper_score.qnli': 'qnli' is not a task of this grid"):
+        checked({"qnli": "accuracy"})

@@ -47,7 +47,10 @@ def check(config: dict) -> None:
     for model, model_cfg in config["models"].items():
         _check_model(model, model_cfg, config)
     _check_numbers(config)
-    paper_score.paper_metrics(list(config["tasks"]), config.get("paper_score"))
+    try:
+        paper_score.paper_metrics(list(config["tasks"]), config.get("paper_score"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_grid(config: dict) -> None:
