@@ -9,14 +9,25 @@ import pandas as pd
 import pytest
 
 from dropbench import aggregate
+from dropbench.chance import base_metric
+from dropbench.paper_score import metric_keys
 from dropbench.aggregate import load_summary, percent_of_full, score_table
 
 
-def metrics_record(model="tiny", strategy="none", k=0, task="sst2", seed=1, score=0.8, layers=4, latency_ms=2.0):
-    """A valid metrics record (workflow/schemas/metrics.schema.yaml) for one cell."""
+CHANCE = {"accuracy": 0.5, "f1": 0.6, "matthews_correlation": 0.0, "pearson": 0.0, "spearmanr": 0.0}
+
+
+def metrics_record(model="tiny", strategy="none", k=0, task="sst2", seed=1, score=0.8, layers=4, latency_ms=2.0,
+                   metrics=None, status="ok"):
+    """A valid metrics record (workflow/schemas/metrics.schema.yaml) for one cell; every official metric
+    of the task is ``score`` unless ``metrics`` says otherwise."""
+    metrics = metrics or {name: score for name in metric_keys(task)}
+    values = list(metrics.values())
     return {
-        "model": model, "strategy": strategy, "k": k, "task": task, "seed": seed,
-        "task_score": score, "metrics": {"accuracy": score}, "primary_metric": "accuracy",
+        "model": model, "strategy": strategy, "k": k, "task": task, "seed": seed, "status": status,
+        "task_score": None if None in values else sum(values) / len(values), "metrics": metrics,
+        "chance": {name: CHANCE[base_metric(name)] for name in metrics},
+        "distinct_predictions": {"validation": 1 if status == "degenerate" else 2}, "primary_metric": "accuracy",
         "dropped_layers": list(range(layers - k, layers)), "kept_layers": list(range(layers - k)),
         "num_layers_pretrained": layers, "num_layers": layers - k, "parameters": 1000 * (layers - k + 1),
         "train_rows": 32, "train_rows_available": 100, "dev_rows": {"dev": 32},
@@ -64,7 +75,7 @@ def test_a_cell_without_metrics_is_a_missing_row_not_a_zero(tmp_path):
     assert math.isnan(gap["value"].iloc[0])
     assert gap["layers_kept"].iloc[0] == 2  # known from the model's other cells
     written = pd.read_csv(tmp_path / "summary.csv")
-    assert written["value"].isna().sum() == 1 and (written["value"] != 0).all()
+    assert written["value"].isna().sum() == 2 and (written["value"] != 0).all()  # its task_score and paper_score
     assert pd.read_csv(tmp_path / "missing.csv")[["strategy", "k", "task"]].values.tolist() == [["bottom", 2, "stsb"]]
     assert "1 of 6 cells missing" in (tmp_path / "missing.html").read_text()
 
@@ -74,13 +85,14 @@ def test_tables_show_missing_and_count_it(tmp_path):
     run_aggregate(tmp_path, paths, expected)
     md = (tmp_path / "tables" / "tiny.md").read_text()
     bottom = [line for line in md.splitlines() if line.startswith("| bottom")]
-    assert len(bottom) == 2  # absolute and percent table
+    assert len(bottom) == 3  # paper-score, every-metric and percent tables
     assert all("missing" in line and " 0.0 " not in line and "nan" not in line for line in bottom)
     assert "Missing cells: 1 of 6" in md
     tex = (tmp_path / "tables" / "tiny.tex").read_text()
-    assert tex.count(r"\begin{table}") == 2 and "bottom & 2 & 2 & 70.0 & missing & missing" in tex
+    assert tex.count(r"\begin{table}") == 4 and "bottom & 2 & 2 & 70.0 & missing & n/a & n/a" in tex
     html = (tmp_path / "tables" / "tiny.html").read_text()
-    assert html.count("<td class='missing'>missing</td>") == 4  # stsb and average, in both tables
+    # stsb in the paper-score and percent tables, stsb pearson and spearmanr in the every-metric table
+    assert html.count("<td class='missing'>missing</td>") == 4
 
 
 def test_complete_grid_has_no_missing(tmp_path):
@@ -98,7 +110,7 @@ def test_failed_cells_are_read_by_keys_or_by_path(tmp_path):
     (failed / "tiny" / "bottom-k2" / "sst2" / "seed1.json").write_text(json.dumps({"error": "Traceback\nCUDA out of memory"}))
     (failed / "other.json").write_text(json.dumps({"model": "tiny", "strategy": "top", "k": 2, "task": "stsb", "seed": 1, "reason": "diverged"}))
     summary = run_aggregate(tmp_path, paths, expected, failed_dir=failed)
-    gaps = summary[summary["status"] != "ok"].set_index(["strategy", "task"])
+    gaps = summary[(summary["status"] != "ok") & (summary["metric"] == "task_score")].set_index(["strategy", "task"])
     assert gaps.loc[("bottom", "sst2"), ["status", "reason"]].tolist() == ["failed", "CUDA out of memory"]
     assert gaps.loc[("top", "stsb"), ["status", "reason"]].tolist() == ["failed", "diverged"]
     assert gaps.loc[("bottom", "stsb"), "status"] == "missing"
@@ -109,9 +121,9 @@ def test_table_rows_baseline_first_in_config_order_and_percent_of_full(tmp_path)
     paths, expected = write_grid(tmp_path, grid(strategies=("top", "bottom"), ks=(2, 1)))
     summary = load_summary(paths, expected, order={"strategies": ["top", "bottom"], "tasks": ["stsb", "sst2"]})
     table = score_table(summary, "tiny", ["stsb", "sst2"])
-    assert table[["strategy", "k"]].values.tolist() == [["none", 0], ["top", 1], ["top", 2], ["bottom", 1], ["bottom", 2]]
-    assert list(table.columns) == ["strategy", "k", "layers_kept", "stsb", "sst2", "average"]
-    percent = percent_of_full(table)
+    assert table.values[["strategy", "k"]].values.tolist() == [["none", 0], ["top", 1], ["top", 2], ["bottom", 1], ["bottom", 2]]
+    assert list(table.values.columns) == ["strategy", "k", "layers_kept", "stsb", "sst2", "avg7", "average"]
+    percent = percent_of_full(table, summary, "tiny").values
     assert percent.loc[0, ["stsb", "sst2", "average"]].tolist() == [100.0, 100.0, 100.0]
     assert percent.loc[2, "average"] == pytest.approx(100 * 0.7 / 0.9)
 
@@ -120,7 +132,7 @@ def test_seeds_are_averaged_and_a_missing_seed_makes_the_entry_missing(tmp_path)
     cells = grid(strategies=("top",), tasks=("sst2",), seeds=(1, 2))
     paths, expected = write_grid(tmp_path, cells, skip=[{"strategy": "top", "seed": 2}],
                                  score=lambda cell: 0.8 + 0.1 * (cell["seed"] - 1))
-    table = score_table(load_summary(paths, expected), "tiny")
+    table = score_table(load_summary(paths, expected), "tiny").values
     assert table.loc[0, "sst2"] == pytest.approx(0.85)
     assert math.isnan(table.loc[1, "sst2"]) and math.isnan(table.loc[1, "average"])
 

@@ -54,8 +54,9 @@ def test_damaged_safetensors_files_are_detected(tmp_path, damage, reason):
 
 def valid_record() -> dict:
     return {
-        "model": "tiny", "strategy": "top", "k": 1, "task": "sst2", "seed": 1, "task_score": 0.5,
-        "metrics": {"accuracy": 0.5}, "primary_metric": "accuracy", "dropped_layers": [3], "kept_layers": [0, 1, 2],
+        "model": "tiny", "strategy": "top", "k": 1, "task": "sst2", "seed": 1, "status": "ok", "task_score": 0.5,
+        "metrics": {"accuracy": 0.5}, "chance": {"accuracy": 0.5}, "distinct_predictions": {"validation": 2},
+        "primary_metric": "accuracy", "dropped_layers": [3], "kept_layers": [0, 1, 2],
         "num_layers_pretrained": 4, "num_layers": 3, "parameters": 100, "train_rows": 32,
         "train_rows_available": 32, "dev_rows": {"validation": 32}, "train_seconds": 1.0, "eval_seconds": 1.0,
         "inference": {"protocol": {}, "latency_ms_median": 1.0, "throughput_examples_per_s": 10.0},

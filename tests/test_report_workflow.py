@@ -57,7 +57,8 @@ def test_partial_summary_shows_a_new_strategy_as_missing(finished_run):
     assert bottom["status"].tolist() == ["missing"] and bottom["value"].isna().all()
     table = (workdir / "reports" / "tables" / "tiny.md").read_text()
     assert "Missing cells: 1 of 3" in table
-    assert re.search(r"^\| bottom .*\| +missing \| +missing \|$", table, re.MULTILINE)
+    # the paper-score table: sst2 missing, so avg7 and the average have no value
+    assert re.search(r"^\| bottom .*\| +missing \| +n/a \| +n/a \|$", table, re.MULTILINE)
 
 
 def test_adding_a_strategy_runs_only_its_cells_and_the_reports(finished_run):
@@ -68,9 +69,11 @@ def test_adding_a_strategy_runs_only_its_cells_and_the_reports(finished_run):
     assert plan == {"prune": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "all": 1}
     snakemake(workdir, "--cores", "2")
     lines = figure_data(workdir, "score_vs_dropped")
-    assert set(lines["strategy"]) == {"top", "bottom"} and (lines["status"] == "ok").all()
+    # A tiny model may predict one class (degenerate) and its baseline be at chance: results all the same.
+    assert set(lines["strategy"]) == {"top", "bottom"} and lines["status"].isin(["ok", "degenerate"]).all()
+    assert lines["value"].notna().all()
     heat = figure_data(workdir, "retained_heatmap")
-    assert heat.query("strategy == 'bottom'")["percent"].notna().all()
+    assert not heat.query("strategy == 'bottom'")["status"].isin(["missing"]).any()
     assert set(figure_data(workdir, "pareto")["strategy"]) == {"none", "top", "bottom"}
     assert pd.read_csv(workdir / "reports" / "missing_cells.csv").empty
 

@@ -77,3 +77,33 @@ def write_config(workdir: Path, config: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def build_tiny_xlnet(out_dir: Path, layers: int = 2) -> Path:
+    """A 2-layer XLNet (d_model 32) with a word-level tokenizer that, like XLNet's own, pads on the left
+    and ends each input with ``<sep> <cls>`` (the head reads the last position)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, XLNetConfig, XLNetModel
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specials = ["<pad>", "<unk>", "<sep>", "<cls>"]
+    vocab = {token: i for i, token in enumerate([*specials, *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A:0 <sep>:0 <cls>:2", pair="$A:0 <sep>:0 $B:1 <sep>:1 <cls>:2",
+        special_tokens=[("<sep>", vocab["<sep>"]), ("<cls>", vocab["<cls>"])],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", sep_token="<sep>", cls_token="<cls>",
+        padding_side="left",
+    )
+    tokenizer.save_pretrained(out_dir)
+    # initializer_range 0.2 (not 0.02): predictions that differ between rows, so a metric on them is not noise
+    config = XLNetConfig(vocab_size=len(vocab), d_model=32, n_layer=layers, n_head=2, d_inner=64, pad_token_id=0,
+                         initializer_range=0.2)
+    import torch
+
+    torch.manual_seed(0)
+    XLNetModel(config).save_pretrained(out_dir)
+    return out_dir

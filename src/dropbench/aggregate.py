@@ -1,8 +1,11 @@
 """All cells into one tidy table, the cells still missing, and the paper-style tables per model.
 
-A cell of the expected grid without a metrics file is kept as one ``task_score`` row with no value
-and status ``missing`` (or ``failed`` when ``results/failed`` has a record for it), so that tables
-and figures show a gap, never a zero.
+A cell of the expected grid without a metrics file is kept as ``task_score`` and ``paper_score`` rows
+with no value and status ``missing`` (or ``failed`` when ``results/failed`` has a record for it), so
+that tables and figures show a gap, never a zero. A cell whose model predicts one value on a dev split
+has status ``degenerate``: it has a result, but its undefined metrics are empty. Each row carries the
+metric's chance level from the dev labels (``chance``) and whether the value is at chance
+(``at_chance``, see ``dropbench.chance``); percent of a full model that is at chance is not reported.
 """
 
 from __future__ import annotations
@@ -11,36 +14,45 @@ import html
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from dropbench.chance import CHANCE_MARGINS, at_chance
 from dropbench.grid import BASELINE
+from dropbench.paper_score import AVG7_TASKS, avg7_problem, metric_keys, paper_metrics, paper_score
 from dropbench.records import read_cell_metrics
 
 log = logging.getLogger(__name__)
 
 CELL_COLUMNS = ["model", "strategy", "k", "task", "seed"]
-OK, MISSING, FAILED = "ok", "missing", "failed"
+OK, DEGENERATE, MISSING, FAILED = "ok", "degenerate", "missing", "failed"
+HAS_RESULT = (OK, DEGENERATE)
 SUMMARY_COLUMNS = [
-    *CELL_COLUMNS[:3], "layers_kept", *CELL_COLUMNS[3:], "status", "metric", "value",
+    *CELL_COLUMNS[:3], "layers_kept", *CELL_COLUMNS[3:], "status", "metric", "value", "chance", "at_chance",
     "parameters", "latency_ms", "throughput", "num_layers_pretrained", "dropped_layers",
     "train_rows", "train_rows_available", "train_subsampled", "train_seconds", "reason",
 ]
 INT_COLUMNS = ["layers_kept", "parameters", "num_layers_pretrained", "train_rows", "train_rows_available"]
 AVERAGE = "average"
+AVG7 = "avg7"
 MISSING_TEXT = "missing"
+NA_TEXT = "n/a"
+CHANCE_TEXT = "n/a (chance)"
+DEGENERATE_MARK = "*"
 
 
 def cell_key(cell: Mapping) -> tuple:
     return tuple(cell[key] if key not in ("k", "seed") else int(cell[key]) for key in CELL_COLUMNS)
 
 
-def tidy_rows(record: dict) -> list[dict]:
-    """One row per (cell, metric); ``task_score`` is one of the metrics."""
+def tidy_rows(record: dict, paper_metric: str) -> list[dict]:
+    """One row per (cell, metric); ``task_score`` (mean of the official metrics) and ``paper_score``
+    (the one the paper reports, ``paper_metric``) are metrics too."""
     shared = {
         **{key: record[key] for key in CELL_COLUMNS},
-        "status": OK,
+        "status": record["status"],
         "num_layers_pretrained": record["num_layers_pretrained"],
         "layers_kept": record["num_layers"],
         "dropped_layers": " ".join(map(str, record["dropped_layers"])),
@@ -53,8 +65,17 @@ def tidy_rows(record: dict) -> list[dict]:
         "train_seconds": record["train_seconds"],
         "reason": "",
     }
-    metrics = {**record["metrics"], "task_score": record["task_score"]}
-    return [{**shared, "metric": name, "value": value} for name, value in metrics.items()]
+    values = {**record["metrics"], "task_score": record["task_score"], "paper_score": paper_score(paper_metric, record["metrics"])}
+    chance = {**record["chance"], "task_score": sum(record["chance"].values()) / len(record["chance"])}
+    chance["paper_score"] = chance["task_score"] if paper_metric == "mean" else chance[paper_metric]
+    parts = {name: [name] for name in record["metrics"]}
+    parts.update(task_score=list(record["metrics"]), paper_score=list(record["metrics"]) if paper_metric == "mean" else [paper_metric])
+    rows = []
+    for name, value in values.items():
+        flag = any(at_chance(part, record["metrics"][part], record["chance"][part]) for part in parts[name])
+        rows.append({**shared, "metric": name, "value": float("nan") if value is None else value,
+                     "chance": chance[name], "at_chance": flag})
+    return rows
 
 
 def read_failed(failed_dir: str | Path | None) -> dict[tuple, str]:
@@ -93,14 +114,10 @@ def _cell_from_failed_path(path: Path, failed_dir) -> dict | None:
     return {"model": parts[0], "strategy": strategy, "k": int(k), "task": parts[2], "seed": int(seed)}
 
 
-def missing_row(cell: Mapping, reason: str | None) -> dict:
-    return {
-        **{key: cell[key] for key in CELL_COLUMNS},
-        "status": MISSING if reason is None else FAILED,
-        "metric": "task_score",
-        "value": float("nan"),
-        "reason": reason or "",
-    }
+def missing_rows(cell: Mapping, reason: str | None) -> list[dict]:
+    shared = {**{key: cell[key] for key in CELL_COLUMNS}, "status": MISSING if reason is None else FAILED,
+              "value": float("nan"), "reason": reason or ""}
+    return [{**shared, "metric": metric} for metric in ("task_score", "paper_score")]
 
 
 def load_summary(
@@ -108,27 +125,33 @@ def load_summary(
     expected: Iterable[Mapping] | None = None,
     failed: Mapping[tuple, str] | None = None,
     order: Mapping[str, list] | None = None,
+    paper_score_metrics: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The tidy table: every metrics file, plus one row per expected cell that has none.
+    """The tidy table: every metrics file, plus rows for each expected cell that has none.
 
     ``order`` may give the config's order of ``models``, ``strategies`` and ``tasks`` for the rows
     (the baseline always comes first); anything not named sorts after, alphabetically.
+    ``paper_score_metrics`` overrides the paper score's metric per task (config key ``paper_score``).
     """
+    records = [read_cell_metrics(path) for path in metrics_paths]
+    expected = list(expected or [])
+    tasks = list(dict.fromkeys([cell["task"] for cell in [*records, *expected]]))
+    chosen = paper_metrics(tasks, {t: m for t, m in (paper_score_metrics or {}).items() if t in tasks})
     rows, seen = [], set()
-    for path in metrics_paths:
-        record = read_cell_metrics(path)
+    for record in records:
         seen.add(cell_key(record))
-        rows += tidy_rows(record)
+        rows += tidy_rows(record, chosen[record["task"]])
     failed = failed or {}
-    for cell in expected or []:
+    for cell in expected:
         if cell_key(cell) not in seen:
-            rows.append(missing_row(cell, failed.get(cell_key(cell))))
+            rows += missing_rows(cell, failed.get(cell_key(cell)))
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype({column: "Float64" for column in INT_COLUMNS})
     # A missing cell still knows its depth when another cell of its model has a result.
     depth = summary["model"].map(summary.groupby("model")["num_layers_pretrained"].max())
     summary["num_layers_pretrained"] = summary["num_layers_pretrained"].fillna(depth)
     summary["layers_kept"] = summary["layers_kept"].fillna(summary["num_layers_pretrained"] - summary["k"])
     summary["train_subsampled"] = summary["train_subsampled"].astype("boolean")
+    summary["at_chance"] = summary["at_chance"].astype("boolean")
     summary = summary.astype({column: "Int64" for column in INT_COLUMNS})
     return sort_cells(summary, order)
 
@@ -151,25 +174,29 @@ def sort_cells(frame: pd.DataFrame, order: Mapping[str, list] | None = None) -> 
 
 def missing_cells(summary: pd.DataFrame) -> pd.DataFrame:
     scores = summary[summary["metric"] == "task_score"]
-    return scores.loc[scores["status"] != OK, [*CELL_COLUMNS, "status", "reason"]].reset_index(drop=True)
+    return scores.loc[~scores["status"].isin(HAS_RESULT), [*CELL_COLUMNS, "status", "reason"]].reset_index(drop=True)
 
 
 def missing_count(summary: pd.DataFrame) -> tuple[int, int]:
-    """(cells without a result, cells expected)."""
+    """(cells without a result, cells expected); a degenerate cell has a result."""
     scores = summary[summary["metric"] == "task_score"]
-    return int((scores["status"] != OK).sum()), len(scores)
+    return int((~scores["status"].isin(HAS_RESULT)).sum()), len(scores)
 
 
-def cell_means(summary: pd.DataFrame) -> pd.DataFrame:
-    """Task score, parameters and latency per (model, strategy, k, task), the mean over seeds.
+def cell_means(summary: pd.DataFrame, metric: str = "task_score") -> pd.DataFrame:
+    """One metric (default the task score), parameters and latency per (model, strategy, k, task), the
+    mean over seeds; ``status`` is missing unless every seed has a result, else degenerate if one seed is.
 
-    The score is missing unless every seed of the entry has one (a partial mean would pass for a result).
+    The value is missing unless every seed has one (a partial mean would pass for a result).
     """
-    scores = summary[summary["metric"] == "task_score"]
+    scores = summary[summary["metric"] == metric]
     grouped = scores.groupby(["model", "strategy", "k", "task"], sort=False, dropna=False)
     means = grouped.agg(
         value=("value", "mean"),
-        complete=("status", lambda status: bool((status == OK).all())),
+        complete=("value", lambda values: bool(values.notna().all())),
+        status=("status", _entry_status),
+        at_chance=("at_chance", lambda flags: bool(flags.fillna(True).any())),
+        chance=("chance", "mean"),
         seeds=("seed", "nunique"),
         layers_kept=("layers_kept", "max"),
         parameters=("parameters", "mean"),
@@ -179,50 +206,161 @@ def cell_means(summary: pd.DataFrame) -> pd.DataFrame:
     return means
 
 
+def _entry_status(status: pd.Series) -> str:
+    if not status.isin(HAS_RESULT).all():
+        return MISSING
+    return DEGENERATE if (status == DEGENERATE).any() else OK
+
+
 def seed_statistics(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation and number of seeds per (model, strategy, k, task, metric), over the
-    cells that have a result (``seeds`` says how many did)."""
-    done = summary[summary["status"] == OK]
+    cells that have a value (``seeds`` says how many did)."""
+    done = summary[summary["status"].isin(HAS_RESULT) & summary["value"].notna()]
     grouped = done.groupby(["model", "strategy", "k", "layers_kept", "task", "metric"], sort=False)
     return grouped["value"].agg(mean="mean", std="std", seeds="count").reset_index()
 
 
-def score_table(summary: pd.DataFrame, model: str, tasks: list[str] | None = None) -> pd.DataFrame:
-    """Rows (strategy, k) in summary order, baseline first; columns layers_kept, the tasks and
-    their average (0-1 scale; the average is missing when any task is)."""
-    means = cell_means(summary[summary["model"] == model])
-    tasks = tasks or list(pd.unique(means["task"]))
-    rows = list(dict.fromkeys(zip(means["strategy"], means["k"])))
-    table = means.set_index(["strategy", "k", "task"])["value"].unstack("task")
-    table = table.reindex(index=pd.MultiIndex.from_tuples(rows, names=["strategy", "k"]), columns=tasks)
-    table.columns.name = None
-    table[AVERAGE] = table[tasks].mean(axis=1, skipna=False)
-    kept = means.groupby(["strategy", "k"], sort=False)["layers_kept"].max()
-    table.insert(0, "layers_kept", kept.reindex(table.index).astype("Int64"))
-    return table.reset_index()
+@dataclass
+class Table:
+    """Scores (0-1 scale) per (strategy, k) row, and per score a mark: ok, degenerate, missing or chance."""
+
+    values: pd.DataFrame
+    marks: pd.DataFrame
+
+
+def _rows(summary: pd.DataFrame) -> pd.MultiIndex:
+    scores = summary[summary["metric"] == "task_score"]
+    return pd.MultiIndex.from_tuples(list(dict.fromkeys(zip(scores["strategy"], scores["k"]))), names=["strategy", "k"])
+
+
+def _entries(summary: pd.DataFrame, task: str, metric: str, rows: pd.MultiIndex) -> pd.DataFrame:
+    """value, status, at_chance, chance and layers_kept of one (task, metric) per row, mean over seeds."""
+    means = cell_means(summary[summary["task"] == task], metric).set_index(["strategy", "k"])
+    entries = means.reindex(rows)
+    entries["status"] = entries["status"].fillna(MISSING)
+    return entries
+
+
+def _table(summary: pd.DataFrame, columns: Mapping[str, tuple[str, str]]) -> Table:
+    """``columns`` maps a column name to its (task, metric)."""
+    rows = _rows(summary)
+    values = pd.DataFrame(index=rows)
+    kept = summary[summary["metric"] == "task_score"].groupby(["strategy", "k"], sort=False)["layers_kept"].max()
+    values["layers_kept"] = kept.reindex(rows).astype("Int64")
+    marks = pd.DataFrame(index=rows)
+    for name, (task, metric) in columns.items():
+        entries = _entries(summary, task, metric, rows)
+        values[name], marks[name] = entries["value"].astype(float), entries["status"]
+    return Table(values, marks)
+
+
+def _with_average(table: Table, name: str, columns: list[str]) -> None:
+    """The mean of ``columns`` per row, missing (n/a) when any of them is."""
+    table.values[name] = table.values[columns].mean(axis=1, skipna=False) if columns else float("nan")
+    table.marks[name] = OK
+
+
+def score_table(summary: pd.DataFrame, model: str, tasks: list[str] | None = None) -> Table:
+    """The paper's view: each task's paper score, ``avg7`` (when all seven tasks are in the grid) and the
+    GLUE-style ``average`` of the task scores. Rows (strategy, k) in summary order, baseline first."""
+    rows = summary[summary["model"] == model]
+    tasks = tasks or list(pd.unique(rows["task"]))
+    table = _table(rows, {task: (task, "paper_score") for task in tasks})
+    _with_average(table, AVG7, list(AVG7_TASKS) if set(AVG7_TASKS) <= set(tasks) else [])
+    glue_style = _table(rows, {task: (task, "task_score") for task in tasks})
+    table.values[AVERAGE] = glue_style.values[tasks].mean(axis=1, skipna=False)
+    table.marks[AVERAGE] = OK
+    return _flat(table)
+
+
+def metrics_table(summary: pd.DataFrame, model: str, tasks: list[str]) -> Table:
+    """Every official metric its own column, e.g. ``mrpc f1``, ``mrpc accuracy``, ``mnli matched_accuracy``."""
+    rows = summary[summary["model"] == model]
+    official = rows[~rows["metric"].isin(["task_score", "paper_score"])]
+    columns = {}
+    for task in tasks:
+        present = set(official.loc[official["task"] == task, "metric"])
+        for metric in [m for m in metric_keys(task) if m in present]:
+            columns[f"{task} {metric.removeprefix('validation_')}"] = (task, metric)
+    return _flat(_table(rows, columns))
+
+
+def _flat(table: Table) -> Table:
+    return Table(table.values.reset_index(), table.marks.reset_index())
 
 
 def score_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in ("strategy", "k", "layers_kept")]
 
 
-def percent_of_full(table: pd.DataFrame) -> pd.DataFrame:
-    """Each score as a percent of the unpruned model's (the baseline row); the average column is the
-    ratio of the averages. All missing when the baseline is."""
-    columns = score_columns(table)
-    out = table.copy()
-    base = table[table["strategy"] == BASELINE]
-    if base.empty:
-        out[columns] = float("nan")
-    else:
-        out[columns] = 100 * table[columns] / base[columns].iloc[0]
-    return out
+def percent_of_full(table: Table, summary: pd.DataFrame, model: str) -> Table:
+    """Each score as a percent of the unpruned model's (the baseline row). A column whose baseline is at
+    chance gets no percent (mark ``chance``); ``avg7`` is the ratio of the averages unless one of its
+    tasks is at chance; ``average`` the ratio of the task-score averages over the tasks whose baseline
+    is above chance. All missing when the baseline is."""
+    values, marks = table.values.copy(), table.marks.copy()
+    tasks = [c for c in score_columns(values) if c not in (AVG7, AVERAGE)]
+    base_rows = values["strategy"] == BASELINE
+    rows = summary[(summary["model"] == model) & (summary["strategy"] == BASELINE)]
+    chance = {task: bool(cell_means(rows[rows["task"] == task], "paper_score")["at_chance"].any()) for task in tasks}
+    glue_chance = {task: bool(cell_means(rows[rows["task"] == task])["at_chance"].any()) for task in tasks}
+    if not base_rows.any():
+        values[score_columns(values)] = float("nan")
+        return Table(values, marks)
+    base = values[base_rows].iloc[0]
+    for task in tasks:
+        values[task] = 100 * values[task] / base[task]
+        if chance[task]:
+            values[task], marks[task] = float("nan"), "chance"
+    if AVG7 in values:
+        values[AVG7] = 100 * values[AVG7] / base[AVG7]
+        if set(AVG7_TASKS) <= set(tasks) and any(chance[task] for task in AVG7_TASKS):
+            values[AVG7], marks[AVG7] = float("nan"), "chance"
+    above = [task for task in tasks if not glue_chance[task]]
+    task_scores = _table(summary[summary["model"] == model], {task: (task, "task_score") for task in above}).values.reset_index()
+    average = task_scores[above].mean(axis=1, skipna=False) if above else pd.Series(float("nan"), index=task_scores.index)
+    values[AVERAGE] = 100 * average / average[base_rows.to_numpy()].iloc[0]
+    return Table(values, marks)
 
 
-def scaled(table: pd.DataFrame) -> pd.DataFrame:
-    out = table.copy()
-    out[score_columns(table)] = 100 * table[score_columns(table)]
-    return out
+def chance_table(summary: pd.DataFrame, model: str, tasks: list[str]) -> pd.DataFrame:
+    """Per task: the full model's paper score, its chance level from the dev labels and the margin (x 100)."""
+    rows = summary[(summary["model"] == model) & (summary["strategy"] == BASELINE)]
+    out = []
+    for task in tasks:
+        means = cell_means(rows[rows["task"] == task], "paper_score")
+        if means.empty:
+            continue
+        entry = means.iloc[0]
+        out.append({"task": task, "full model": 100 * entry["value"], "chance": 100 * entry["chance"],
+                    "above chance": 100 * (entry["value"] - entry["chance"]),
+                    "at chance": "yes" if entry["at_chance"] else "no"})
+    return pd.DataFrame(out, columns=["task", "full model", "chance", "above chance", "at chance"])
+
+
+def scaled(table: Table) -> Table:
+    values = table.values.copy()
+    values[score_columns(values)] = 100 * values[score_columns(values)]
+    return Table(values, table.marks)
+
+
+def footnotes(tables: list[Table], avg7_reason: str | None) -> list[str]:
+    """Why a cell of these tables reads as it does."""
+    marks = pd.concat([t.marks[score_columns(t.marks)] for t in tables], axis=1)
+    notes = []
+    if (marks == DEGENERATE).any().any():
+        notes.append(f"{DEGENERATE_MARK} degenerate: the model predicts one value on a dev split (for at least one seed); "
+                     "its undefined metrics (correlations) read 'degenerate'.")
+    if (marks == "chance").any().any():
+        margins = ", ".join(f"{metric} +{margin:g}" for metric, margin in CHANCE_MARGINS.items())
+        notes.append(f"{CHANCE_TEXT}: the full model scores at chance on this task (chance levels from the dev labels: "
+                     f"majority-class rate, F1 of always predicting class 1, 0 for MCC and correlations; margins {margins}), "
+                     "so a percent of it is meaningless; such tasks are left out of the percent averages.")
+    if avg7_reason:
+        notes.append(f"avg7 {NA_TEXT}: {avg7_reason}.")
+    notes.append("avg7: the paper's mean paper score over SST-2, MNLI, QNLI, QQP, STS-B, RTE and MRPC; "
+                 "average: the GLUE-style mean of the task scores (mean of each task's official metrics).")
+    return notes
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
@@ -231,52 +369,82 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
 
 def _markdown(table: pd.DataFrame) -> str:
     align = ["left"] + ["right"] * (len(table.columns) - 1)
-    return _display(_as_text(table)).to_markdown(index=False, disable_numparse=True, colalign=align)
+    return _display(table).to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def _as_text(table: pd.DataFrame) -> pd.DataFrame:
-    """Scores with one decimal and the word 'missing' for gaps (tabulate prints NaN as 'nan')."""
-    out = table.astype(object)
-    for column in table.columns:
-        if column in score_columns(table):
-            out[column] = [MISSING_TEXT if pd.isna(v) else f"{v:.1f}" for v in table[column]]
+def _cell_text(value, mark: str) -> str:
+    if mark == "chance":
+        return CHANCE_TEXT
+    if mark == MISSING:
+        return MISSING_TEXT
+    if pd.isna(value):
+        return DEGENERATE if mark == DEGENERATE else NA_TEXT
+    return f"{value:.1f}" + (DEGENERATE_MARK if mark == DEGENERATE else "")
+
+
+def _as_text(table: Table) -> pd.DataFrame:
+    """Scores with one decimal, 'missing', 'degenerate' or 'n/a' for gaps (tabulate prints NaN as 'nan')."""
+    out = table.values.astype(object)
+    for column in table.values.columns:
+        if column in score_columns(table.values):
+            out[column] = [_cell_text(v, m) for v, m in zip(table.values[column], table.marks[column])]
         else:
-            out[column] = [MISSING_TEXT if pd.isna(v) else str(v) for v in table[column]]
+            out[column] = [MISSING_TEXT if pd.isna(v) else str(v) for v in table.values[column]]
     return out
 
 
-def model_tables_markdown(model: str, note: str, absolute: pd.DataFrame, percent: pd.DataFrame, missing: tuple[int, int]) -> str:
+def _chance_text(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.astype(object)
+    for column in ("full model", "chance", "above chance"):
+        out[column] = [NA_TEXT if pd.isna(v) else f"{v:.1f}" for v in table[column]]
+    return out
+
+
+TITLES = {
+    "scores": "Dev score x 100 (paper score per task)",
+    "metrics": "Every official metric x 100",
+    "percent": "Percent of the full model (paper score)",
+    "chance": "Full model against chance (paper score x 100)",
+}
+
+
+def _texts(tables: Mapping[str, Table], chance: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {**{slug: _display(_as_text(table)) for slug, table in tables.items()}, "chance": _chance_text(chance)}
+
+
+def model_tables_markdown(model: str, note: str, tables: Mapping[str, Table], chance: pd.DataFrame,
+                          notes: list[str], missing: tuple[int, int]) -> str:
     lines = [f"## {model}", ""]
     if note:
         lines += [f"*{note}*", ""]
     lines += [missing_sentence(*missing), ""]
-    for title, table in (("Dev score x 100", absolute), ("Percent of the full model", percent)):
-        lines += [f"### {title}", "", _markdown(table), ""]
+    for slug, text in _texts(tables, chance).items():
+        lines += [f"### {TITLES[slug]}", "", _markdown(text), ""]
+    lines += [f"- {line}" for line in notes] + [""]
     return "\n".join(lines)
 
 
-def model_tables_latex(model: str, note: str, absolute: pd.DataFrame, percent: pd.DataFrame, missing: tuple[int, int]) -> str:
+def model_tables_latex(model: str, note: str, tables: Mapping[str, Table], chance: pd.DataFrame,
+                       notes: list[str], missing: tuple[int, int]) -> str:
     parts = []
-    for title, slug, table in (("Dev score $\\times$ 100", "scores", absolute), ("Percent of the full model", "percent", percent)):
-        caption = f"{_latex_escape(model)}: {title}. {_latex_escape(missing_sentence(*missing))}"
+    for slug, text in _texts(tables, chance).items():
+        caption = f"{_latex_escape(model)}: {_latex_escape(TITLES[slug])}. {_latex_escape(missing_sentence(*missing))}"
         if note:
             caption += f" {_latex_escape(note)}."
-        parts.append(
-            _display(table).to_latex(
-                index=False, na_rep=MISSING_TEXT, float_format="%.1f", caption=caption,
-                label=f"tab:dropbench-{_label_safe(model)}-{slug}", escape=True,
-            )
-        )
+        caption += "".join(f" {_latex_escape(line)}" for line in notes)
+        parts.append(text.to_latex(index=False, caption=caption, label=f"tab:dropbench-{_label_safe(model)}-{slug}", escape=True))
     return "\n".join(parts)
 
 
-def model_tables_html(model: str, note: str, absolute: pd.DataFrame, percent: pd.DataFrame, missing: tuple[int, int]) -> str:
+def model_tables_html(model: str, note: str, tables: Mapping[str, Table], chance: pd.DataFrame,
+                      notes: list[str], missing: tuple[int, int]) -> str:
     body = [f"<h2>{html.escape(model)}</h2>"]
     if note:
         body.append(f"<p class='note'>{html.escape(note)}</p>")
     body.append(f"<p>{html.escape(missing_sentence(*missing))}</p>")
-    for title, table in (("Dev score &times; 100", absolute), ("Percent of the full model", percent)):
-        body += [f"<h3>{title}</h3>", _html_table(_display(_as_text(table)))]
+    for slug, text in _texts(tables, chance).items():
+        body += [f"<h3>{html.escape(TITLES[slug])}</h3>", _html_table(text)]
+    body += [f"<p class='note'>{html.escape(line)}</p>" for line in notes]
     return _html_page(f"dropbench: {model}", body)
 
 
@@ -345,12 +513,13 @@ def aggregate(
     failed_dir: str | Path | None = None,
     notes: Mapping[str, str] | None = None,
     order: Mapping[str, list] | None = None,
+    paper_score_metrics: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Write the tidy summary, the missing cells and, per model, its tables as ``md``, ``tex`` and ``html``.
 
     ``model_tables`` maps each model to ``{"md": path, "tex": path, "html": path}``.
     """
-    summary = load_summary(metrics_paths, expected, read_failed(failed_dir), order)
+    summary = load_summary(metrics_paths, expected, read_failed(failed_dir), order, paper_score_metrics)
     summary.to_csv(_parent_made(summary_csv), index=False)
     seed_statistics(summary).to_csv(_parent_made(seeds_csv), index=False)
     missing = missing_cells(summary)
@@ -360,9 +529,13 @@ def aggregate(
     tasks = list((order or {}).get("tasks") or pd.unique(summary["task"]))
     for model, paths in model_tables.items():
         rows = summary[summary["model"] == model]
-        table = score_table(rows, model, [t for t in tasks if t in set(rows["task"])])
-        absolute, percent = scaled(table), percent_of_full(table)
-        args = (model, (notes or {}).get(model, ""), absolute, percent, missing_count(rows))
+        model_tasks = [t for t in tasks if t in set(rows["task"])]
+        table = score_table(rows, model, model_tasks)
+        tables = {"scores": scaled(table), "metrics": scaled(metrics_table(rows, model, model_tasks)),
+                  "percent": percent_of_full(table, rows, model)}
+        avg7_reason = avg7_problem({task: 0.0 for task in model_tasks})
+        lines = footnotes(list(tables.values()), avg7_reason)
+        args = (model, (notes or {}).get(model, ""), tables, chance_table(rows, model, model_tasks), lines, missing_count(rows))
         _write(paths["md"], model_tables_markdown(*args))
         _write(paths["tex"], model_tables_latex(*args))
         _write(paths["html"], model_tables_html(*args))

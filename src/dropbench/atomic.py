@@ -27,9 +27,9 @@ def atomic_dir(out_dir: str | Path):
 
 
 def write_json(path: str | Path, data) -> None:
-    """Write JSON through a temporary file and an atomic rename."""
+    """Write standard JSON (NaN or Infinity is an error) through a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
     os.replace(tmp, path)

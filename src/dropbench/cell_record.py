@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from transformers import AutoConfig
@@ -14,9 +15,24 @@ from dropbench.features import read_info
 from dropbench.records import check_record
 
 
-def task_score(task: str, metrics: dict) -> float:
-    """One number per task, as the GLUE leaderboard averages it: the mean of the task's official metrics."""
-    return sum(metrics.values()) / len(metrics)
+OK, DEGENERATE = "ok", "degenerate"
+
+
+def task_score(task: str, metrics: dict) -> float | None:
+    """One number per task, as the GLUE leaderboard averages it: the mean of the task's official metrics
+    (None when one is undefined)."""
+    values = list(metrics.values())
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
+def cell_status(metrics: dict, distinct_predictions: dict) -> tuple[str, dict]:
+    """``degenerate`` when the model predicts one value on a dev split, else ``ok``; and the metrics with
+    undefined values (NaN, e.g. the correlation of a constant prediction) as None, never NaN in JSON."""
+    status = DEGENERATE if min(distinct_predictions.values()) <= 1 else OK
+    clean = {name: value if math.isfinite(value) else None for name, value in metrics.items()}
+    if status == OK and None in clean.values():
+        raise ValueError(f"undefined metric although the model predicts several values: {metrics}")
+    return status, clean
 
 
 def pruning_info(model_dir: str | Path) -> dict:
@@ -32,10 +48,14 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
     train = json.loads(Path(train_log).read_text())
     train_split = read_info(features_dir)["splits"]["train"]
     result = evaluate_cell(finetuned_dir, features_dir, cell["task"], evaluation["batch_size"], evaluation["latency"])
+    status, scores = cell_status(result["metrics"], result["distinct_predictions"])
     record = {
         **cell,
-        "task_score": task_score(cell["task"], result["metrics"]),
-        "metrics": result["metrics"],
+        "status": status,
+        "task_score": task_score(cell["task"], scores),
+        "metrics": scores,
+        "chance": result["chance"],
+        "distinct_predictions": result["distinct_predictions"],
         "primary_metric": glue.get_task(cell["task"]).primary_metric,
         "dropped_layers": pruned["dropped"],
         "kept_layers": pruned["kept"],

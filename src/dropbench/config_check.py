@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from dropbench import adapters, glue, sources, strategies
+from dropbench import adapters, glue, paper_score, sources, strategies
 from dropbench.grid import BASELINE
 
 # Model and task names become path components under results/: no separators, no leading dot.
@@ -47,6 +47,10 @@ def check(config: dict) -> None:
     for model, model_cfg in config["models"].items():
         _check_model(model, model_cfg, config)
     _check_numbers(config)
+    try:
+        paper_score.paper_metrics(list(config["tasks"]), config.get("paper_score"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_grid(config: dict) -> None:

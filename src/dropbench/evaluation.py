@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification
 
-from dropbench import features, glue, latency, metrics
+from dropbench import chance, features, glue, latency, metrics
 from dropbench.batching import sorted_batches
 from dropbench.device import autocast, pick_device
 
@@ -30,21 +30,26 @@ def predict(model, split: features.Features, device, batch_size: int, is_regress
 
 
 def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str, eval_batch_size: int, latency_protocol: dict) -> dict:
-    """Task metrics on every dev split, plus size and speed of the model."""
+    """Task metrics on every dev split, their chance levels (from the dev labels), how many distinct
+    values the model predicts per split, plus size and speed of the model."""
     spec = glue.get_task(task)
     device = pick_device()
     model = AutoModelForSequenceClassification.from_pretrained(finetuned_dir, use_safetensors=True).to(device)
     started = time.perf_counter()
-    scores = {}
+    scores, chance_levels, distinct = {}, {}, {}
     for split_name in spec.dev_splits:
         split = features.load(features.split_path(features_dir, split_name))
         predictions = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{split_name}")
         split_scores = metrics.evaluate_task(task, predictions, split.labels)
         prefix = "" if len(spec.dev_splits) == 1 else f"{split_name}_"
         scores.update({f"{prefix}{name}": float(value) for name, value in split_scores.items()})
+        chance_levels.update({f"{prefix}{name}": level for name, level in chance.chance_levels(split_scores, split.labels).items()})
+        distinct[split_name] = int(len(np.unique(predictions)))
     eval_seconds = time.perf_counter() - started
     return {
         "metrics": scores,
+        "chance": chance_levels,
+        "distinct_predictions": distinct,
         "eval_seconds": eval_seconds,
         "dev_rows": {s: len(features.load(features.split_path(features_dir, s))) for s in spec.dev_splits},
         "parameters": sum(p.numel() for p in model.parameters()),

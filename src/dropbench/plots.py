@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from dropbench.aggregate import AVERAGE, cell_means  # noqa: E402
+from dropbench.aggregate import AVERAGE, DEGENERATE, MISSING, OK, cell_means  # noqa: E402
 from dropbench.grid import BASELINE  # noqa: E402
 
 DEFAULT_STYLE = {"style": "default", "dpi": 150, "panel_width": 4.0, "panel_height": 3.4, "font_size": 9}
@@ -47,16 +47,26 @@ def save(fig, data: pd.DataFrame, png: str | Path, pdf: str | Path, csv: str | P
 
 
 def with_average(means: pd.DataFrame) -> pd.DataFrame:
-    """Per-task means plus an ``average`` task per (model, strategy, k): missing when any task is."""
+    """Per-task means plus an ``average`` task per (model, strategy, k): missing when any task is, and
+    degenerate when a task is (and none is missing); a baseline at chance on any task makes the average's."""
     grouped = means.groupby(["model", "strategy", "k"], sort=False)
     average = grouped.agg(
         value=("value", lambda v: v.mean() if v.notna().all() else np.nan),
+        status=("status", _average_status),
+        at_chance=("at_chance", "any"),
         parameters=("parameters", "mean"),
         latency_ms=("latency_ms", "mean"),
         layers_kept=("layers_kept", "max"),
     ).reset_index()
     average["task"] = AVERAGE
     return pd.concat([means, average], ignore_index=True)
+
+
+def _average_status(status: pd.Series) -> str:
+    for worst in (MISSING, DEGENERATE):
+        if (status == worst).any():
+            return worst
+    return OK
 
 
 def _strategy_colors(strategies: Iterable[str]) -> dict[str, str]:
@@ -101,22 +111,24 @@ def score_vs_dropped(means: pd.DataFrame, reference_models: Iterable[str], style
                 label = strategy if len(models) == 1 else f"{model} {strategy}"
                 ax.plot(line["k"], line["value"], marker="o", color=colors[strategy],
                         linestyle=LINESTYLES[m % len(LINESTYLES)], label=label)
-                rows += [{"panel": task, "model": model, "strategy": strategy, "k": k, "value": v,
-                          "status": "missing" if pd.isna(v) else "ok"} for k, v in zip(line["k"], line["value"])]
+                rows += [{"panel": task, "model": model, "strategy": strategy, "k": k, "value": v, "status": status}
+                         for k, v, status in zip(line["k"], line["value"], line["status"])]
             ax.scatter(base["k"], base["value"], color="black", zorder=3)
-        gap_ks = [r["k"] for r in rows if r["panel"] == task and r["status"] == "missing"]
-        if gap_ks:
-            # Missing points sit on the x axis as grey crosses, so a gap is not read as a short line.
-            ax.scatter(gap_ks, [0.02] * len(gap_ks), marker="x", color="grey", transform=ax.get_xaxis_transform(),
-                       clip_on=False, label="missing")
+        for status, color in ((MISSING, "grey"), (DEGENERATE, "tab:red")):
+            gap_ks = [r["k"] for r in rows if r["panel"] == task and r["status"] == status and pd.isna(r["value"])]
+            if gap_ks:
+                # Points without a value sit on the x axis as crosses, so a gap is not read as a short line.
+                ax.scatter(gap_ks, [0.02] * len(gap_ks), marker="x", color=color, transform=ax.get_xaxis_transform(),
+                           clip_on=False, label=status)
         for model in reference_models:
             ref = panel[(panel["model"] == model) & (panel["strategy"] == BASELINE)]
             if len(ref) and ref["value"].notna().all():
                 ax.axhline(ref["value"].iloc[0], color="grey", linestyle="--", linewidth=1, label=f"{model} (reference)")
-            rows += [{"panel": task, "model": model, "strategy": BASELINE, "k": 0, "value": v,
-                      "status": "missing" if pd.isna(v) else "ok"} for v in ref["value"]]
-        gaps = int(panel["value"].isna().sum())
-        ax.set_title(task + (f" ({gaps} missing)" if gaps else ""))
+            rows += [{"panel": task, "model": model, "strategy": BASELINE, "k": 0, "value": v, "status": status}
+                     for v, status in zip(ref["value"], ref["status"])]
+        gaps = int((panel["status"] == MISSING).sum())
+        degenerate = int((panel["status"] == DEGENERATE).sum())
+        ax.set_title(task + (f" ({gaps} missing)" if gaps else "") + (f" ({degenerate} degenerate)" if degenerate else ""))
         ax.set_xlabel("layers dropped (k)")
         ax.set_ylabel("dev score x 100")
         ax.grid(alpha=0.3)
@@ -127,24 +139,30 @@ def score_vs_dropped(means: pd.DataFrame, reference_models: Iterable[str], style
 
 
 def percent_retained(means: pd.DataFrame, reference_models: Iterable[str]) -> pd.DataFrame:
-    """Long table: (model, strategy, k, task incl. average) -> percent of the model's unpruned score."""
+    """Long table: (model, strategy, k, task incl. average) -> percent of the model's unpruned score, and
+    its status: ``chance`` (no percent) where the unpruned model scores at chance on the task."""
     data = with_average(means)
     data = data[~data["model"].isin(set(reference_models))]
-    base = data[data["strategy"] == BASELINE].set_index(["model", "task"])["value"]
+    base = data[data["strategy"] == BASELINE].set_index(["model", "task"])
     pruned = data[data["strategy"] != BASELINE].copy()
     keys = pd.MultiIndex.from_arrays([pruned["model"], pruned["task"]])
-    pruned["percent"] = 100 * pruned["value"].to_numpy() / base.reindex(keys).to_numpy()
-    return pruned[["model", "strategy", "k", "task", "percent"]].reset_index(drop=True)
+    pruned["percent"] = 100 * pruned["value"].to_numpy() / base["value"].reindex(keys).to_numpy()
+    chance = base["at_chance"].reindex(keys).fillna(False).to_numpy(dtype=bool)
+    pruned.loc[chance, "percent"] = np.nan
+    pruned.loc[chance, "status"] = "chance"
+    return pruned[["model", "strategy", "k", "task", "percent", "status"]].reset_index(drop=True)
 
 
 def retained_heatmap(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
     """Rows (model,) strategy and k; columns tasks and their average; colour = percent retained.
-    Missing cells are hatched and say so."""
+    Cells without a percent are hatched and say why: missing, degenerate, or chance (the unpruned model
+    scores at chance on the task, so a percent of it means nothing)."""
     long = percent_retained(means, reference_models)
     several_models = long["model"].nunique() > 1
     long["row"] = [f"{m} {s} k={k}" if several_models else f"{s} k={k}" for m, s, k in zip(long["model"], long["strategy"], long["k"])]
     rows, columns = list(pd.unique(long["row"])), list(pd.unique(long["task"]))
     grid = long.pivot_table(index="row", columns="task", values="percent", aggfunc="first", dropna=False).reindex(index=rows, columns=columns)
+    status = long.pivot_table(index="row", columns="task", values="status", aggfunc="first", dropna=False).reindex(index=rows, columns=columns)
     fig, ax = plt.subplots(figsize=(max(style["panel_width"], 0.9 * len(columns) + 2.5), max(2.0, 0.4 * len(rows) + 1.5)))
     if rows:
         image = ax.imshow(np.ma.masked_invalid(grid.to_numpy(dtype=float)), cmap="viridis", vmin=0, vmax=100, aspect="auto")
@@ -154,7 +172,7 @@ def retained_heatmap(means: pd.DataFrame, reference_models: Iterable[str], style
                 value = grid.loc[row, column]
                 if pd.isna(value):
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="grey", linewidth=0))
-                    ax.text(j, i, "missing", ha="center", va="center", fontsize="x-small", color="dimgrey")
+                    ax.text(j, i, status.loc[row, column], ha="center", va="center", fontsize="x-small", color="dimgrey")
                 else:
                     ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize="small",
                             color="white" if value < 60 else "black")
@@ -165,7 +183,7 @@ def retained_heatmap(means: pd.DataFrame, reference_models: Iterable[str], style
         ax.set_axis_off()
     ax.set_title("score retained (% of the unpruned model)")
     fig.tight_layout()
-    return fig, long[["model", "strategy", "k", "task", "percent"]]
+    return fig, long[["model", "strategy", "k", "task", "percent", "status"]]
 
 
 def pareto_front(cost: pd.Series, score: pd.Series) -> pd.Series:
@@ -188,10 +206,10 @@ def pareto_points(means: pd.DataFrame, reference_models: Iterable[str]) -> pd.Da
         "reference" if model in reference_models else "full" if strategy == BASELINE else "pruned"
         for model, strategy in zip(points["model"], points["strategy"])
     ]
-    points["status"] = np.where(points["value"].isna(), "missing", "ok")
+    # status: ok, degenerate (a task's model predicts one value) or missing; drawn when there is a value
     points = points[["model", "strategy", "k", "kind", "status", "value", "parameters", "latency_ms"]].reset_index(drop=True)
     for cost in ("parameters", "latency_ms"):
-        drawn = points[(points["status"] == "ok") & points[cost].notna()]
+        drawn = points[points["value"].notna() & points[cost].notna()]
         points[f"front_{cost}"] = pareto_front(drawn[cost], drawn["value"]).reindex(points.index, fill_value=False)
     return points
 
@@ -200,7 +218,7 @@ def pareto(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
     """Task-average score against parameters and against measured latency, the Pareto front as a step line;
     the full (unpruned) models are stars, reference (e.g. distilled) models diamonds."""
     points = pareto_points(means, reference_models)
-    drawn = points[points["status"] == "ok"]
+    drawn = points[points["value"].notna()]
     markers = {"pruned": ("o", 30), "full": ("*", 160), "reference": ("D", 60)}
     colors = _strategy_colors(pd.unique(points.loc[points["kind"] == "pruned", "strategy"]))
     fig, axes = plt.subplots(1, 2, figsize=(2 * style["panel_width"] + 1, style["panel_height"] + 0.6))
@@ -218,8 +236,8 @@ def pareto(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
         ax.set_xlabel(axis_label)
         ax.set_ylabel("average dev score x 100")
         ax.grid(alpha=0.3)
-    missing = int((points["status"] == "missing").sum())
-    fig.suptitle("average score vs size and speed" + (f" ({missing} missing: a task has no score)" if missing else ""))
+    missing = int(points["value"].isna().sum())
+    fig.suptitle("average score vs size and speed" + (f" ({missing} not drawn: a task has no score)" if missing else ""))
     axes[0].legend(fontsize="small", loc="best")
     fig.tight_layout()
     return fig, points

@@ -25,7 +25,7 @@ def prepare_task(
     """Tokenize the train split (subsampled to ``max_train_examples``) and every dev split."""
     spec = glue.get_task(task)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    info = {"task": task, "source": source, "max_length": max_length, "splits": {}}
+    info = {"task": task, "source": source, "max_length": max_length, "padding_side": tokenizer.padding_side, "splits": {}}
     with atomic_dir(out_dir) as tmp:
         for split in ["train", *spec.dev_splits]:
             frame = glue.load_split(task, source, split)

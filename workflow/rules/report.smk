@@ -8,7 +8,7 @@
 rule aggregate:
     input:
         metrics=summary_metrics,
-        code=[f"{SRC}/dropbench/aggregate.py"],
+        code=[f"{SRC}/dropbench/{name}.py" for name in ("aggregate", "chance", "paper_score")],
     output:
         summary=report(
             "results/summary.csv",
@@ -32,6 +32,7 @@ rule aggregate:
         notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
         order={"models": list(config["models"]), "strategies": list(config["strategies"]), "tasks": list(config["tasks"])},
         failed_dir="results/failed",
+        paper_score=config.get("paper_score", {}),
     log:
         "logs/aggregate.log",
     conda:

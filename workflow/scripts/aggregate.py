@@ -16,4 +16,5 @@ with log_to(snakemake.log[0]):
         failed_dir=snakemake.params.failed_dir,
         notes=snakemake.params.notes,
         order=snakemake.params.order,
+        paper_score_metrics=snakemake.params.paper_score,
     )

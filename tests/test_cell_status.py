@@ -1,0 +1,154 @@
+"""Degenerate cells (one predicted value), standard JSON, and percent of a full model at chance."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_aggregate import grid, metrics_record, run_aggregate
+
+from dropbench import chance, metrics, plots
+from dropbench.aggregate import cell_means, load_summary
+from dropbench.atomic import write_json
+from dropbench.cell_record import cell_status, task_score
+from dropbench.records import record_problem
+
+
+def test_constant_prediction_is_degenerate_with_null_not_nan():
+    scores = metrics.compute("stsb", np.full(5, 2.5), np.array([0.0, 1.0, 2.0, 3.0, 4.0]))
+    assert all(math.isnan(v) for v in scores.values())
+    status, clean = cell_status(scores, {"validation": 1})
+    assert status == "degenerate" and clean == {"pearson": None, "spearmanr": None}
+    assert task_score("stsb", clean) is None
+    assert cell_status({"accuracy": 0.7}, {"validation": 2}) == ("ok", {"accuracy": 0.7})
+    with pytest.raises(ValueError, match="undefined metric although"):
+        cell_status({"pearson": math.nan}, {"validation": 3})
+
+
+def test_json_is_standard_nan_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="JSON compliant"):
+        write_json(tmp_path / "m.json", {"pearson": math.nan})
+    assert not list(tmp_path.iterdir())
+
+
+def test_schema_allows_null_scores_only_for_degenerate_cells():
+    record = metrics_record(task="stsb", metrics={"pearson": None, "spearmanr": None}, status="degenerate")
+    assert record_problem(record) is None
+    assert "None is not of type 'number'" in record_problem({**record, "status": "ok"})
+    assert record_problem({**record, "status": "collapsed"}) is not None
+
+
+def write_records(root, records):
+    paths = []
+    for i, record in enumerate(records):
+        paths.append(root / f"{i}.json")
+        paths[-1].write_text(json.dumps(record))
+    return paths
+
+
+def test_degenerate_cell_is_shown_as_such_not_as_missing(tmp_path):
+    cells = grid()
+    records = [metrics_record(**cell, score=0.8) for cell in cells]
+    bad = next(i for i, c in enumerate(cells) if c["strategy"] == "top" and c["task"] == "stsb")
+    records[bad] = metrics_record(**cells[bad], metrics={"pearson": None, "spearmanr": None}, status="degenerate")
+    summary = run_aggregate(tmp_path, write_records(tmp_path, records), cells)
+    rows = summary[(summary["strategy"] == "top") & (summary["task"] == "stsb")]
+    assert set(rows["status"]) == {"degenerate"} and rows["value"].isna().all()
+    md = (tmp_path / "tables" / "tiny.md").read_text()
+    assert "Missing cells: none" in md
+    top = [line for line in md.splitlines() if line.startswith("| top")]
+    assert all("degenerate" in line and "missing" not in line for line in top)
+    assert "degenerate: the model predicts one value" in md
+    assert "NaN" not in (tmp_path / "summary.csv").read_text()
+
+
+def test_chance_levels_from_dev_labels():
+    labels = np.array([1, 1, 1, 0])
+    levels = chance.chance_levels(["accuracy", "f1", "matthews_correlation"], labels)
+    assert levels == pytest.approx({"accuracy": 0.75, "f1": 2 * 0.75 / 1.75, "matthews_correlation": 0.0})
+    # the majority-class predictor is at chance on both MRPC metrics
+    scores = metrics.compute("mrpc", np.ones(4, dtype=int), labels)
+    assert all(chance.at_chance(name, scores[name], levels[name]) for name in scores)
+    assert not chance.at_chance("validation_matched_accuracy", 0.8, 0.75)
+    assert chance.at_chance("validation_matched_accuracy", 0.755, 0.75)
+    assert chance.at_chance("pearson", None, 0.0) and not chance.at_chance("pearson", 0.2, 0.0)
+
+
+def test_percent_of_a_baseline_at_chance_is_not_reported(tmp_path):
+    """MRPC's majority-class predictor: 'percent of the full model' would read ~100%."""
+    cells = grid(tasks=("mrpc", "sst2"))
+    records = []
+    for cell in cells:
+        if cell["task"] == "mrpc":  # every cell predicts the majority class: accuracy and F1 at chance
+            record = metrics_record(**cell, metrics={"f1": 0.81, "accuracy": 0.684})
+            record["chance"] = {"f1": 0.8125, "accuracy": 0.684}
+        else:
+            record = metrics_record(**cell, score=0.9 - 0.1 * cell["k"])
+        records.append(record)
+    summary = run_aggregate(tmp_path, write_records(tmp_path, records), cells)
+    base = summary[(summary["strategy"] == "none") & (summary["task"] == "mrpc") & (summary["metric"] == "paper_score")]
+    assert base["at_chance"].all() and base["chance"].iloc[0] == pytest.approx(0.684)
+    md = (tmp_path / "tables" / "tiny.md").read_text()
+    percent = md.split("### Percent of the full model")[1].split("###")[0]
+    top = next(line for line in percent.splitlines() if line.startswith("| top"))
+    cells_text = [c.strip() for c in top.strip("|").split("|")]
+    # strategy, k, layers kept, mrpc, sst2, avg7, average: average over sst2 alone (above chance)
+    assert cells_text[3] == "n/a (chance)" and cells_text[4] == f"{100 * 0.7 / 0.9:.1f}"
+    assert cells_text[6] == f"{100 * 0.7 / 0.9:.1f}"
+    assert "full model scores at chance on this task" in md
+    chance_part = md.split("### Full model against chance")[1]
+    assert "| mrpc" in chance_part and "0.0" in chance_part and "yes" in chance_part
+
+
+def test_figures_mark_degenerate_and_chance(tmp_path):
+    cells = grid(tasks=("mrpc", "stsb"))
+    records = []
+    for cell in cells:
+        if cell["task"] == "mrpc":
+            record = metrics_record(**cell, metrics={"f1": 0.81, "accuracy": 0.684})
+            record["chance"] = {"f1": 0.8125, "accuracy": 0.684}
+        elif cell["strategy"] == "top":
+            record = metrics_record(**cell, metrics={"pearson": None, "spearmanr": None}, status="degenerate")
+        else:
+            record = metrics_record(**cell, score=0.8)
+        records.append(record)
+    load_summary(write_records(tmp_path, records), cells).to_csv(tmp_path / "summary.csv", index=False)
+    means = cell_means(pd.read_csv(tmp_path / "summary.csv"))
+    retained = plots.percent_retained(means, [])
+    assert set(retained.loc[retained["task"] == "mrpc", "status"]) == {"chance"}
+    assert retained.loc[retained["task"] == "mrpc", "percent"].isna().all()
+    stsb_top = retained[(retained["task"] == "stsb") & (retained["strategy"] == "top")]
+    assert stsb_top["status"].tolist() == ["degenerate"]
+    _, data = plots.score_vs_dropped(means, [], plots.check_style({}))
+    assert "degenerate" in set(data.loc[data["panel"] == "stsb", "status"])
+
+
+def test_a_constant_model_is_recorded_degenerate_in_standard_json(tmp_path):
+    import torch
+    from tiny import build_tiny_bert, write_tiny_tasks
+    from transformers import AutoModelForSequenceClassification
+
+    from dropbench.cell_record import write_cell_metrics
+    from dropbench.prepare import prepare_task
+
+    model_dir = build_tiny_bert(tmp_path / "model")
+    source = write_tiny_tasks(tmp_path / "glue", rows=16)["stsb"]["source"]
+    prepare_task(model_dir, "stsb", source, tmp_path / "features", max_length=32)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    with torch.no_grad():
+        model.classifier.weight.zero_()  # every row gets the bias: one predicted value
+        model.classifier.bias.fill_(2.5)
+    model.save_pretrained(tmp_path / "finetuned")
+    (tmp_path / "train_log.json").write_text(json.dumps({"train_seconds": 1.0, "device": "cpu"}))
+    out = tmp_path / "metrics.json"
+    cell = {"model": "tiny", "strategy": "none", "k": 0, "task": "stsb", "seed": 1}
+    latency = {"batch_size": 2, "seq_len": 8, "warmup": 1, "repeats": 1}
+    write_cell_metrics(cell, tmp_path / "finetuned", model_dir, tmp_path / "features", tmp_path / "train_log.json",
+                       {"batch_size": 8, "latency": latency}, out)
+    record = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"non-standard JSON {name}"))
+    assert record["status"] == "degenerate" and record["distinct_predictions"] == {"validation": 1}
+    assert record["metrics"] == {"pearson": None, "spearmanr": None} and record["task_score"] is None
+    assert record["chance"] == {"pearson": 0.0, "spearmanr": 0.0}
