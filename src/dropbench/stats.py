@@ -93,16 +93,20 @@ BATCH_METRICS = {
 }
 
 
+def record_metrics(task: str) -> list[tuple[str, str, str]]:
+    """(dev split, metric, name in the metrics record) of every official metric of ``task``."""
+    spec = get_task(task)
+    prefix = (lambda split: "") if len(spec.dev_splits) == 1 else (lambda split: f"{split}_")
+    return [(split, name, prefix(split) + name) for split in spec.dev_splits for name in spec.metrics]
+
+
 def run_metrics(task: str, preds: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The task's official metrics and ``task_score`` (their mean) per replicate, named as in the
     metrics record (``<split>_<metric>`` when the task has several dev splits)."""
-    spec = get_task(task)
-    out = {}
-    for split in spec.dev_splits:
-        prefix = "" if len(spec.dev_splits) == 1 else f"{split}_"
-        p = np.atleast_2d(preds[split])
-        for name in spec.metrics:
-            out[prefix + name] = BATCH_METRICS[name](p, labels[split])
+    out = {
+        recorded: BATCH_METRICS[name](np.atleast_2d(preds[split]), labels[split])
+        for split, name, recorded in record_metrics(task)
+    }
     out["task_score"] = np.mean(np.stack(list(out.values())), axis=0)
     return out
 
@@ -190,22 +194,19 @@ def chance_levels(task: str, labels: Mapping[str, np.ndarray]) -> dict[str, floa
     """What a model that learned nothing reaches on these dev labels, per metric of the record:
     accuracy: the majority-class rate; F1: predicting class 1 everywhere; MCC: 0; correlations:
     |r| < 0.1 (given as 0.1). ``task_score`` is not included."""
-    spec = get_task(task)
     levels = {}
-    for split in spec.dev_splits:
-        prefix = "" if len(spec.dev_splits) == 1 else f"{split}_"
+    for split, name, recorded in record_metrics(task):
         y = np.asarray(labels[split])
-        for name in spec.metrics:
-            if name == "accuracy":
-                level = np.bincount(y).max() / len(y)
-            elif name == "f1":
-                positive = float(np.mean(y == 1))
-                level = 2 * positive / (1 + positive)
-            elif name == "matthews_correlation":
-                level = 0.0
-            else:
-                level = MIN_CORRELATION
-            levels[prefix + name] = float(level)
+        if name == "accuracy":
+            level = np.bincount(y).max() / len(y)
+        elif name == "f1":
+            positive = float(np.mean(y == 1))
+            level = 2 * positive / (1 + positive)
+        elif name == "matthews_correlation":
+            level = 0.0
+        else:
+            level = MIN_CORRELATION
+        levels[recorded] = float(level)
     return levels
 
 
