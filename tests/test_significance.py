@@ -90,3 +90,29 @@ def test_significance_marks_hook():
     marks = significance.significance_marks(table)
     assert marks.to_dict("records") == [{"model": "m", "strategy": "top", "k": 2, "task": "sst2", "delta": -0.1,
                                          "p_adjusted": 0.01, "significant": True}]
+
+
+def test_too_few_resamples_for_the_number_of_tests_is_warned(tmp_path, caplog):
+    paths, summary = build_grid(tmp_path, {("none", 0): 0.9, ("top", 2): 0.5, ("bottom", 2): 0.5}, seeds=(1,))
+    runs = significance.load_runs(paths)
+    table = significance.stats_table(summary, runs, significance.diverged_runs(runs), resamples=99, alpha=0.05)
+    # 3 tests per metric: the smallest adjusted p is 3 / 100 < 0.05, so no warning, and top-2 is significant
+    assert not caplog.records and table["significant"].any()
+    table = significance.stats_table(summary, runs, significance.diverged_runs(runs), resamples=99, alpha=0.02)
+    assert "set statistics.resamples above 150" in caplog.text
+    assert not table["significant"].any()
+
+
+def test_interval_figure_draws_the_table_numbers_and_marks(tmp_path):
+    from dropbench import plots
+
+    paths, summary = build_grid(tmp_path, {("none", 0): 0.9, ("top", 2): 0.6, ("bottom", 2): 0.9})
+    table = write(tmp_path, paths, summary)
+    outputs = {"score_intervals": tmp_path / "f.png", "score_intervals_pdf": tmp_path / "f.pdf", "score_intervals_data": tmp_path / "f.csv"}
+    plots.plot_score_intervals(tmp_path / "stats.csv", outputs, {"dpi": 40})
+    drawn = pd.read_csv(tmp_path / "f.csv").set_index("strategy")
+    scores = table[table["comparison"].eq("") & table["metric"].eq("task_score")].set_index("strategy")
+    assert drawn["mean"].to_dict() == pytest.approx((100 * scores["mean"]).to_dict(), abs=1e-3)
+    assert drawn["ci_high"].to_dict() == pytest.approx((100 * scores["ci_high"]).to_dict(), abs=1e-3)
+    assert drawn["significant"].to_dict() == {"none": False, "top": True, "bottom": False}
+    assert (tmp_path / "f.png").stat().st_size > 0

@@ -11,6 +11,7 @@ tests of the same metric across the grid. ``n_diverged``: runs of the variant fl
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,6 +21,8 @@ import pandas as pd
 from dropbench import predictions, stats
 from dropbench.atomic import atomic_file
 from dropbench.grid import BASELINE
+
+log = logging.getLogger(__name__)
 
 GROUP = ["model", "strategy", "k", "task"]
 STATS_COLUMNS = [
@@ -86,10 +89,10 @@ def seed_rows(summary: pd.DataFrame, diverged: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comparisons(cells: Iterable[tuple]) -> list[tuple[tuple, tuple]]:
-    """(variant, reference) pairs of (model, strategy, k, task): every pruned variant against the
-    unpruned one, and strategies against each other at equal k (first listed minus later listed)."""
-    groups = list(dict.fromkeys(cell[:4] for cell in cells))
+def comparisons(groups: Iterable[tuple]) -> list[tuple[tuple, tuple]]:
+    """(variant, reference) pairs of (model, strategy, k, task) groups: every pruned variant against
+    the unpruned one, and strategies against each other at equal k (earlier in ``groups`` minus later)."""
+    groups = list(dict.fromkeys(groups))
     pairs = []
     for model, task in dict.fromkeys((g[0], g[3]) for g in groups):
         variants = [g for g in groups if g[0] == model and g[3] == task and g[1] != BASELINE]
@@ -100,9 +103,11 @@ def comparisons(cells: Iterable[tuple]) -> list[tuple[tuple, tuple]]:
     return pairs
 
 
-def paired_rows(runs: Mapping[tuple, dict], resamples: int, seed: int) -> pd.DataFrame:
+def paired_rows(runs: Mapping[tuple, dict], order: Iterable[tuple], resamples: int, seed: int) -> pd.DataFrame:
+    """The paired tests of the groups in ``runs``, in ``order`` (the summary's: config order, baseline first)."""
+    present = {cell[:4] for cell in runs}
     rows = []
-    for variant, reference in comparisons(runs):
+    for variant, reference in comparisons(g for g in order if g in present):
         seeds = sorted({c[4] for c in runs if c[:4] == variant} & {c[4] for c in runs if c[:4] == reference})
         if not seeds:
             continue
@@ -123,10 +128,15 @@ def stats_table(
     summary: pd.DataFrame, runs: Mapping[tuple, dict], diverged: pd.DataFrame, resamples: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> pd.DataFrame:
     intervals = seed_rows(summary, diverged)
-    tests = paired_rows(runs, resamples, seed)
+    order = [tuple(row) for row in summary[GROUP].itertuples(index=False)]
+    tests = paired_rows(runs, order, resamples, seed)
     tests["p_adjusted"] = float("nan")
-    for _, index in tests.groupby("metric").groups.items():
+    for metric, index in tests.groupby("metric").groups.items():
         tests.loc[index, "p_adjusted"] = stats.holm(tests.loc[index, "p_value"].tolist())
+        floor = len(index) / (resamples + 1)  # the smallest Holm-adjusted p these resamples can give
+        if floor >= alpha:
+            log.warning("%s: %d tests with %d resamples cannot reach p_adjusted < %g (smallest possible %.3g); "
+                        "set statistics.resamples above %d", metric, len(index), resamples, alpha, floor, math.ceil(len(index) / alpha))
     tests["significant"] = tests["p_adjusted"] < alpha
     per_group = intervals.drop(columns="comparison")
     tests = tests.merge(per_group, on=[*GROUP, "metric"], how="left")
