@@ -131,3 +131,12 @@ def test_chance_levels_and_diverged_runs():
     assert stats.at_chance({"pearson": -0.05, "spearmanr": 0.09}, corr)
     assert not stats.at_chance({"pearson": 0.3, "spearmanr": 0.05}, corr)
     assert stats.at_chance({"matthews_correlation": 0.0}, stats.chance_levels("cola", {"validation": np.array([0, 1])}))
+
+
+def test_spearman_with_and_without_ties_equals_scipy():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(6)
+    refs = rng.uniform(0, 5, 40)
+    for preds in (rng.normal(size=40), np.round(rng.normal(size=40))):  # continuous, then many ties
+        assert stats.run_metrics("stsb", {"validation": preds}, {"validation": refs})["spearmanr"][0] == pytest.approx(spearmanr(preds, refs)[0])

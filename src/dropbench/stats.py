@@ -80,8 +80,18 @@ def _pearson(preds, refs):
         return np.where(denominator > 0, (p @ r) / denominator, np.nan)
 
 
+def _ranks(values):
+    """Ranks along the last axis, ties averaged (as scipy's rankdata); one argsort when there are none."""
+    order = np.argsort(values, axis=-1)
+    if np.any(np.diff(np.take_along_axis(values, order, axis=-1), axis=-1) == 0):
+        return sps.rankdata(values, axis=-1)
+    ranks = np.empty(values.shape)
+    np.put_along_axis(ranks, order, np.arange(1.0, values.shape[-1] + 1), axis=-1)
+    return ranks
+
+
 def _spearman(preds, refs):
-    return _pearson(sps.rankdata(preds, axis=1), sps.rankdata(refs))
+    return _pearson(_ranks(preds), _ranks(refs))
 
 
 BATCH_METRICS = {
