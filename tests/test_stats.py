@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dropbench import metrics, stats
+from dropbench.significance import metric_layout
 
 
 def run(prediction, label, split="validation"):
@@ -51,7 +52,7 @@ def test_batch_metrics_equal_the_library_metrics(task):
             preds[split] = np.where(rng.random(50) < 0.6, labels[split], rng.integers(0, spec.num_labels, 50))
         prefix = "" if len(spec.dev_splits) == 1 else f"{split}_"
         expected.update({prefix + k: v for k, v in metrics.compute(task, preds[split], labels[split]).items()})
-    got = stats.run_metrics(task, preds, labels)
+    got = stats.run_metrics(metric_layout(task), preds, labels)
     assert {k: float(v[0]) for k, v in got.items() if k != "task_score"} == pytest.approx(expected)
     assert float(got["task_score"][0]) == pytest.approx(np.mean(list(expected.values())))
 
@@ -60,11 +61,11 @@ def test_permutation_p_value_by_hand():
     # A right on all 4 examples, B wrong on all 4: of the 2^4 equally likely swaps only "none" and
     # "all" reach |delta| = 1, so the exact p-value is 2/16.
     a, b = run([1, 0, 1, 1], [1, 0, 1, 1]), run([0, 1, 0, 0], [1, 0, 1, 1])
-    delta, p = stats.paired_permutation_test("sst2", [a], [b], resamples=20000)["accuracy"]
+    delta, p = stats.paired_permutation_test(metric_layout("sst2"), [a], [b], resamples=20000)["accuracy"]
     assert delta == 1.0
     assert p == pytest.approx(2 / 16, abs=0.01)
     # identical predictions: every replicate equals the observed 0
-    assert stats.paired_permutation_test("sst2", [a], [a], resamples=100)["accuracy"] == (0.0, 1.0)
+    assert stats.paired_permutation_test(metric_layout("sst2"), [a], [a], resamples=100)["accuracy"] == (0.0, 1.0)
 
 
 def _simulated_pair(rng, n, accuracy_a, accuracy_b, seeds=2):
@@ -81,7 +82,7 @@ def test_no_true_difference_rejects_at_about_the_nominal_rate():
     rejected = {"accuracy": 0, "f1": 0}
     for draw in range(draws):
         a, b = _simulated_pair(rng, 120, 0.75, 0.75)
-        result = stats.paired_permutation_test("mrpc", a, b, resamples=199, seed=draw)
+        result = stats.paired_permutation_test(metric_layout("mrpc"), a, b, resamples=199, seed=draw)
         for name in rejected:
             rejected[name] += result[name][1] <= 0.05
     # nominal 5%: 15 of 300 expected, binomial sd 3.8
@@ -91,7 +92,7 @@ def test_no_true_difference_rejects_at_about_the_nominal_rate():
 def test_a_real_difference_is_found_with_its_sign():
     rng = np.random.default_rng(4)
     a, b = _simulated_pair(rng, 400, 0.65, 0.85, seeds=3)
-    result = stats.paired_permutation_test("cola", a, b, resamples=500)
+    result = stats.paired_permutation_test(metric_layout("cola"), a, b, resamples=500)
     delta, p = result["matthews_correlation"]
     assert delta < -0.2 and p < 0.01
 
@@ -101,10 +102,10 @@ def test_correlation_tests_recompute_pearson_on_each_replicate():
     labels = rng.uniform(0, 5, 200)
     good = run(labels + rng.normal(0, 0.5, 200), labels)
     bad = run(labels + rng.normal(0, 3.0, 200), labels)
-    result = stats.paired_permutation_test("stsb", [good], [bad], resamples=300)
+    result = stats.paired_permutation_test(metric_layout("stsb"), [good], [bad], resamples=300)
     assert result["pearson"][0] > 0.3 and result["pearson"][1] < 0.01
     constant = run(np.full(200, 2.5), labels)
-    delta, p = stats.paired_permutation_test("stsb", [constant], [bad], resamples=50)["pearson"]
+    delta, p = stats.paired_permutation_test(metric_layout("stsb"), [constant], [bad], resamples=50)["pearson"]
     assert math.isnan(delta) and math.isnan(p)
 
 
@@ -118,7 +119,7 @@ def test_holm_by_hand():
 
 def test_chance_levels_and_diverged_runs():
     labels = {"validation": np.array([1, 1, 1, 0])}
-    levels = stats.chance_levels("mrpc", labels)
+    levels = stats.chance_levels(metric_layout("mrpc"), labels)
     assert levels == pytest.approx({"accuracy": 0.75, "f1": 2 * 0.75 / 1.75})
     majority = {"accuracy": 0.75, "f1": 6 / 7}
     assert stats.at_chance(majority, levels)
@@ -126,11 +127,11 @@ def test_chance_levels_and_diverged_runs():
     score = np.mean(list(majority.values()))
     assert stats.diverged(majority, levels, score, [score + 0.06, math.nan])
     assert not stats.diverged(majority, levels, score, [score + 0.04])  # not clearly above
-    corr = stats.chance_levels("stsb", {"validation": np.array([0.0, 5.0])})
+    corr = stats.chance_levels(metric_layout("stsb"), {"validation": np.array([0.0, 5.0])})
     assert stats.at_chance({"pearson": math.nan, "spearmanr": math.nan}, corr)
     assert stats.at_chance({"pearson": -0.05, "spearmanr": 0.09}, corr)
     assert not stats.at_chance({"pearson": 0.3, "spearmanr": 0.05}, corr)
-    assert stats.at_chance({"matthews_correlation": 0.0}, stats.chance_levels("cola", {"validation": np.array([0, 1])}))
+    assert stats.at_chance({"matthews_correlation": 0.0}, stats.chance_levels(metric_layout("cola"), {"validation": np.array([0, 1])}))
 
 
 def test_spearman_with_and_without_ties_equals_scipy():
@@ -139,4 +140,4 @@ def test_spearman_with_and_without_ties_equals_scipy():
     rng = np.random.default_rng(6)
     refs = rng.uniform(0, 5, 40)
     for preds in (rng.normal(size=40), np.round(rng.normal(size=40))):  # continuous, then many ties
-        assert stats.run_metrics("stsb", {"validation": preds}, {"validation": refs})["spearmanr"][0] == pytest.approx(spearmanr(preds, refs)[0])
+        assert stats.run_metrics(metric_layout("stsb"), {"validation": preds}, {"validation": refs})["spearmanr"][0] == pytest.approx(spearmanr(preds, refs)[0])

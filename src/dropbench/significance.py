@@ -20,6 +20,7 @@ import pandas as pd
 
 from dropbench import predictions, stats
 from dropbench.atomic import atomic_file
+from dropbench.glue import get_task
 from dropbench.grid import BASELINE
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,13 @@ STATS_COLUMNS = [
     "comparison", "n_paired_seeds", "delta", "p_value", "p_adjusted", "significant", "n_diverged",
 ]
 DIVERGED_COLUMNS = [*GROUP, "seed", "task_score", "chance_task_score", "best_reference"]
+
+
+def metric_layout(task: str) -> list[tuple[str, str, str]]:
+    """(dev split, metric, name in the metrics record) of every official metric of ``task``."""
+    spec = get_task(task)
+    prefix = (lambda split: "") if len(spec.dev_splits) == 1 else (lambda split: f"{split}_")
+    return [(split, name, prefix(split) + name) for split in spec.dev_splits for name in spec.metrics]
 
 
 def cell_of(path: str | Path) -> tuple:
@@ -48,7 +56,7 @@ def run_scores(runs: Mapping[tuple, dict]) -> dict[tuple, dict[str, float]]:
     scores = {}
     for cell, run in runs.items():
         task = cell[3]
-        computed = stats.run_metrics(task, {s: v["prediction"] for s, v in run.items()}, {s: v["label"] for s, v in run.items()})
+        computed = stats.run_metrics(metric_layout(task), {s: v["prediction"] for s, v in run.items()}, {s: v["label"] for s, v in run.items()})
         scores[cell] = {name: float(values[0]) for name, values in computed.items()}
     return scores
 
@@ -59,7 +67,7 @@ def diverged_runs(runs: Mapping[tuple, dict]) -> pd.DataFrame:
     rows = []
     for cell, run in runs.items():
         model, strategy, k, task, seed = cell
-        levels = stats.chance_levels(task, {s: v["label"] for s, v in run.items()})
+        levels = stats.chance_levels(metric_layout(task), {s: v["label"] for s, v in run.items()})
         references = [
             score["task_score"] for other, score in scores.items()
             if other != cell and other[0] == model and other[3] == task
@@ -115,7 +123,7 @@ def paired_rows(runs: Mapping[tuple, dict], order: Iterable[tuple], resamples: i
         b = [runs[(*reference, s)] for s in seeds]
         for s, (run_a, run_b) in zip(seeds, zip(a, b)):
             predictions.check_paired(run_a, run_b, f"{variant} vs {reference}, seed {s}")
-        for metric, (delta, p) in stats.paired_permutation_test(variant[3], a, b, resamples, seed).items():
+        for metric, (delta, p) in stats.paired_permutation_test(metric_layout(variant[3]), a, b, resamples, seed).items():
             rows.append({
                 **dict(zip(GROUP, variant)), "metric": metric,
                 "comparison": f"{reference[1]}-k{reference[2]}", "n_paired_seeds": len(seeds),

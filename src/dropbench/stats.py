@@ -2,6 +2,9 @@
 and the test for a diverged fine-tune. Pure numpy/scipy; the methods are described in README.md
 ("Statistics").
 
+Task knowledge comes in as a ``layout``: the (dev split, metric, name in the metrics record) of each
+official metric (``significance.metric_layout``), so that this module needs no task table.
+
 Arrays of predictions are 2-D, (replicates, examples): every metric is recomputed on each replicate
 from its predictions, never averaged per example, so F1, MCC and correlations are tested as what
 they are.
@@ -15,7 +18,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from dropbench.glue import get_task
 
 CONFIDENCE = 0.95
 # "clearly above" for diverged runs: at least this much higher task score (0-1 scale)
@@ -103,19 +105,19 @@ BATCH_METRICS = {
 }
 
 
-def record_metrics(task: str) -> list[tuple[str, str, str]]:
-    """(dev split, metric, name in the metrics record) of every official metric of ``task``."""
-    spec = get_task(task)
-    prefix = (lambda split: "") if len(spec.dev_splits) == 1 else (lambda split: f"{split}_")
-    return [(split, name, prefix(split) + name) for split in spec.dev_splits for name in spec.metrics]
+Layout = Sequence[tuple[str, str, str]]  # (dev split, metric, name in the metrics record)
 
 
-def run_metrics(task: str, preds: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def splits_of(layout: Layout) -> list[str]:
+    return list(dict.fromkeys(split for split, _, _ in layout))
+
+
+def run_metrics(layout: Layout, preds: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The task's official metrics and ``task_score`` (their mean) per replicate, named as in the
     metrics record (``<split>_<metric>`` when the task has several dev splits)."""
     out = {
         recorded: BATCH_METRICS[name](np.atleast_2d(preds[split]), labels[split])
-        for split, name, recorded in record_metrics(task)
+        for split, name, recorded in layout
     }
     out["task_score"] = np.mean(np.stack(list(out.values())), axis=0)
     return out
@@ -125,7 +127,7 @@ def run_metrics(task: str, preds: Mapping[str, np.ndarray], labels: Mapping[str,
 
 
 def paired_permutation_test(
-    task: str,
+    layout: Layout,
     a_runs: Sequence[Mapping[str, Mapping[str, np.ndarray]]],
     b_runs: Sequence[Mapping[str, Mapping[str, np.ndarray]]],
     resamples: int = 2000,
@@ -143,17 +145,17 @@ def paired_permutation_test(
     if len(a_runs) != len(b_runs) or not a_runs:
         raise ValueError(f"paired test needs the same, non-zero number of seeds on both sides, got {len(a_runs)} and {len(b_runs)}")
     rng = np.random.default_rng(seed)
-    spec = get_task(task)
+    splits = splits_of(layout)
     observed = {}
     for a, b in zip(a_runs, b_runs):
-        labels = {s: a[s]["label"] for s in spec.dev_splits}
-        ma = run_metrics(task, {s: a[s]["prediction"] for s in spec.dev_splits}, labels)
-        mb = run_metrics(task, {s: b[s]["prediction"] for s in spec.dev_splits}, labels)
+        labels = {s: a[s]["label"] for s in splits}
+        ma = run_metrics(layout, {s: a[s]["prediction"] for s in splits}, labels)
+        mb = run_metrics(layout, {s: b[s]["prediction"] for s in splits}, labels)
         for name in ma:
             observed.setdefault(name, []).append(ma[name][0] - mb[name][0])
     observed = {name: float(np.mean(deltas)) for name, deltas in observed.items()}
 
-    rows = sum(len(a[s]["label"]) for a in a_runs for s in spec.dev_splits)
+    rows = sum(len(a[s]["label"]) for a in a_runs for s in splits)
     chunk = max(1, min(resamples, 4_000_000 // rows))
     extreme = {name: 0 for name in observed}
     defined = {name: 0 for name in observed}
@@ -163,12 +165,12 @@ def paired_permutation_test(
         deltas = {name: np.zeros(size) for name in observed}
         for a, b in zip(a_runs, b_runs):
             pa, pb, labels = {}, {}, {}
-            for s in spec.dev_splits:
+            for s in splits:
                 swap = rng.random((size, len(a[s]["label"]))) < 0.5
                 pa[s] = np.where(swap, b[s]["prediction"], a[s]["prediction"])
                 pb[s] = np.where(swap, a[s]["prediction"], b[s]["prediction"])
                 labels[s] = a[s]["label"]
-            ma, mb = run_metrics(task, pa, labels), run_metrics(task, pb, labels)
+            ma, mb = run_metrics(layout, pa, labels), run_metrics(layout, pb, labels)
             for name in deltas:
                 deltas[name] += (ma[name] - mb[name]) / len(a_runs)
         for name, values in deltas.items():
@@ -200,12 +202,12 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 # ---- diverged runs
 
 
-def chance_levels(task: str, labels: Mapping[str, np.ndarray]) -> dict[str, float]:
+def chance_levels(layout: Layout, labels: Mapping[str, np.ndarray]) -> dict[str, float]:
     """What a model that learned nothing reaches on these dev labels, per metric of the record:
     accuracy: the majority-class rate; F1: predicting class 1 everywhere; MCC: 0; correlations:
     |r| < 0.1 (given as 0.1). ``task_score`` is not included."""
     levels = {}
-    for split, name, recorded in record_metrics(task):
+    for split, name, recorded in layout:
         y = np.asarray(labels[split])
         if name == "accuracy":
             level = np.bincount(y).max() / len(y)

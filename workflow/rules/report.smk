@@ -112,7 +112,7 @@ rule stats:
     log:
         "logs/stats.log",
     conda:
-        "../../envs/report.yaml"
+        "../../envs/pytorch.yaml"  # dropbench.glue (task metrics and dev splits) reads the hub through datasets
     resources:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
