@@ -39,7 +39,7 @@ def test_first_run_plans_every_report_job_once(finished_run):
     workdir, _, first_plan = finished_run
     assert first_plan == {
         "download_model": 1, "prepare_task": 1, "prune": 1, "finetune": 2, "evaluate": 2,
-        "aggregate": 1, "plot": 1, "plot_layer_scores": 1, "all": 1,
+        "aggregate": 1, "plot": 1, "plot_layer_scores": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1,
     }
     assert set(figure_data(workdir, "score_vs_dropped")["strategy"]) == {"top"}
     assert figure_data(workdir, "layer_scores").empty  # no data-driven strategy in this grid
@@ -66,7 +66,7 @@ def test_adding_a_strategy_runs_only_its_cells_and_the_reports(finished_run):
     with_config(workdir, config, strategies=["top", "bottom"])
     plan = planned_jobs(workdir)
     # bottom k=2 on sst2: one prune, one cell; then the tables and the summary figures (not the layer scores)
-    assert plan == {"prune": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "all": 1}
+    assert plan == {"prune": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
     snakemake(workdir, "--cores", "2")
     lines = figure_data(workdir, "score_vs_dropped")
     # A tiny model may predict one class (degenerate) and its baseline be at chance: results all the same.
@@ -76,16 +76,20 @@ def test_adding_a_strategy_runs_only_its_cells_and_the_reports(finished_run):
     assert not heat.query("strategy == 'bottom'")["status"].isin(["missing"]).any()
     assert set(figure_data(workdir, "pareto")["strategy"]) == {"none", "top", "bottom"}
     assert pd.read_csv(workdir / "reports" / "missing_cells.csv").empty
+    tests = pd.read_csv(workdir / "results" / "stats.csv").dropna(subset=["comparison"]).query("metric == 'task_score'")
+    assert sorted(zip(tests["strategy"], tests["comparison"])) == [("bottom", "none-k0"), ("top", "bottom-k2"), ("top", "none-k0")]
+    assert tests["p_value"].between(0, 1).all() and (tests["p_adjusted"] >= tests["p_value"]).all()
 
 
 def test_plot_style_and_data_driven_strategies_rerun_only_their_rules(finished_run):
     workdir, config, _ = finished_run
     strategies = ["top", "bottom"]
     with_config(workdir, config, strategies=strategies, plots={"dpi": 72, "style": "ggplot"})
-    assert planned_jobs(workdir) == {"plot": 1, "plot_layer_scores": 1, "all": 1}
+    assert planned_jobs(workdir) == {"plot": 1, "plot_layer_scores": 1, "plot_intervals": 1, "all": 1}
     with_config(workdir, config, strategies=[*strategies, "contribution"])
     assert planned_jobs(workdir) == {
-        "prune": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "plot_layer_scores": 1, "all": 1,
+        "prune": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "plot_layer_scores": 1,
+        "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1,
     }
     with_config(workdir, config, strategies=strategies)
 
@@ -96,11 +100,12 @@ def test_report_is_one_html_file_with_every_figure_table_and_the_missing_count(f
     snakemake(workdir, "--report", str(report))
     text = report.read_text()
     # every result is embedded in the one file, not linked
-    for name in ("score_vs_dropped", "retained_heatmap", "pareto", "layer_scores"):
+    for name in ("score_vs_dropped", "retained_heatmap", "pareto", "layer_scores", "score_intervals"):
         assert re.search(rf"data:image/png;[^\"]*filename={name}\.png;base64,iVBOR", text), name
-    for name in ("tiny.html", "missing_cells.html"):
+    for name in ("tiny.html", "missing_cells.html", "paper_comparison.html"):
         assert f"data:text/html;charset=utf8;filename={name};base64," in text
     assert "data:text/csv;charset=utf8;filename=summary.csv;base64," in text
+    assert "data:text/csv;charset=utf8;filename=stats.csv;base64," in text
     expected = yaml.safe_load((workdir / "config.yaml").read_text())
     cells = 1 + len(expected["strategies"])
     assert f'"missing": "0 of {cells} cells"' in text

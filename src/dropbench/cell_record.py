@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers import AutoConfig
 
-from dropbench import architectures, glue
+from dropbench import architectures, glue, predictions
 from dropbench.atomic import write_json
 from dropbench.evaluation import evaluate_cell
 from dropbench.features import read_info
@@ -43,7 +43,8 @@ def pruning_info(model_dir: str | Path) -> dict:
     return {"strategy": "none", "k": 0, "dropped": [], "kept": list(range(layers)), "num_layers_before": layers, "num_layers_after": layers}
 
 
-def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir, train_log, evaluation: dict, out_path) -> dict:
+def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir, train_log, evaluation: dict, out_path,
+                       predictions_path=None) -> dict:
     pruned = pruning_info(source_model_dir)
     train = json.loads(Path(train_log).read_text())
     train_split = read_info(features_dir)["splits"]["train"]
@@ -71,5 +72,7 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "inference": result["inference"],
     }
     check_record(record, out_path)
+    if predictions_path is not None:  # written before the metrics, which mark the cell complete
+        predictions.save(predictions_path, result["predictions"])
     write_json(out_path, record)
     return record

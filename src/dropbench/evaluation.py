@@ -36,11 +36,12 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
     device = pick_device()
     model = AutoModelForSequenceClassification.from_pretrained(finetuned_dir, use_safetensors=True).to(device)
     started = time.perf_counter()
-    scores, chance_levels, distinct = {}, {}, {}
+    scores, chance_levels, distinct, dev_predictions = {}, {}, {}, {}
     for split_name in spec.dev_splits:
         split = features.load(features.split_path(features_dir, split_name))
         predictions = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{split_name}")
         split_scores = metrics.evaluate_task(task, predictions, split.labels)
+        dev_predictions[split_name] = (predictions, split.labels)
         prefix = "" if len(spec.dev_splits) == 1 else f"{split_name}_"
         scores.update({f"{prefix}{name}": float(value) for name, value in split_scores.items()})
         chance_levels.update({f"{prefix}{name}": level for name, level in chance.chance_levels(split_scores, split.labels).items()})
@@ -55,4 +56,5 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
         "parameters": sum(p.numel() for p in model.parameters()),
         "num_layers": None,
         "inference": latency.measure(model, device, **latency_protocol),
+        "predictions": dev_predictions,
     }

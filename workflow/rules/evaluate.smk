@@ -6,6 +6,7 @@ rule evaluate:
         source_model=cell_model_dir,
     output:
         "results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/metrics.json",
+        predictions="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/predictions.npz",
     params:
         cell=cell_params,
         evaluation=config["evaluation"],

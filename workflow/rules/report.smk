@@ -91,3 +91,79 @@ rule report_only:
     input:
         report_outputs(),
     localrule: True
+
+
+# ---- statistics (issue 14): intervals over seeds and paired tests on the dev predictions.
+rule stats:
+    input:
+        summary="results/summary.csv",
+        predictions=summary_predictions,
+        code=[f"{SRC}/dropbench/{name}.py" for name in ("stats", "significance", "predictions")],
+    output:
+        stats=report(
+            "results/stats.csv",
+            caption="../report/stats.rst",
+            category="Tables",
+            subcategory="Statistics",
+            labels={"table": "stats.csv (intervals, paired tests)"},
+        ),
+        diverged="results/diverged.csv",
+    params:
+        statistics=config["statistics"],
+    log:
+        "logs/stats.log",
+    conda:
+        "../../envs/pytorch.yaml"  # dropbench.glue (task metrics and dev splits) reads the hub through datasets
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/stats.py"
+
+
+# ---- the paper beside ours (issue 14): published numbers from resources/paper/.
+rule paper_comparison:
+    input:
+        summary="results/summary.csv",
+        paper=f"{SRC}/../resources/paper/published_scores.csv",
+        code=[f"{SRC}/dropbench/paper_comparison.py", f"{SRC}/dropbench/stats.py"],
+    output:
+        md="reports/paper_comparison.md",
+        csv="reports/paper_comparison.csv",
+        html=report(
+            "reports/paper_comparison.html",
+            caption="../report/paper_comparison.rst",
+            category="Tables",
+            subcategory="Paper comparison",
+            labels={"table": "paper comparison"},
+        ),
+    log:
+        "logs/paper_comparison.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/paper_comparison.py"
+
+
+# ---- intervals and significance drawn (issue 14)
+rule plot_intervals:
+    input:
+        stats="results/stats.csv",
+        summary="results/summary.csv",
+        code=[f"{SRC}/dropbench/plots.py"],
+    output:
+        **figure_outputs("score_intervals", "score with 95% intervals", "Scores", lambda input: missing_label(input.summary)),
+    params:
+        style=config["plots"],
+    log:
+        "logs/plot_intervals.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/plot_intervals.py"

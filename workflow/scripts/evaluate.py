@@ -14,4 +14,5 @@ with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wild
         train_log=snakemake.input.train_log,
         evaluation=snakemake.params.evaluation,
         out_path=snakemake.output[0],
+        predictions_path=snakemake.output.predictions,
     )

@@ -1,0 +1,181 @@
+"""The grid's statistics table (results/stats.csv) from the summary and the cells' dev predictions.
+
+Rows with an empty ``comparison`` hold the mean, sd and 95% t-interval over seeds of every
+(model, strategy, k, task, metric) of the summary. Rows with ``comparison`` = ``none-k0`` test the
+variant against the unpruned model, rows with ``comparison`` = ``<strategy>-k<k>`` test it against
+another strategy at the same k (delta = this row's variant minus the comparison), each on the seeds
+both have (paired permutation test, stats.paired_permutation_test). ``p_adjusted``: Holm over all
+tests of the same metric across the grid. ``n_diverged``: runs of the variant flagged as diverged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from dropbench import predictions, stats
+from dropbench.atomic import atomic_file
+from dropbench.glue import get_task
+from dropbench.grid import BASELINE
+
+log = logging.getLogger(__name__)
+
+GROUP = ["model", "strategy", "k", "task"]
+STATS_COLUMNS = [
+    *GROUP, "metric", "n_seeds", "mean", "sd", "ci_low", "ci_high",
+    "comparison", "n_paired_seeds", "delta", "p_value", "p_adjusted", "significant", "n_diverged",
+]
+DIVERGED_COLUMNS = [*GROUP, "seed", "task_score", "chance_task_score", "best_reference"]
+
+
+def metric_layout(task: str) -> list[tuple[str, str, str]]:
+    """(dev split, metric, name in the metrics record) of every official metric of ``task``."""
+    spec = get_task(task)
+    prefix = (lambda split: "") if len(spec.dev_splits) == 1 else (lambda split: f"{split}_")
+    return [(split, name, prefix(split) + name) for split in spec.dev_splits for name in spec.metrics]
+
+
+def cell_of(path: str | Path) -> tuple:
+    """(model, strategy, k, task, seed) from ``.../<model>/<strategy>-k<k>/<task>/seed<seed>/<file>``."""
+    parts = Path(path).parts
+    strategy, _, k = parts[-4].rpartition("-k")
+    return parts[-5], strategy, int(k), parts[-3], int(parts[-2].removeprefix("seed"))
+
+
+def load_runs(paths: Iterable[str | Path]) -> dict[tuple, dict]:
+    return {cell_of(path): predictions.load(path) for path in paths}
+
+
+def run_scores(runs: Mapping[tuple, dict]) -> dict[tuple, dict[str, float]]:
+    """Every official metric and task_score per run, recomputed from its predictions."""
+    scores = {}
+    for cell, run in runs.items():
+        task = cell[3]
+        computed = stats.run_metrics(metric_layout(task), {s: v["prediction"] for s, v in run.items()}, {s: v["label"] for s, v in run.items()})
+        scores[cell] = {name: float(values[0]) for name, values in computed.items()}
+    return scores
+
+
+def diverged_runs(runs: Mapping[tuple, dict]) -> pd.DataFrame:
+    """Runs at chance while another seed of the same cell, or the unpruned model, is clearly above."""
+    scores = run_scores(runs)
+    rows = []
+    for cell, run in runs.items():
+        model, strategy, k, task, seed = cell
+        levels = stats.chance_levels(metric_layout(task), {s: v["label"] for s, v in run.items()})
+        references = [
+            score["task_score"] for other, score in scores.items()
+            if other != cell and other[0] == model and other[3] == task
+            and (other[1:3] == (strategy, k) or other[1] == BASELINE)
+        ]
+        if stats.diverged(scores[cell], levels, scores[cell]["task_score"], references):
+            rows.append({
+                "model": model, "strategy": strategy, "k": k, "task": task, "seed": seed,
+                "task_score": scores[cell]["task_score"],
+                "chance_task_score": sum(levels.values()) / len(levels),
+                "best_reference": max(r for r in references if not math.isnan(r)),
+            })
+    return pd.DataFrame(rows, columns=DIVERGED_COLUMNS)
+
+
+def seed_rows(summary: pd.DataFrame, diverged: pd.DataFrame) -> pd.DataFrame:
+    done = summary[summary["status"] == "ok"]
+    counts = diverged.groupby(GROUP).size().to_dict() if len(diverged) else {}
+    rows = []
+    for key, group in done.groupby([*GROUP, "metric"], sort=False):
+        rows.append({
+            **dict(zip([*GROUP, "metric"], key)),
+            **stats.seed_interval(group["value"].astype(float).tolist()),
+            "comparison": "",
+            "n_diverged": counts.get(key[:4], 0),
+        })
+    return pd.DataFrame(rows)
+
+
+def comparisons(groups: Iterable[tuple]) -> list[tuple[tuple, tuple]]:
+    """(variant, reference) pairs of (model, strategy, k, task) groups: every pruned variant against
+    the unpruned one, and strategies against each other at equal k (earlier in ``groups`` minus later)."""
+    groups = list(dict.fromkeys(groups))
+    pairs = []
+    for model, task in dict.fromkeys((g[0], g[3]) for g in groups):
+        variants = [g for g in groups if g[0] == model and g[3] == task and g[1] != BASELINE]
+        baseline = (model, BASELINE, 0, task)
+        if baseline in groups:
+            pairs += [(variant, baseline) for variant in variants]
+        pairs += [(a, b) for a, b in itertools.combinations(variants, 2) if a[2] == b[2]]
+    return pairs
+
+
+def paired_rows(runs: Mapping[tuple, dict], order: Iterable[tuple], resamples: int, seed: int) -> pd.DataFrame:
+    """The paired tests of the groups in ``runs``, in ``order`` (the summary's: config order, baseline first)."""
+    present = {cell[:4] for cell in runs}
+    rows = []
+    for variant, reference in comparisons(g for g in order if g in present):
+        seeds = sorted({c[4] for c in runs if c[:4] == variant} & {c[4] for c in runs if c[:4] == reference})
+        if not seeds:
+            continue
+        a = [runs[(*variant, s)] for s in seeds]
+        b = [runs[(*reference, s)] for s in seeds]
+        for s, (run_a, run_b) in zip(seeds, zip(a, b)):
+            predictions.check_paired(run_a, run_b, f"{variant} vs {reference}, seed {s}")
+        for metric, (delta, p) in stats.paired_permutation_test(metric_layout(variant[3]), a, b, resamples, seed).items():
+            rows.append({
+                **dict(zip(GROUP, variant)), "metric": metric,
+                "comparison": f"{reference[1]}-k{reference[2]}", "n_paired_seeds": len(seeds),
+                "delta": delta, "p_value": p,
+            })
+    return pd.DataFrame(rows, columns=[*GROUP, "metric", "comparison", "n_paired_seeds", "delta", "p_value"])
+
+
+def stats_table(
+    summary: pd.DataFrame, runs: Mapping[tuple, dict], diverged: pd.DataFrame, resamples: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> pd.DataFrame:
+    intervals = seed_rows(summary, diverged)
+    order = [tuple(row) for row in summary[GROUP].itertuples(index=False)]
+    tests = paired_rows(runs, order, resamples, seed)
+    tests["p_adjusted"] = float("nan")
+    for metric, index in tests.groupby("metric").groups.items():
+        tests.loc[index, "p_adjusted"] = stats.holm(tests.loc[index, "p_value"].tolist())
+        floor = len(index) / (resamples + 1)  # the smallest Holm-adjusted p these resamples can give
+        if floor >= alpha:
+            log.warning("%s: %d tests with %d resamples cannot reach p_adjusted < %g (smallest possible %.3g); "
+                        "set statistics.resamples above %d", metric, len(index), resamples, alpha, floor, math.ceil(len(index) / alpha))
+    tests["significant"] = tests["p_adjusted"] < alpha
+    per_group = intervals.drop(columns="comparison")
+    tests = tests.merge(per_group, on=[*GROUP, "metric"], how="left")
+    table = pd.concat([intervals, tests], ignore_index=True)
+    table["n_diverged"] = table["n_diverged"].fillna(0).astype(int)
+    return table.reindex(columns=STATS_COLUMNS)
+
+
+def significance_marks(table: pd.DataFrame, metric: str = "task_score") -> pd.DataFrame:
+    """What a score table should mark: per (model, strategy, k, task), whether the variant differs
+    significantly from the unpruned model, the sign of the difference and the adjusted p-value."""
+    rows = table[(table["comparison"] == f"{BASELINE}-k0") & (table["metric"] == metric)]
+    return rows[[*GROUP, "delta", "p_adjusted", "significant"]].reset_index(drop=True)
+
+
+def diverged_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Diverged runs per (model, strategy, k, task), for the tables' count."""
+    rows = table[(table["comparison"].fillna("") == "") & (table["metric"] == "task_score")]
+    return rows[[*GROUP, "n_seeds", "n_diverged"]].reset_index(drop=True)
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_file(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def write_stats(summary_csv, predictions_paths, stats_csv, diverged_csv, resamples: int, alpha: float, seed: int) -> pd.DataFrame:
+    summary = pd.read_csv(summary_csv)
+    runs = load_runs(predictions_paths)
+    diverged = diverged_runs(runs)
+    table = stats_table(summary, runs, diverged, resamples, alpha, seed)
+    write_csv(table, stats_csv)
+    write_csv(diverged, diverged_csv)
+    return table

@@ -1,0 +1,89 @@
+"""The paper's numbers beside ours: shipped with their hashes, merged on the right keys, retained by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pandas as pd
+import pytest
+
+from dropbench import paper_comparison as pc
+
+
+def test_shipped_paper_files_match_their_readme_hashes():
+    readme = (pc.PAPER_DIR / "README.md").read_text()
+    for name in ("published_scores.csv", "published_speed.csv"):
+        recorded = re.search(rf"`{name}` \| `([0-9a-f]{{64}})`", readme).group(1)
+        assert hashlib.sha256((pc.PAPER_DIR / name).read_bytes()).hexdigest() == recorded
+    paper = pc.read_paper()
+    assert paper.loc[(paper.model == "bert-base-uncased") & (paper.strategy == "none") & (paper.task == "sst2"), "score"].item() == 92.43
+
+
+def ours_frame(rows):
+    return pd.DataFrame(rows, columns=["model", "strategy", "k", "task", "seed", "value"])
+
+
+PAPER = pd.DataFrame(
+    [
+        ("bert-base-uncased", "none", 0, "sst2", 92.0, "task", "T1", "yes"),
+        ("bert-base-uncased", "top", 2, "sst2", 90.0, "task", "T1", "yes"),
+        ("xlnet-base-cased", "none", 0, "sst2", 94.0, "task", "T1", "yes"),
+        ("xlnet-base-cased", "top", 2, "sst2", 94.0, "task", "T1", "yes"),
+    ],
+    columns=["model", "strategy", "k", "task", "score", "kind", "source", "exact"],
+)
+
+
+def test_same_model_scores_side_by_side_with_interval_and_difference():
+    ours = ours_frame([
+        ("bert-base-uncased", "top", 2, "sst2", 1, 0.88),
+        ("bert-base-uncased", "top", 2, "sst2", 2, 0.90),
+        ("bert-base-uncased", "top", 2, "sst2", 3, 0.92),
+        ("bert-base-uncased", "top", 4, "sst2", 1, 0.80),  # the paper has no top-4 on sst2 here: left out
+    ])
+    table = pc.compare(ours, PAPER)
+    scores = table[table.kind == "score"]
+    assert len(scores) == 1
+    row = scores.iloc[0]
+    assert (row.paper, row.ours_mean, row.n_seeds) == (90.0, pytest.approx(90.0), 3)
+    # sd 2, t(0.975, 2) = 4.302653: half width 4.969 points
+    assert (row.ours_ci_low, row.ours_ci_high) == (pytest.approx(85.031, abs=1e-3), pytest.approx(94.969, abs=1e-3))
+    assert row.difference == pytest.approx(0.0) and row.paper_source == "T1"
+
+
+def test_percent_retained_of_a_model_the_paper_did_not_run():
+    ours = ours_frame([
+        ("mpnet", "none", 0, "sst2", 1, 0.80), ("mpnet", "top", 2, "sst2", 1, 0.76),
+        ("mpnet", "none", 0, "sst2", 2, 0.90), ("mpnet", "top", 2, "sst2", 2, 0.90),
+    ])
+    retained = pc.compare(ours, PAPER).query("kind == 'percent_retained'").set_index("paper_model")
+    # per seed: 95% and 100%; the paper: BERT 90/92, XLNet 100%
+    assert retained.loc["bert-base-uncased", "ours_mean"] == pytest.approx(97.5)
+    assert retained.loc["bert-base-uncased", "paper"] == pytest.approx(100 * 90 / 92)
+    assert retained.loc["xlnet-base-cased", "difference"] == pytest.approx(-2.5)
+    assert set(retained["model"]) == {"mpnet"} and set(retained["strategy"]) == {"top"}
+
+
+def test_ours_uses_paper_score_rows_when_the_summary_has_them():
+    base = {"model": "m", "strategy": "none", "k": 0, "seed": 1, "status": "ok"}
+    summary = pd.DataFrame([
+        {**base, "task": "mnli", "metric": "validation_matched_accuracy", "value": 0.8},
+        {**base, "task": "mnli", "metric": "validation_mismatched_accuracy", "value": 0.7},
+        {**base, "task": "stsb", "metric": "pearson", "value": 0.6},
+        {**base, "task": "stsb", "metric": "spearmanr", "value": 0.5},
+    ])
+    assert pc.ours_from_summary(summary)["value"].tolist() == [0.8, 0.6]
+    with_paper_score = pd.concat([summary, pd.DataFrame([{**base, "task": "stsb", "metric": "paper_score", "value": 0.55}])])
+    assert pc.ours_from_summary(with_paper_score)["value"].tolist() == [0.55]
+
+
+def test_written_files_hold_both_parts(tmp_path):
+    ours = ours_frame([("bert-base-uncased", "none", 0, "sst2", 1, 0.9), ("bert-base-uncased", "top", 2, "sst2", 1, 0.85)])
+    table = pc.compare(ours, PAPER)
+    pc.write(table, tmp_path / "c.md", tmp_path / "c.html", tmp_path / "c.csv")
+    md = (tmp_path / "c.md").read_text()
+    assert "## score" in md and "## percent retained" in md and "92.4" not in md
+    assert "<h2>percent retained</h2>" in (tmp_path / "c.html").read_text()
+    back = pd.read_csv(tmp_path / "c.csv")
+    assert list(back.columns) == pc.COLUMNS and len(back) == len(table) == 2 + 2

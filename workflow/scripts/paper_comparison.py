@@ -1,0 +1,11 @@
+from dropbench.jobs import log_to
+from dropbench.paper_comparison import paper_comparison
+
+with log_to(snakemake.log[0]):
+    paper_comparison(
+        summary_csv=snakemake.input.summary,
+        paper_csv=snakemake.input.paper,
+        md_path=snakemake.output.md,
+        html_path=snakemake.output.html,
+        csv_path=snakemake.output.csv,
+    )
