@@ -11,6 +11,7 @@ from dropbench import architectures, glue
 from dropbench.atomic import write_json
 from dropbench.evaluation import evaluate_cell
 from dropbench.features import read_info
+from dropbench.job_params import STAGE_VERSIONS
 from dropbench.records import check_record
 
 
@@ -49,6 +50,7 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "train_device": train["device"],
         "eval_seconds": result["eval_seconds"],
         "inference": result["inference"],
+        "stage_versions": STAGE_VERSIONS,
     }
     check_record(record, out_path)
     write_json(out_path, record)

@@ -7,8 +7,7 @@ rule evaluate:
     output:
         "results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/metrics.json",
     params:
-        cell=cell_params,
-        evaluation=config["evaluation"],
+        job=evaluate_params,
     log:
         "logs/evaluate/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
     benchmark:
