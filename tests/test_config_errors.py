@@ -9,7 +9,7 @@ import shutil
 import pytest
 import yaml
 from snakemake.utils import validate
-from tiny import REPO, tiny_config
+from tiny import REPO, changed, tiny_config
 from workflow_runner import snakemake
 
 from dropbench import config_check
@@ -27,6 +27,7 @@ def base(tmp_path_factory):
 
 def checked(config: dict) -> None:
     config = copy.deepcopy(config)
+    config_check.check_known_keys(config, SCHEMA)
     validate(config, SCHEMA)  # fills in defaults, as the workflow does
     config_check.check(config)
 
@@ -38,17 +39,6 @@ def rejected(config: dict, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in: {message}"
     return message
-
-
-def changed(config: dict, path: str, value) -> dict:
-    """A copy of ``config`` with the dotted key ``path`` set to ``value``."""
-    config = copy.deepcopy(config)
-    *parents, last = path.split(".")
-    target = config
-    for part in parents:
-        target = target.setdefault(part, {})
-    target[last] = value
-    return config
 
 
 def test_the_tiny_and_the_shipped_default_configs_pass(base):
@@ -70,7 +60,7 @@ def test_baseline_is_not_a_strategy(base):
 
 def test_unknown_task(base):
     tasks = {**base[1]["tasks"], "qnli2": {"source": {"kind": "local", "path": "x"}}}
-    rejected(changed(base[1], "tasks", tasks), "'tasks'", "'qnli2'", "mrpc", "extra_tasks")
+    rejected(changed(base[1], "tasks", tasks), "'tasks'", "'qnli2'", "mrpc")
 
 
 def with_defaults(config: dict) -> dict:
@@ -212,6 +202,57 @@ def test_model_names_cannot_escape_results(base, name):
         config_check.check(config)
 
 
+# ------------------------------------------------------------------ strict keys and small holes (issue 12)
+
+
+@pytest.mark.parametrize("path, value, fragments", [
+    ("training.learnig_rate", 1e-4, ["'training.learnig_rate'", "did you mean 'learning_rate'?"]),
+    ("stratgies", ["top"], ["'stratgies'", "did you mean 'strategies'?"]),
+    ("evaluation.latency.seqlen", 8, ["'evaluation.latency.seqlen'", "did you mean 'seq_len'?"]),
+    ("models.tiny.sorce", {}, ["'models.tiny.sorce'", "did you mean 'source'?"]),
+    ("tasks.sst2.source.paht", "x", ["'tasks.sst2.source.paht'", "did you mean 'path'?"]),
+    ("extra_tasks", {"qnli_like": {"like": "qnli"}}, ["'extra_tasks'", "allowed here: models"]),
+])
+def test_unknown_keys_at_any_level_name_their_path_and_the_closest_key(base, path, value, fragments):
+    rejected(changed(base[1], path, value), "unknown config key(s)", *fragments)
+
+
+def test_every_object_of_the_schema_refuses_unknown_keys():
+    schema = yaml.safe_load(open(SCHEMA).read())
+
+    def objects(node, where):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and isinstance(node.get("properties"), dict):
+                yield where, node
+            for key, child in node.items():
+                yield from objects(child, f"{where}.{key}")
+
+    found = list(objects(schema, "$"))
+    assert len(found) > 10
+    assert [where for where, node in found if node.get("additionalProperties") is not False] == []
+
+
+def test_train_config_rejects_unknown_keys():
+    from dropbench.train import TrainConfig
+
+    with pytest.raises(ValueError, match=r"\['learnig_rate'\] are unknown; allowed: .*'learning_rate'"):
+        TrainConfig.from_dict({"learnig_rate": 1e-4})
+
+
+def test_a_fractional_k_is_rejected(base):
+    rejected(changed(base[1], "k", [2.0]), "config key 'k': bad value 2.0", "whole numbers")
+
+
+def test_a_negative_scoring_seed_is_rejected(base):
+    rejected(changed(base[1], "scoring", {"seed": -1}), "config key 'scoring.seed': bad value -1")
+
+
+@pytest.mark.parametrize("key", ["evaluation.latency.seq_len", "training.max_length"])
+def test_lengths_beyond_the_models_positions_are_rejected(base, key):
+    # the tiny BERT has 160 position embeddings
+    rejected(changed(base[1], key, 600), f"config key {key!r}: bad value 600", "1..160", "160 position embeddings")
+
+
 # ------------------------------------------------------------------ through a real snakemake -n
 
 
@@ -248,3 +289,8 @@ def test_snakemake_rejects_a_model_given_twice(base, tmp_path):
     text = yaml.safe_dump(hub_config(base[1]), sort_keys=False)
     text = text.replace("models:\n", "models:\n  tiny:\n    source: {kind: local, path: elsewhere}\n", 1)
     dry_run_rejects(tmp_path, text, "'models.tiny' (lines 2 and 4)", "each model, task and key once")
+
+
+def test_snakemake_rejects_a_misspelt_key_before_any_job(base, tmp_path):
+    config = changed(hub_config(base[1]), "training.learnig_rate", 1e-4)
+    dry_run_rejects(tmp_path, yaml.safe_dump(config), "'training.learnig_rate' (did you mean 'learning_rate'?")

@@ -1,4 +1,4 @@
-"""Faults: a killed job resumes, corrupt results are recomputed, one failing cell does not stop the others."""
+"""Faults: a killed job resumes, corrupt results are recomputed (never deleted while planning), one failing cell does not stop the others."""
 
 from __future__ import annotations
 
@@ -81,34 +81,53 @@ def test_metrics_check_agrees_with_read_cell_metrics(tmp_path, text):
     assert (integrity.metrics_problem(path) is None) == readable
 
 
-def test_find_corrupt_names_only_the_damaged_results_and_remove_deletes_them(tmp_path, monkeypatch):
+def test_find_damaged_names_corrupt_results_and_the_damaged_inputs_of_cells_to_recompute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cells = [Cell("tiny", "none", 0, "sst2", 1), Cell("tiny", "top", 1, "sst2", 1)]
-    first, second = cells
+    valid, pending = cells
     for cell in cells:
         (tmp_path / cell.dir / "finetuned").mkdir(parents=True)
         (tmp_path / cell.dir / "finetuned" / "config.json").write_text("{}")
         tensors_file(tmp_path / cell.dir / "finetuned" / "model.safetensors")
         (tmp_path / cell.metrics).write_text(json.dumps(valid_record()))
-    (tmp_path / second.metrics).write_text(json.dumps(valid_record())[:-1])
-    weights = tmp_path / first.dir / "finetuned" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-4])
+    (tmp_path / pending.metrics).write_text(json.dumps(valid_record())[:-1])
+    for cell in cells:  # both fine-tuned models damaged; only the pending cell's counts
+        weights = tmp_path / cell.dir / "finetuned" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-4])
     pruned = tmp_path / "results/models/tiny/pruned/top-k1/any"
     pruned.mkdir(parents=True)
-    (pruned / "config.json").write_text("{}")  # no weights at all
+    (pruned / "config.json").write_text("{}")
+    tensors_file(pruned / "model.safetensors")
+    (pruned / "pruning.json").write_text('{"dropped": [3], "ke')  # truncated
+    pretrained = tmp_path / "results/models/tiny/pretrained"
+    pretrained.mkdir(parents=True)
+    (pretrained / "config.json").write_text("{}")
+    tensors_file(pretrained / "model.safetensors")
+    sources = {"tiny": {"kind": "local", "path": "x", "sha256": "0" * 64}}  # not the staged file's hash
 
-    problems = integrity.find_corrupt(cells, data_driven=[])
-    assert {(str(p.path), p.reason.split(":")[0]) for p in problems} == {
-        ("results/models/tiny/pruned/top-k1/any", "no *.safetensors weights file"),
-        (f"{first.dir}/finetuned", "model.safetensors"),
-        (first.metrics, "its fine-tuned model is damaged, so the cell is recomputed"),
-        (second.metrics, "truncated or corrupt JSON (Expecting ',' delimiter"),
-    }
-    integrity.remove(problems)
-    for path in (pruned, tmp_path / first.dir / "finetuned", tmp_path / first.metrics, tmp_path / second.metrics):
-        assert not path.exists()
-    assert (tmp_path / second.dir / "finetuned").exists()
-    assert integrity.find_corrupt(cells, data_driven=[]) == []
+    problems = integrity.find_damaged(cells, data_driven=[], sources=sources)
+    found = {str(p.path): p.reason for p in problems}
+    assert set(found) == {pending.metrics, f"{pending.dir}/finetuned", "results/models/tiny/pruned/top-k1/any",
+                          "results/models/tiny/pretrained"}
+    assert found[pending.metrics].startswith("truncated or corrupt JSON")
+    assert found[f"{pending.dir}/finetuned"].startswith("model.safetensors: truncated or padded")
+    assert found["results/models/tiny/pruned/top-k1/any"].startswith("pruning.json: truncated or corrupt JSON")
+    assert found["results/models/tiny/pretrained"].endswith(f"the config says {'0' * 64}")
+    # the valid cell's damaged fine-tuned model is left alone, and nothing was changed on disk
+    assert (tmp_path / valid.dir / "finetuned" / "model.safetensors").exists()
+    assert integrity.find_damaged([valid], data_driven=[]) == []
+
+
+def test_garbage_inside_a_features_archive_with_an_intact_index_is_found(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "train.npz", input_ids=np.arange(4000, dtype=np.int32))
+    (tmp_path / "info.json").write_text(json.dumps({"splits": {"train": {}}}))
+    assert integrity.features_problem(tmp_path) is None
+    data = bytearray((tmp_path / "train.npz").read_bytes())
+    data[200:260] = b"x" * 60  # inside the member's data; the zip directory at the end stays intact
+    (tmp_path / "train.npz").write_bytes(bytes(data))
+    assert "train.npz" in integrity.features_problem(tmp_path)
 
 
 def test_failure_record_is_written_on_error_and_cleared_on_success(tmp_path):
@@ -209,7 +228,7 @@ def test_keep_going_finishes_the_other_cells_and_records_the_failed_ones(faulty_
 
 
 @pytest.mark.slow
-def test_corrupt_results_are_removed_and_only_their_cells_recompute(faulty_run):
+def test_a_corrupt_result_is_recomputed_and_a_damaged_intermediate_under_a_valid_one_is_left(faulty_run):
     workdir, _, _ = faulty_run
     assert planned_jobs(workdir, *TARGETS) == {}
     metrics = workdir / SST2 / "metrics.json"
@@ -217,15 +236,15 @@ def test_corrupt_results_are_removed_and_only_their_cells_recompute(faulty_run):
     weights = workdir / STSB / "finetuned" / "model.safetensors"
     with open(weights, "r+b") as handle:
         handle.truncate(weights.stat().st_size // 2)
+    damaged = {path: path.read_bytes() for path in (metrics, weights)}
 
     result = snakemake(workdir, "-n", *TARGETS)
     output = result.stdout + result.stderr
-    assert f"WARNING: removed corrupt result {SST2}/metrics.json: truncated or corrupt JSON" in output
-    assert f"WARNING: removed corrupt result {STSB}/finetuned: model.safetensors: truncated or padded" in output
-    assert f"WARNING: removed corrupt result {STSB}/metrics.json: its fine-tuned model is damaged" in output
-    assert not metrics.exists() and not weights.exists()
-    # sst2 only re-evaluates; stsb fine-tunes again and so re-evaluates; nothing else runs
-    assert planned_jobs(workdir, *TARGETS) == {"finetune": 1, "evaluate": 2}
+    assert f"WARNING: damaged result {SST2}/metrics.json: truncated or corrupt JSON" in output
+    assert f"{STSB}/finetuned" not in output  # its metrics.json is valid: nothing to redo
+    assert {path: path.read_bytes() for path in damaged} == damaged  # a dry run changes no file
+    # sst2 only re-evaluates (its fine-tuned model is whole); nothing else runs
+    assert planned_jobs(workdir, *TARGETS) == {"evaluate": 1}
 
 
 # ------------------------------------------------------------------ data errors inside a job
@@ -250,3 +269,15 @@ def test_subsampled_rows_are_counted_in_the_log_and_info(tmp_path, caplog):
         info = prepare_task(model_dir, "sst2", source, tmp_path / "features", max_length=32, max_train_examples=10)
     assert info["splits"]["train"] | {"rows": 10, "rows_available": 16, "subsampled": True} == info["splits"]["train"]
     assert "sst2/train: 10 of 16 rows" in caplog.text
+
+
+def test_result_folders_get_the_usual_permissions_not_owner_only(tmp_path):
+    from dropbench.atomic import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "features") as tmp:
+            (tmp / "info.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "features").stat().st_mode & 0o777 == 0o755

@@ -167,6 +167,14 @@ def test_malformed_row_names_file_and_line(tmp_path):
         load_split("rte", local(tmp_path), "train")
 
 
+def test_a_non_utf8_byte_names_file_and_line(tmp_path):
+    write_rte(tmp_path, ["0\ta\tb\tentailment", "1\ta\tb\tentailment", "2\tcaf\xe9\tb\tentailment"])
+    path = tmp_path / "train.tsv"
+    path.write_bytes(path.read_bytes().replace("caf\xe9".encode(), b"caf\xe9"))  # latin-1, not UTF-8
+    with pytest.raises(GlueDataError, match=r"train\.tsv:4: not UTF-8 text \(invalid continuation byte: b'\\xe9'\)"):
+        load_split("rte", local(tmp_path), "train")
+
+
 def test_bad_label_names_file_line_and_allowed_values(tmp_path):
     write_rte(tmp_path, ["0\ta\tb\tentailment", "1\ta\tb\tneutral"])
     with pytest.raises(GlueDataError, match=r"train\.tsv:3: label 'neutral' not allowed.*not_entailment"):

@@ -73,6 +73,19 @@ def tiny_config(workdir: Path, strategies=("top", "bottom"), k=(1, 2)) -> dict:
     }
 
 
+def changed(config: dict, path: str, value) -> dict:
+    """A copy of ``config`` with the dotted key ``path`` set to ``value``."""
+    import copy
+
+    config = copy.deepcopy(config)
+    *parents, last = path.split(".")
+    target = config
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[last] = value
+    return config
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

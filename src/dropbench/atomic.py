@@ -16,6 +16,7 @@ def atomic_dir(out_dir: str | Path):
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; results are shared like any new folder
     try:
         yield tmp
         if out_dir.exists():
@@ -24,6 +25,12 @@ def atomic_dir(out_dir: str | Path):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, data) -> None:

@@ -12,6 +12,7 @@ from dropbench import architectures, glue, predictions
 from dropbench.atomic import write_json
 from dropbench.evaluation import evaluate_cell
 from dropbench.features import read_info
+from dropbench.job_params import STAGE_VERSIONS
 from dropbench.records import check_record
 
 
@@ -70,6 +71,7 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "train_device": train["device"],
         "eval_seconds": result["eval_seconds"],
         "inference": result["inference"],
+        "stage_versions": STAGE_VERSIONS,
     }
     check_record(record, out_path)
     if predictions_path is not None:  # written before the metrics, which mark the cell complete

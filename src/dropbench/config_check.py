@@ -7,6 +7,7 @@ file, which YAML itself would silently resolve by keeping the last one.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -33,24 +34,53 @@ def data_driven(config: dict) -> list[str]:
     return [name for name in config["strategies"] if strategies.needs_data(name)]
 
 
-def check(config: dict) -> None:
-    strategies.load_user_strategies(config.get("custom_strategies", []))
-    for task_name, task in config.get("extra_tasks", {}).items():
-        _check_name("extra_tasks", task_name)
-        if task.get("like") not in glue.GLUE_TASK_NAMES:
-            _fail(f"extra_tasks.{task_name}.like", task.get("like"), ", ".join(glue.GLUE_TASK_NAMES))
-        glue.derive_task(task["like"], task_name)
+def unknown_keys(config: dict, schema: dict) -> list[str]:
+    """Keys of ``config`` the schema does not allow, each as "path: did you mean ...?" (checked before
+    schema validation so that a misspelling gets a hint instead of jsonschema's generic message)."""
+    found = []
 
+    def walk(values, node: dict, where: str) -> None:
+        if not isinstance(values, dict) or node.get("type") not in ("object", None):
+            return
+        known = node.get("properties", {})
+        extra = node.get("additionalProperties", True)
+        for key, value in values.items():
+            name = f"{where}.{key}" if where else str(key)
+            if key in known:
+                walk(value, known[key], name)
+            elif isinstance(extra, dict):
+                walk(value, extra, name)
+            elif extra is False:
+                close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                found.append(f"{name!r} ({hint}allowed here: {', '.join(known)})")
+
+    walk(config, schema, "")
+    return found
+
+
+def check_known_keys(config: dict, schema_path) -> None:
+    import yaml
+
+    unknown = unknown_keys(config, yaml.safe_load(Path(schema_path).read_text()))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {'; '.join(unknown)}; see config/README.md")
+
+
+def check(config: dict) -> dict[str, int | None]:
+    """Raise ConfigError on the first bad value; return each model's depth where it is known before
+    any job (``num_layers`` or a config.json on disk), else None."""
+    strategies.load_user_strategies(config.get("custom_strategies", []))
     _check_grid(config)
     for task_name, task in config["tasks"].items():
         _check_task(task_name, task)
-    for model, model_cfg in config["models"].items():
-        _check_model(model, model_cfg, config)
+    depths = {model: _check_model(model, model_cfg, config) for model, model_cfg in config["models"].items()}
     _check_numbers(config)
     try:
         paper_score.paper_metrics(list(config["tasks"]), config.get("paper_score"))
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    return depths
 
 
 def _check_grid(config: dict) -> None:
@@ -60,8 +90,10 @@ def _check_grid(config: dict) -> None:
     for key in ("strategies", "k", "seeds", "custom_strategies"):
         _check_unique(key, config.get(key, []))
     for seed in config["seeds"]:
-        if not 0 <= seed <= MAX_SEED:
+        if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
             _fail("seeds", seed, f"integers 0..{MAX_SEED}")
+    if not _is_int(config["scoring"]["seed"]) or not 0 <= config["scoring"]["seed"] <= MAX_SEED:
+        _fail("scoring.seed", config["scoring"]["seed"], f"an integer 0..{MAX_SEED}")
 
     for name in config["strategies"]:
         if name == BASELINE:
@@ -71,6 +103,11 @@ def _check_grid(config: dict) -> None:
     pruned_models = [m for m, cfg in config["models"].items() if cfg.get("prune", True)]
     if pruned_models and not config["strategies"]:
         _fail("strategies", config["strategies"], f"at least one strategy, since {pruned_models} have prune: true")
+
+
+def _is_int(value) -> bool:
+    # JSON schema counts 2.0 as an integer; a k or seed becomes a path component, so it must be 2.
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_unique(key: str, values: list) -> None:
@@ -87,7 +124,7 @@ def _check_name(key: str, name) -> None:
 def _check_task(task_name: str, task: dict) -> None:
     _check_name("tasks", task_name)
     if task_name not in glue.TASKS:
-        _fail("tasks", task_name, ", ".join(sorted(glue.TASKS)) + " (or a task defined under extra_tasks)")
+        _fail("tasks", task_name, ", ".join(sorted(glue.TASKS)))
     n = task.get("max_train_examples")
     if n is not None and n < 1:
         _fail(f"tasks.{task_name}.max_train_examples", n, "null (all rows) or an integer >= 1")
@@ -105,13 +142,13 @@ def _check_task(task_name: str, task: dict) -> None:
         _fail(f"tasks.{task_name}.source", source, "kind hub with non-empty 'dataset' and 'revision' (a pinned commit)")
 
 
-def _check_model(model: str, model_cfg: dict, config: dict) -> None:
+def _check_model(model: str, model_cfg: dict, config: dict) -> int | None:
     _check_name("models", model)
     try:
         sources.validate_source(model_cfg["source"])
     except ValueError as err:
         raise ConfigError(f"config key 'models.{model}.source': {err}") from None
-    layers = _check_architecture(model, model_cfg)
+    layers = _check_architecture(model, model_cfg, config)
     prunes = model_cfg.get("prune", True)
     key = f"models.{model}.k" if "k" in model_cfg else "k"
     ks = model_cfg.get("k", config["k"]) if prunes else []
@@ -119,13 +156,17 @@ def _check_model(model: str, model_cfg: dict, config: dict) -> None:
         _fail(key, ks, "at least one k > 0")
     _check_unique(key, ks)
     for k in ks:
+        if not _is_int(k):
+            _fail(key, k, "whole numbers of layers (2, not 2.0)")
         if k <= 0 or (layers is not None and k >= layers):
             upper = f"{layers - 1} (model {model!r} has {layers} layers)" if layers else "the model's depth - 1"
             _fail(key, k, f"1..{upper}")
+    return layers
 
 
-def _check_architecture(model: str, model_cfg: dict) -> int | None:
-    """The model's depth: from ``num_layers``, or from config.json when the source is on disk (else None)."""
+def _check_architecture(model: str, model_cfg: dict, config: dict) -> int | None:
+    """The model's depth: from ``num_layers``, or from config.json when the source is on disk (else None).
+    Sequence lengths are checked against the model's positions when its config.json is on disk."""
     declared = model_cfg.get("num_layers")
     if declared is not None and declared < 2:
         _fail(f"models.{model}.num_layers", declared, "an integer >= 2 (a layer must remain after dropping one)")
@@ -133,6 +174,7 @@ def _check_architecture(model: str, model_cfg: dict) -> int | None:
     if config_json is None:
         return declared
     found = _depth_from_config_json(model, config_json)
+    _check_lengths(model, json.loads(config_json.read_text()), config)
     if declared is not None and declared != found:
         _fail(f"models.{model}.num_layers", declared, f"{found}, the depth in {config_json}")
     return found
@@ -153,6 +195,21 @@ def _local_config_json(model: str, source: dict) -> Path | None:
     if not path.is_file():
         _fail(f"models.{model}.source", str(root), "a model directory with a config.json (transformers format)")
     return path
+
+
+# These architectures offset positions by the padding index, so two positions are never used.
+_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+
+
+def _check_lengths(model: str, model_config: dict, config: dict) -> None:
+    positions = model_config.get("max_position_embeddings")
+    if not isinstance(positions, int) or positions <= 0:
+        return  # e.g. XLNet: relative positions, no maximum
+    limit = positions - _POSITION_OFFSET.get(model_config.get("model_type"), 0)
+    for key, value in (("training.max_length", config["training"]["max_length"]),
+                       ("evaluation.latency.seq_len", config["evaluation"]["latency"]["seq_len"])):
+        if value > limit:
+            _fail(key, value, f"1..{limit} (model {model!r} has {positions} position embeddings)")
 
 
 def _depth_from_config_json(model: str, path: Path) -> int:

@@ -234,6 +234,25 @@ def _open_text(path: Path):
 
 
 def _read_tsv(spec: TaskSpec, path: Path) -> pd.DataFrame:
+    try:
+        return _read_tsv_rows(spec, path)
+    except UnicodeDecodeError as err:
+        raise GlueDataError(f"{path}:{_first_non_utf8_line(path)}: not UTF-8 text ({err.reason}: "
+                            f"{err.object[err.start:err.start + 1]!r}); GLUE files are UTF-8") from None
+
+
+def _first_non_utf8_line(path: Path) -> int | str:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return "?"
+
+
+def _read_tsv_rows(spec: TaskSpec, path: Path) -> pd.DataFrame:
     rows: list[tuple[str, str | None, int | float]] = []
     with _open_text(path) as handle:
         # GLUE quotes are literal text, so no quote processing at all.

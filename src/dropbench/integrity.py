@@ -1,7 +1,7 @@
 """Is a stored result whole? Cheap checks that find corrupt or truncated results, and failure records.
 
-The workflow scans the results of its cells before planning (``find_corrupt``) and removes the bad
-ones (``remove``) so that Snakemake recomputes just those. The checks read headers only: a
+The workflow scans the results of its cells while planning (``find_damaged``, read-only) and forces
+the jobs that rebuild the damaged ones, so that Snakemake recomputes just those. The checks read headers only: a
 safetensors file's JSON header must be parseable and its tensors must end exactly at the end of
 the file; a metrics JSON must match ``workflow/schemas/metrics.schema.yaml`` (``records.record_problem``).
 
@@ -12,10 +12,11 @@ A job that fails writes ``results/failed/<model>/<strategy>-k<k>/<task>/seed<see
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
-import shutil
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,66 +136,74 @@ def features_problem(features_dir: str | Path) -> str | None:
         path = features_dir / f"{split}.npz"
         try:
             with zipfile.ZipFile(path) as archive:
-                archive.namelist()
-        except (OSError, zipfile.BadZipFile) as err:
+                bad = archive.testzip()  # reads every member and checks its CRC
+        except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
             return f"{path.name}: missing or truncated ({err})"
+        if bad is not None:
+            return f"{path.name}: member {bad} is corrupt (CRC mismatch)"
     return None
 
 
 # ------------------------------------------------------------------ the grid's results
 
 
-def find_corrupt(cells: Iterable[grid.Cell], data_driven: Iterable[str]) -> list[Problem]:
-    """Existing results of ``cells`` (and the models and features they use) that are not whole.
+def find_damaged(cells: Iterable[grid.Cell], data_driven: Iterable[str], sources: dict | None = None) -> list[Problem]:
+    """Damaged results that Snakemake must recompute: corrupt metrics files, and the damaged
+    intermediates (staged models, features, pruned models, fine-tuned models) of cells that have no
+    valid metrics yet. A damaged intermediate under a valid metrics file is left alone: it never
+    invalidates a valid result by itself. ``sources``: model -> its configured source (for the sha256).
 
-    Results that do not exist yet are not problems; Snakemake plans them anyway.
+    Only reads files; the workflow forces the jobs that rebuild them (Snakemake then replaces them).
     """
-    data_driven = set(data_driven)
-    cells = list(cells)
-    problems = []
-    models = sorted({c.model for c in cells})
-    pruned = sorted({grid.pruned_dir(c.model, c.strategy, c.k, c.task if c.strategy in data_driven else "any")
-                     for c in cells if not c.is_baseline})
-    for model_dir in [*(grid.pretrained_dir(m) for m in models), *pruned]:
-        if Path(model_dir).exists():
-            problems += _as_problem(model_dir, checkpoint_problem(model_dir))
-    for features_dir in sorted({grid.features_dir(c.model, c.task) for c in cells}):
-        if Path(features_dir).exists():
-            problems += _as_problem(features_dir, features_problem(features_dir))
+    data_driven, sources = set(data_driven), sources or {}
+    problems, pending = [], []
     for cell in cells:
-        problems += _cell_problems(cell)
+        metrics = Path(cell.metrics)
+        if not metrics.exists():
+            pending.append(cell)
+        elif reason := metrics_problem(metrics):
+            problems.append(Problem(metrics, reason))
+            pending.append(cell)
+    checks = {}
+    for cell in pending:
+        checks[grid.pretrained_dir(cell.model)] = lambda path, m=cell.model: pretrained_problem(path, sources.get(m, {}))
+        checks[grid.features_dir(cell.model, cell.task)] = features_problem
+        if not cell.is_baseline:
+            scope = cell.task if cell.strategy in data_driven else "any"
+            checks[grid.pruned_dir(cell.model, cell.strategy, cell.k, scope)] = pruned_problem
+        checks[f"{cell.dir}/finetuned"] = checkpoint_problem
+        checks[f"{cell.dir}/train_log.json"] = lambda path: json_problem(path, ["train_seconds", "device"])
+    for path, check in sorted(checks.items()):
+        if Path(path).exists():
+            problems += _as_problem(path, check(path))
     return problems
 
 
-def _cell_problems(cell: grid.Cell) -> list[Problem]:
-    """A damaged fine-tune output takes the cell's metrics with it: Snakemake would not rebuild a
-    missing intermediate under an existing metrics.json, and the cell should stay one whole set."""
-    finetuned, train_log, metrics = Path(cell.dir) / "finetuned", Path(cell.dir) / "train_log.json", Path(cell.metrics)
-    problems = []
-    if finetuned.exists():
-        problems += _as_problem(finetuned, checkpoint_problem(finetuned))
-    if train_log.exists():
-        problems += _as_problem(train_log, json_problem(train_log, ["train_seconds", "device"]))
-    if problems:
-        return problems + _as_problem(metrics, "its fine-tuned model is damaged, so the cell is recomputed"
-                                      if metrics.exists() else None)
-    return _as_problem(metrics, metrics_problem(metrics)) if metrics.exists() else []
+def pretrained_problem(model_dir: str | Path, source: dict) -> str | None:
+    """A staged model: whole, and its weights file has the configured sha256 (if one is configured)."""
+    problem, sha256 = checkpoint_problem(model_dir), source.get("sha256")
+    if problem or not sha256:
+        return problem
+    weights = Path(model_dir) / source.get("weights_file", "model.safetensors")
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != sha256.lower():
+        return f"{weights.name} has sha256 {digest.hexdigest()}, the config says {sha256}"
+    return None
+
+
+def pruned_problem(model_dir: str | Path) -> str | None:
+    return checkpoint_problem(model_dir) or _prefixed("pruning.json", json_problem(Path(model_dir) / "pruning.json", ["dropped", "kept"]))
+
+
+def _prefixed(name: str, problem: str | None) -> str | None:
+    return f"{name}: {problem}" if problem else None
 
 
 def _as_problem(path, reason: str | None) -> list[Problem]:
     return [Problem(Path(path), reason)] if reason else []
-
-
-def remove(problems: Iterable[Problem]) -> list[Problem]:
-    """Delete each corrupt result (file or directory); returns what was removed."""
-    removed = []
-    for problem in problems:
-        if problem.path.is_dir():
-            shutil.rmtree(problem.path)
-        else:
-            problem.path.unlink(missing_ok=True)
-        removed.append(problem)
-    return removed
 
 
 # ------------------------------------------------------------------ failure records
@@ -216,11 +225,36 @@ def failure_record(cell: dict, rule: str, root: str | Path = FAILED_ROOT):
     The record is ``{"model", "strategy", "k", "task", "seed", "rule", "error"}``. Interrupts
     (KeyboardInterrupt, SystemExit) are not failures of the cell and are not recorded.
     """
-    path = failure_path(cell, root)
+    with stage_failure_record([cell], rule, root, clear_any_rule=True):
+        yield
+
+
+def cells_below(config: dict, model: str, task: str | None = None, strategy: str | None = None,
+                k: int | None = None) -> list[dict]:
+    """The cells of ``config`` that use the output of an upstream job (download, prepare, prune)."""
+    return [{"model": c.model, "strategy": c.strategy, "k": c.k, "task": c.task, "seed": c.seed}
+            for c in grid.cells(config)
+            if c.model == model and task in (None, c.task) and strategy in (None, c.strategy) and k in (None, c.k)]
+
+
+@contextlib.contextmanager
+def stage_failure_record(cells: list[dict], rule: str, root: str | Path = FAILED_ROOT, clear_any_rule: bool = False):
+    """Record an exception of ``rule`` for each of ``cells`` (then re-raise it); on success clear the
+    records this rule left for them (or every record of a cell with ``clear_any_rule``).
+
+    A record is ``{"model", "strategy", "k", "task", "seed", "rule", "error"}``. Interrupts
+    (KeyboardInterrupt, SystemExit) are not failures of a cell and are not recorded.
+    """
     try:
         yield
     except Exception as err:
-        record = {key: cell[key] for key in ("model", "strategy", "k", "task", "seed")}
-        write_json(path, {**record, "rule": rule, "error": f"{type(err).__name__}: {err}"})
+        reason = f"{type(err).__name__}: {err}".strip()
+        for cell in cells:
+            record = {key: cell[key] for key in ("model", "strategy", "k", "task", "seed")}
+            write_json(failure_path(cell, root), {**record, "rule": rule, "error": reason})
         raise
-    path.unlink(missing_ok=True)
+    for cell in cells:
+        path = failure_path(cell, root)
+        recorded = _read_json(path)[0] if path.exists() else None
+        if clear_any_rule or (isinstance(recorded, dict) and recorded.get("rule") == rule):
+            path.unlink(missing_ok=True)

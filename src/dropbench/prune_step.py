@@ -28,7 +28,7 @@ def scoring_batches(features_dir: str | Path, sample_size: int, seed: int, batch
     return batches
 
 
-def check_k(model: str, pretrained_dir: str | Path, k: int) -> None:
+def check_k(model: str, pretrained_dir: str | Path, k: int) -> int:
     """k against the downloaded model's depth, known only now for hub and split-package sources."""
     depth = adapters.depth_from_config_dict(json.loads((Path(pretrained_dir) / "config.json").read_text()))
     if not 0 < k < depth:
@@ -36,6 +36,7 @@ def check_k(model: str, pretrained_dir: str | Path, k: int) -> None:
             f"config key 'k' (or 'models.{model}.k'): bad value {k}; allowed: 1..{depth - 1} "
             f"(model {model!r} has {depth} layers)"
         )
+    return depth
 
 
 def prune_step(
@@ -46,10 +47,11 @@ def prune_step(
     k: int,
     features_dir: str | Path | None,
     scoring: dict,
-    custom_strategies: list[str],
+    expected_dropped: list[int] | None = None,
 ) -> dict:
-    check_k(model, pretrained_dir, k)
-    strategies.load_user_strategies(custom_strategies)
+    """``expected_dropped``: the list the workflow resolved while planning (data-free strategies);
+    the job refuses to write a model that drops other layers than its params say."""
+    depth = check_k(model, pretrained_dir, k)
     context = {"seed": scoring["seed"]}
     if strategies.needs_data(strategy):
         if features_dir is None:
@@ -59,6 +61,11 @@ def prune_step(
         with torch.inference_mode():
             context["similarity"] = layer_scores.hidden_similarity(model, batches)
         log.info("scored layers on %d examples from %s", sum(len(b["input_ids"]) for b in batches), features_dir)
+    if expected_dropped is not None:
+        found = strategies.layers_to_drop(strategy, depth, k, context)
+        if found != list(expected_dropped):
+            raise ValueError(f"strategy {strategy!r} (k={k}) now drops layers {found}, but the workflow planned "
+                             f"{list(expected_dropped)}; the strategy's code changed during the run, run snakemake again")
     info = pruning.prune_checkpoint(pretrained_dir, out_dir, strategy, k, context)
     log.info("dropped layers %s, kept %s", info["dropped"], info["kept"])
     return info

@@ -83,6 +83,10 @@ def needs_data(name: str) -> bool:
     return _get(name).needs_data
 
 
+def function(name: str) -> StrategyFn:
+    return _get(name).fn
+
+
 def validate(name: str, num_layers: int | None = None, k: int | None = None) -> None:
     """Cheap check of a (strategy, k) request; ``num_layers`` may be unknown yet."""
     _get(name)

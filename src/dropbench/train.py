@@ -46,8 +46,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"training setting(s) {unknown} are unknown; allowed: {sorted(cls.__dataclass_fields__)}")
+        return cls(**values)
 
 
 def seed_everything(seed: int) -> None:

@@ -11,24 +11,59 @@ if SRC not in sys.path:
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 
+from dropbench import config_check, grid, job_params  # noqa: E402
+
+# Unknown (e.g. misspelt) keys first, with the closest valid key; then types and defaults; then the rest.
+config_check.check_known_keys(config, Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml")
 validate(config, "../schemas/config.schema.yaml")
-
-from dropbench import config_check, grid  # noqa: E402
-
-config_check.check(config)
+MODEL_DEPTHS = config_check.check(config)  # model -> depth, None where known only after download
 CELLS = grid.cells(config)
 STRATEGIES_NEEDING_DATA = set(config_check.data_driven(config))
+PARTIAL_SUMMARY = str(config["partial_summary"]).lower() == "true"
 
-# ---- integrity (issue 8): keys given twice in a config file are errors; corrupt or truncated
-# results of this grid are removed before planning, so that exactly those are recomputed.
-# Header reads only; run by the main snakemake process, not again inside each job.
+def force_when_planning(paths):
+    """Add ``paths`` to the --forcerun targets. Snakemake hands its DAG settings (with --forcerun) to the
+    workflow only after reading the Snakefile, so the addition is made when they arrive."""
+
+    class ForcingWorkflow(type(workflow)):
+        @property
+        def dag_settings(self):
+            return self.__dict__["_forcing_dag_settings"]
+
+        @dag_settings.setter
+        def dag_settings(self, settings):
+            if settings is not None:
+                settings.forcerun = frozenset(settings.forcerun) | frozenset(paths)
+            self.__dict__["_forcing_dag_settings"] = settings
+
+    settings = workflow.dag_settings
+    workflow.__class__ = ForcingWorkflow
+    workflow.dag_settings = settings
+
+
+# ---- integrity: keys given twice in a config file are errors. Damaged results of this grid (corrupt
+# metrics, and damaged intermediates of cells without valid metrics) are forced to re-run, exactly as
+# `--forcerun <path>` would: planning only reads files; the job that rebuilds one replaces it. Any
+# invocation (-n, --lint, --summary, ...) leaves files untouched. Main snakemake process only.
 config_check.check_config_files(workflow.configfiles)
 if workflow.is_main_process:
     from dropbench import integrity
 
-    for _problem in integrity.remove(integrity.find_corrupt(CELLS, STRATEGIES_NEEDING_DATA)):
-        print(f"WARNING: removed corrupt result {_problem}; it will be recomputed", file=sys.stderr)
+    _damaged = integrity.find_damaged(CELLS, STRATEGIES_NEEDING_DATA, {m: c["source"] for m, c in config["models"].items()})
+    for _problem in _damaged:
+        print(f"WARNING: damaged result {_problem}; it will be recomputed", file=sys.stderr)
+    if _damaged:
+        force_when_planning({str(p.path) for p in _damaged})
 # ---- end integrity
+
+
+# On a cluster these run on the submitting node: the download needs the internet (compute nodes often
+# lack it) and the report rules take seconds.
+localrules:
+    download_model,
+    aggregate,
+    plot,
+    plot_layer_scores,
 
 
 wildcard_constraints:
@@ -59,18 +94,38 @@ def prune_inputs(wildcards):
     return inputs
 
 
-def task_source(wildcards):
-    return config["tasks"][wildcards.task]["source"]
+# ---- params: exactly what determines each job's output (dropbench.job_params)
 
 
-def cell_params(wildcards):
-    return {
-        "model": wildcards.model,
-        "strategy": wildcards.strategy,
-        "k": int(wildcards.k),
-        "task": wildcards.task,
-        "seed": int(wildcards.seed),
-    }
+def download_params(wildcards):
+    return job_params.download_params(config["models"][wildcards.model]["source"])
+
+
+def download_inputs(wildcards):
+    return job_params.download_inputs(config["models"][wildcards.model]["source"])
+
+
+def prepare_params(wildcards):
+    return job_params.prepare_params(config["tasks"][wildcards.task], config["training"]["max_length"], config["subsample_seed"])
+
+
+def prepare_inputs(wildcards):
+    return job_params.prepare_inputs(wildcards.task, config["tasks"][wildcards.task]["source"])
+
+
+def prune_params(wildcards):
+    depth = MODEL_DEPTHS[wildcards.model]
+    return job_params.prune_params(wildcards.strategy, int(wildcards.k), depth, config["scoring"])
+
+
+def finetune_params(wildcards):
+    return job_params.finetune_params(config["training"], int(wildcards.seed))
+
+
+def evaluate_params(wildcards):
+    cell = {"model": wildcards.model, "strategy": wildcards.strategy, "k": int(wildcards.k),
+            "task": wildcards.task, "seed": int(wildcards.seed)}
+    return job_params.evaluate_params(cell)
 
 
 def metrics_files():
@@ -99,11 +154,17 @@ def figure_files(name):
 def _existing_if_partial(paths):
     # `--config partial_summary=true` aggregates what exists (after --keep-going with failures);
     # the cells without results show as missing.
-    return [path for path in paths if os.path.exists(path)] if config.get("partial_summary") else paths
+    return [path for path in paths if os.path.exists(path)] if PARTIAL_SUMMARY else paths
 
 
 def summary_metrics(wildcards):
-    return _existing_if_partial(metrics_files())
+    if not PARTIAL_SUMMARY:
+        return metrics_files()
+    # A cell whose last attempt failed (e.g. its data changed, then prepare_task failed) shows as
+    # failed with the reason, not with its old result.
+    from dropbench.integrity import failure_path
+
+    return [cell.metrics for cell in CELLS if os.path.exists(cell.metrics) and not failure_path(cell.__dict__).exists()]
 
 
 def layer_score_dirs(wildcards):

@@ -1,13 +1,11 @@
 rule prepare_task:
     input:
         model="results/models/{model}/pretrained",
+        data=prepare_inputs,
     output:
         directory("results/features/{model}/{task}"),
     params:
-        source=task_source,
-        max_length=config["training"]["max_length"],
-        max_train_examples=lambda wildcards: config["tasks"][wildcards.task].get("max_train_examples"),
-        subsample_seed=config["subsample_seed"],
+        job=prepare_params,
     log:
         "logs/prepare_task/{model}/{task}.log",
     conda:

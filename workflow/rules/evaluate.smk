@@ -8,8 +8,7 @@ rule evaluate:
         "results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/metrics.json",
         predictions="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/predictions.npz",
     params:
-        cell=cell_params,
-        evaluation=config["evaluation"],
+        job=evaluate_params,
     log:
         "logs/evaluate/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
     benchmark:

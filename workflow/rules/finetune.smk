@@ -6,8 +6,7 @@ rule finetune:
         model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned"),
         train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
     params:
-        training=config["training"],
-        seed=lambda wildcards: int(wildcards.seed),
+        job=finetune_params,
         state_dir="results/train_state/{model}/{strategy}-k{k}/{task}/seed{seed}",
     log:
         "logs/finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.log",

@@ -1,8 +1,10 @@
 rule download_model:
+    input:
+        download_inputs,
     output:
         directory("results/models/{model}/pretrained"),
     params:
-        source=lambda wildcards: config["models"][wildcards.model]["source"],
+        job=download_params,
     log:
         "logs/download_model/{model}.log",
     conda:

@@ -4,8 +4,7 @@ rule prune:
     output:
         directory("results/models/{model}/pruned/{strategy}-k{k}/{scope}"),
     params:
-        scoring=config["scoring"],
-        custom_strategies=config["custom_strategies"],
+        job=prune_params,
     log:
         "logs/prune/{model}/{strategy}-k{k}/{scope}.log",
     conda:

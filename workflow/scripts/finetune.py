@@ -1,9 +1,11 @@
 from dropbench.device import set_threads
 from dropbench.gpu_slots import gpu_slot
 from dropbench.integrity import cell_from_wildcards, failure_record
+from dropbench.job_params import train_settings
 from dropbench.jobs import log_to
 from dropbench.train import TrainConfig, finetune
 
+params = snakemake.params.job
 with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wildcards), "finetune"), gpu_slot():
     set_threads(snakemake.threads)
     finetune(
@@ -12,6 +14,6 @@ with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wild
         task=snakemake.wildcards.task,
         out_dir=snakemake.output.model,
         state_dir=snakemake.params.state_dir,
-        cfg=TrainConfig.from_dict({**snakemake.params.training, "seed": snakemake.params.seed}),
+        cfg=TrainConfig.from_dict(train_settings(snakemake.config["training"], params["training"], params["seed"])),
         train_log=snakemake.output.train_log,
     )

@@ -1,16 +1,22 @@
+from dropbench import strategies
 from dropbench.device import set_threads
+from dropbench.integrity import cells_below, stage_failure_record
 from dropbench.jobs import log_to
 from dropbench.prune_step import prune_step
 
-with log_to(snakemake.log[0]):
+wildcards, params = snakemake.wildcards, snakemake.params.job
+task = None if wildcards.scope == "any" else wildcards.scope
+cells = cells_below(snakemake.config, wildcards.model, task, wildcards.strategy, int(wildcards.k))
+with log_to(snakemake.log[0]), stage_failure_record(cells, "prune"):
     set_threads(snakemake.threads)
+    strategies.load_user_strategies(snakemake.config["custom_strategies"])
     prune_step(
-        model=snakemake.wildcards.model,
+        model=wildcards.model,
         pretrained_dir=snakemake.input.model,
         out_dir=snakemake.output[0],
-        strategy=snakemake.wildcards.strategy,
-        k=int(snakemake.wildcards.k),
+        strategy=wildcards.strategy,
+        k=int(wildcards.k),
         features_dir=snakemake.input.get("features"),
-        scoring=snakemake.params.scoring,
-        custom_strategies=snakemake.params.custom_strategies,
+        scoring=params.get("scoring", snakemake.config["scoring"]),
+        expected_dropped=params.get("dropped"),
     )

@@ -1,0 +1,95 @@
+"""What each job's result depends on: its Snakemake ``params:`` and extra ``input:`` files.
+
+Snakemake re-runs a job when its params or input files change, so each function here returns
+exactly what determines one job's output, and nothing operational (how often state is saved,
+evaluation batch size, checksums that only verify). The scripts read operational settings from
+``snakemake.config``.
+
+``STAGE_VERSIONS`` is part of every stage's params and of every metrics record. Bump a stage's
+number when a code change alters what that stage produces (e.g. a change to the training loop in
+``train.py`` that changes the weights; see README "What re-runs when"), so exactly that stage and
+everything below it re-run; code edits that keep results the same need no bump.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+
+from dropbench import glue, strategies
+
+STAGE_VERSIONS = {"download": 1, "prepare": 1, "prune": 1, "finetune": 1, "evaluate": 1}
+
+# training keys that change the fine-tuned weights; every other training key (checkpoint_every, and
+# operational keys added later) is read by the job from the config and never triggers a re-run.
+# max_length is part of prepare_task's params (the features), so it reaches fine-tuning through them.
+WEIGHT_KEYS = ("epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_decay", "max_grad_norm",
+               "group_by_length")
+# Keys of a model source that only verify the staged copy.
+SOURCE_CHECK_KEYS = ("sha256", "size")
+
+
+def download_params(source: dict) -> dict:
+    return {"source": {k: v for k, v in source.items() if k not in SOURCE_CHECK_KEYS},
+            "version": STAGE_VERSIONS["download"]}
+
+
+def download_inputs(source: dict) -> list[str]:
+    """A local model directory's files, so that editing them re-stages the model (also without a sha256;
+    listed with one too, so that adding a sha256 changes no job's inputs)."""
+    if source["kind"] != "local":
+        return []
+    root = Path(source["path"]).expanduser()
+    return sorted(str(p) for p in root.iterdir() if p.is_file()) if root.is_dir() else []
+
+
+def prepare_params(task_cfg: dict, max_length: int, subsample_seed: int) -> dict:
+    return {"source": task_cfg["source"], "max_length": max_length,
+            "max_train_examples": task_cfg.get("max_train_examples"), "subsample_seed": subsample_seed,
+            "version": STAGE_VERSIONS["prepare"]}
+
+
+def prepare_inputs(task: str, source: dict) -> list[str]:
+    """The local data files of a task (one per split): editing one re-runs its prepare_task."""
+    if source["kind"] != "local":
+        return []
+    spec = glue.get_task(task)
+    return [str(glue.find_split_file(spec, Path(source["path"]), split)) for split in spec.splits]
+
+
+def prune_params(strategy: str, k: int, depth: int | None, scoring: dict) -> dict:
+    """A data-free strategy's resolved list of dropped layers when the depth is known (so any code
+    change that changes the list re-runs exactly its cells); a data-driven one's scoring settings."""
+    params = {"strategy": strategy, "k": k, "version": STAGE_VERSIONS["prune"]}
+    if strategies.needs_data(strategy):
+        return {**params, "scoring": dict(scoring), "code": strategy_code_hash(strategy)}
+    context = {"seed": scoring["seed"]}
+    if depth is None:  # a hub source without num_layers: the list is known only after download
+        return {**params, "seed": scoring["seed"], "code": strategy_code_hash(strategy)}
+    return {**params, "dropped": strategies.layers_to_drop(strategy, depth, k, context)}
+
+
+def strategy_code_hash(strategy: str) -> str:
+    """sha256 of the strategy function's source (its own lines, not the helpers it calls)."""
+    fn = strategies.function(strategy)
+    try:
+        text = inspect.getsource(fn)
+    except (OSError, TypeError):  # no source file (e.g. defined in a notebook): its name only
+        text = f"{fn.__module__}.{fn.__qualname__}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def finetune_params(training: dict, seed: int) -> dict:
+    return {"training": {key: training[key] for key in WEIGHT_KEYS}, "seed": seed,
+            "version": STAGE_VERSIONS["finetune"]}
+
+
+def train_settings(training: dict, weight_params: dict, seed: int) -> dict:
+    """The TrainConfig dict of a fine-tune job: weight keys from its params, the rest from the config."""
+    operational = {k: v for k, v in training.items() if k not in WEIGHT_KEYS and k != "max_length"}
+    return {**operational, **weight_params, "seed": seed}
+
+
+def evaluate_params(cell: dict) -> dict:
+    return {"cell": cell, "version": STAGE_VERSIONS["evaluate"]}

@@ -1,0 +1,172 @@
+"""Exactly what changed is recomputed (issue 12, items 4-6 and 9), on one finished tiny run.
+
+Grid: model tiny (local, no sha256), strategy top, k 1, task sst2, seed 1 (plus a custom strategy from
+the custom-strategy test on). The tests run in order; each edit of a file is undone (contents and
+times) before the next test unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tiny import changed, tiny_config, write_config
+from workflow_runner import planned_jobs, snakemake
+
+from dropbench.job_params import STAGE_VERSIONS
+
+pytestmark = pytest.mark.slow
+
+TOP = "results/cells/tiny/top-k1/sst2/seed1"
+BASE = "results/cells/tiny/none-k0/sst2/seed1"
+REPORTS = {"aggregate": 1, "plot": 1, "all": 1}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("recompute")
+    config = tiny_config(workdir, strategies=("top",), k=(1,))
+    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
+    write_config(workdir, config)
+    snakemake(workdir, "--cores", "2")
+    return workdir, config
+
+
+def plan_with(workdir: Path, config: dict) -> dict:
+    write_config(workdir, config)
+    return planned_jobs(workdir)
+
+
+class restored:
+    """Put a file's bytes and times back after an edit."""
+
+    def __init__(self, path: Path):
+        self.path, self.data, self.stat = path, path.read_bytes(), path.stat()
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        self.path.write_bytes(self.data)
+        os.utime(self.path, ns=(self.stat.st_atime_ns, self.stat.st_mtime_ns))
+
+
+def test_every_result_records_the_stage_versions(finished_run):
+    workdir, _ = finished_run
+    for cell in (TOP, BASE):
+        assert json.loads((workdir / cell / "metrics.json").read_text())["stage_versions"] == STAGE_VERSIONS
+
+
+@pytest.mark.parametrize("key, value", [
+    ("training.checkpoint_every", 3),
+    ("evaluation.batch_size", 5),
+    ("evaluation.latency.repeats", 3),
+    ("evaluation.latency.seq_len", 12),
+])
+def test_operational_settings_plan_nothing(finished_run, key, value):
+    workdir, config = finished_run
+    assert plan_with(workdir, changed(config, key, value)) == {}
+
+
+def test_adding_a_sha256_to_the_model_source_plans_nothing(finished_run):
+    workdir, config = finished_run
+    weights = Path(config["models"]["tiny"]["source"]["path"]) / "model.safetensors"
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert plan_with(workdir, changed(config, "models.tiny.source.sha256", sha)) == {}
+
+
+def test_a_weight_setting_plans_every_fine_tune(finished_run):
+    workdir, config = finished_run
+    assert plan_with(workdir, changed(config, "training.learning_rate", 1e-3)) == {"finetune": 2, "evaluate": 2, **REPORTS}
+
+
+def test_a_custom_strategy_runs_exactly_its_cells_and_follows_its_code(finished_run):
+    workdir, config = finished_run
+    code = workdir / "my_strategies.py"
+    code.write_text("def second(num_layers, k, context):\n    return list(range(1, 1 + k))\n")
+    config = {**config, "custom_strategies": ["my_strategies.py:second"], "strategies": ["top", "second"]}
+    assert plan_with(workdir, config) == {"prune": 1, "finetune": 1, "evaluate": 1, **REPORTS}
+    snakemake(workdir, "--cores", "2")
+    assert json.loads((workdir / "results/cells/tiny/second-k1/sst2/seed1/metrics.json").read_text())["dropped_layers"] == [1]
+    with restored(code):
+        code.write_text("# a comment\n" + code.read_text())
+        assert planned_jobs(workdir) == {}  # the same layers: nothing to redo
+        code.write_text("def second(num_layers, k, context):\n    return list(range(2, 2 + k))\n")
+        assert planned_jobs(workdir) == {"prune": 1, "finetune": 1, "evaluate": 1, **REPORTS}
+    assert planned_jobs(workdir) == {}  # the later tests keep this grid: none, top and second on sst2
+
+
+def test_editing_a_local_data_file_reruns_its_task(finished_run):
+    workdir, config = finished_run
+    train = Path(config["tasks"]["sst2"]["source"]["path"]) / "train.tsv"
+    with restored(train):
+        lines = train.read_text().splitlines(keepends=True)
+        flipped = [lines[0]] + [line[:-2] + ("0" if line[-2] == "1" else "1") + "\n" for line in lines[1:]]
+        train.write_text("".join(flipped))
+        assert planned_jobs(workdir) == {"prepare_task": 1, "finetune": 3, "evaluate": 3, **REPORTS}
+    assert planned_jobs(workdir) == {}
+
+
+def test_editing_a_local_model_file_restages_it(finished_run):
+    workdir, config = finished_run
+    model_config = Path(config["models"]["tiny"]["source"]["path"]) / "config.json"
+    with restored(model_config):
+        model_config.write_text(model_config.read_text().replace('"hidden_act": "gelu"', '"hidden_act": "relu"'))
+        assert planned_jobs(workdir) == {"download_model": 1, "prepare_task": 1, "prune": 2, "finetune": 3,
+                                         "evaluate": 3, **REPORTS}
+
+
+@pytest.mark.parametrize("command", [["-n"], ["--lint"], ["--summary"], ["--list-rules"], ["--unlock"]])
+def test_no_planning_command_changes_a_file(finished_run, command):
+    workdir, _ = finished_run
+    metrics, weights = workdir / TOP / "metrics.json", workdir / BASE / "finetuned" / "model.safetensors"
+    with restored(metrics), restored(weights):
+        metrics.write_text(metrics.read_text()[:-30])
+        weights.write_bytes(weights.read_bytes()[:100])
+        before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file() and ".snakemake" not in p.parts}
+        snakemake(workdir, *command, check=False)
+        after = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file() and ".snakemake" not in p.parts}
+        assert after == before
+
+
+def test_a_damaged_result_is_listed_and_recomputed_and_a_damaged_intermediate_alone_is_not(finished_run):
+    workdir, _ = finished_run
+    metrics = workdir / TOP / "metrics.json"
+    metrics.write_text(metrics.read_text()[:-30])
+    (workdir / BASE / "finetuned" / "model.safetensors").unlink()  # a user saving disk
+    (workdir / BASE / "train_log.json").unlink()
+    dry = snakemake(workdir, "-n")
+    output = dry.stdout + dry.stderr
+    assert f"WARNING: damaged result {TOP}/metrics.json: truncated or corrupt JSON" in output
+    assert f"{BASE}/finetuned" not in output  # under a valid metrics.json: left alone
+    assert planned_jobs(workdir) == {"evaluate": 1, **REPORTS}
+    assert metrics.exists()
+    snakemake(workdir, "--cores", "2")
+    assert json.loads(metrics.read_text())["dropped_layers"] == [3]
+    assert json.loads((workdir / BASE / "metrics.json").read_text())["strategy"] == "none"
+    assert planned_jobs(workdir) == {}
+
+
+def test_a_failed_prepare_is_recorded_for_its_cells_with_its_reason(finished_run):
+    workdir, config = finished_run
+    train = Path(config["tasks"]["sst2"]["source"]["path"]) / "train.tsv"
+    lines = train.read_text().splitlines(keepends=True)
+    lines[3] = "no tabs here\n"
+    train.write_text("".join(lines))
+    result = snakemake(workdir, "--cores", "2", "--keep-going", check=False)
+    assert result.returncode != 0
+    variants = sorted(path.name for path in (workdir / "results/cells/tiny").iterdir())  # none-k0, top-k1, ...
+    records = sorted(workdir.glob("results/failed/**/*.json"))
+    assert [str(p.relative_to(workdir)) for p in records] == [f"results/failed/tiny/{v}/sst2/seed1.json" for v in variants]
+    record = json.loads(records[0].read_text())
+    assert record["rule"] == "prepare_task" and f"{train}:4: expected 2 tab-separated fields" in record["error"]
+    # the old results were made from the old data: a partial report shows the cells as failed, not ok
+    snakemake(workdir, "--cores", "2", "--config", "partial_summary=true", "--", "report_only")
+    missing = pd.read_csv(workdir / "reports" / "missing_cells.csv")
+    assert sorted(f"{s}-k{k}" for s, k in zip(missing["strategy"], missing["k"])) == variants
+    assert set(missing["status"]) == {"failed"}
+    assert missing["reason"].str.contains("expected 2 tab-separated fields").all()
