@@ -118,11 +118,32 @@ def test_find_damaged_names_corrupt_results_and_the_damaged_inputs_of_cells_to_r
     assert integrity.find_damaged([valid], data_driven=[]) == []
 
 
+def test_damaged_predictions_under_valid_metrics_recompute_the_cell(tmp_path, monkeypatch):
+    import numpy as np
+
+    from dropbench import predictions
+
+    monkeypatch.chdir(tmp_path)
+    cell = Cell("tiny", "none", 0, "sst2", 1)
+    (tmp_path / cell.dir).mkdir(parents=True)
+    (tmp_path / cell.metrics).write_text(json.dumps(valid_record()))
+    path = tmp_path / cell.dir / "predictions.npz"
+    predictions.save(path, {"validation": (np.array([0, 1, 1]), np.array([0, 1, 0]))})
+    assert integrity.find_damaged([cell], data_driven=[]) == []
+    data = bytearray(path.read_bytes())
+    data[100:140] = b"x" * 40
+    path.write_bytes(bytes(data))
+    problems = integrity.find_damaged([cell], data_driven=[])
+    assert [str(p.path) for p in problems] == [cell.metrics] and "predictions" in problems[0].reason
+
+
 def test_garbage_inside_a_features_archive_with_an_intact_index_is_found(tmp_path):
     import numpy as np
 
     np.savez(tmp_path / "train.npz", input_ids=np.arange(4000, dtype=np.int32))
     (tmp_path / "info.json").write_text(json.dumps({"splits": {"train": {}}}))
+    assert "padding_side" in integrity.features_problem(tmp_path)  # staged before the side was recorded
+    (tmp_path / "info.json").write_text(json.dumps({"splits": {"train": {}}, "padding_side": "right"}))
     assert integrity.features_problem(tmp_path) is None
     data = bytearray((tmp_path / "train.npz").read_bytes())
     data[200:260] = b"x" * 60  # inside the member's data; the zip directory at the end stays intact

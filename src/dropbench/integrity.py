@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropbench import grid
+from dropbench import grid, predictions
 from dropbench.atomic import write_json
-from dropbench.records import record_problem
+from dropbench.records import CorruptResultError, record_problem
 
 FAILED_ROOT = "results/failed"
 # The safetensors format caps its header at 100 MB.
@@ -126,10 +126,21 @@ def json_problem(path: str | Path, required: Iterable[str] = ()) -> str | None:
     return f"lacks key(s) {missing}" if missing else None
 
 
+def predictions_problem(path: Path) -> str | None:
+    """A cell's dev predictions (written with its metrics): present, readable and matching their sha256."""
+    if not path.exists():
+        return None  # a missing output: Snakemake re-runs evaluate by itself
+    try:
+        predictions.load(path)
+    except CorruptResultError as err:
+        return str(err)
+    return None
+
+
 def features_problem(features_dir: str | Path) -> str | None:
     """Tokenized splits: info.json parses and every .npz is a readable zip (its directory is at the end)."""
     features_dir = Path(features_dir)
-    problem = json_problem(features_dir / "info.json", ["splits"])
+    problem = json_problem(features_dir / "info.json", ["splits", "padding_side"])
     if problem:
         return f"info.json: {problem}"
     for split in json.loads((features_dir / "info.json").read_text())["splits"]:
@@ -161,7 +172,7 @@ def find_damaged(cells: Iterable[grid.Cell], data_driven: Iterable[str], sources
         metrics = Path(cell.metrics)
         if not metrics.exists():
             pending.append(cell)
-        elif reason := metrics_problem(metrics):
+        elif reason := metrics_problem(metrics) or predictions_problem(Path(cell.dir) / "predictions.npz"):
             problems.append(Problem(metrics, reason))
             pending.append(cell)
     checks = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Mapping
 
@@ -53,7 +54,7 @@ def load(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise CorruptResultError(f"{path}: unreadable predictions file ({err})") from None
     recorded = arrays.pop(DIGEST, None)
     if recorded is None or str(recorded) != digest(arrays):

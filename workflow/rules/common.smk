@@ -58,12 +58,14 @@ if workflow.is_main_process:
 
 
 # On a cluster these run on the submitting node: the download needs the internet (compute nodes often
-# lack it) and the report rules take seconds.
+# lack it) and the report rules take seconds (`stats`, minutes of resampling on a large grid, is submitted).
 localrules:
     download_model,
     aggregate,
     plot,
     plot_layer_scores,
+    paper_comparison,
+    plot_intervals,
 
 
 wildcard_constraints:
