@@ -140,7 +140,7 @@ def write_faulty_config(workdir):
         "sst2": write_tiny_tasks(workdir / "long", rows=400)["sst2"],
         "stsb": write_tiny_tasks(workdir / "short", rows=32)["stsb"],
     }
-    config["training"].update(epochs=6, checkpoint_every=5)
+    config["training"].update(epochs=6, checkpoint_minutes=0.001)
     write_config(workdir, config)
 
 
