@@ -39,7 +39,7 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
     for split_name in spec.dev_splits:
         split = features.load(features.split_path(features_dir, split_name))
         predictions = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{split_name}")
-        split_scores = metrics.evaluate_task(task, predictions, split.labels)
+        split_scores = metrics.compute(task, predictions, split.labels)
         prefix = "" if len(spec.dev_splits) == 1 else f"{split_name}_"
         scores.update({f"{prefix}{name}": float(value) for name, value in split_scores.items()})
     eval_seconds = time.perf_counter() - started
