@@ -9,6 +9,9 @@ Useful FLOPs per step = 6 x (real, unpadded tokens in the batch) x (weights of t
 the kept encoder layers): 2 for the forward and 4 for the backward multiply-adds of each weight.
 Not counted: padding tokens, embeddings, pooler and classifier, attention scores (QK^T, AV), the
 optimizer. The loop's time includes everything (batch building, optimizer, clipping).
+With one thread (the default, as the default config's finetune jobs) both the peak and the loop are
+timed by the thread's CPU time (``time.thread_time``), so other processes on a shared machine do
+not distort the ratio; with several threads, by wall time.
 Prints `mfu_full: X` and `mfu_pruned: Y` last. `--reference` times the loop as it was before
 issue 13 (per-parameter AdamW, per-step `.item()`), for the before/after comparison.
 
@@ -31,17 +34,21 @@ from dropbench.architectures import drop_layers
 from dropbench.train import TrainConfig, load_for_task, make_optimizer, train_step
 
 
-def matmul_peak(threads: int, seconds: float = 1.0) -> float:
+def clock():
+    return time.thread_time() if torch.get_num_threads() == 1 else time.perf_counter()
+
+
+def matmul_peak(seconds: float = 1.0) -> float:
     """FLOP/s of the fastest square fp32 torch.mm size, each timed for about ``seconds``."""
     best = 0.0
     for n in (256, 512, 1024, 2048):
         a, b = torch.randn(n, n), torch.randn(n, n)
         torch.mm(a, b)
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
+        calls, start = 0, clock()
+        while clock() - start < seconds:
             torch.mm(a, b)
             calls += 1
-        best = max(best, 2 * n**3 * calls / (time.perf_counter() - start))
+        best = max(best, 2 * n**3 * calls / (clock() - start))
     return best
 
 
@@ -79,13 +86,13 @@ def useful_flop_rate(model_dir, split, batches, drop: list[int], reference: bool
     pending = []
     for i, indices in enumerate(batches):
         if i == 1:  # the first step (allocations, lazy optimizer state) is warm-up
-            start = time.perf_counter()
+            start = clock()
         batch = split.batch(indices, model.config.pad_token_id or 0)
         pending.append(step(model, batch, optimizer, scheduler, cfg.max_grad_norm, amp))
         if i >= 1:
             tokens += int(split.lengths()[indices].sum())
     torch.stack(pending).tolist()
-    return 6 * tokens * weights / (time.perf_counter() - start)
+    return 6 * tokens * weights / (clock() - start)
 
 
 def main() -> None:
@@ -107,9 +114,10 @@ def main() -> None:
     batches = length_grouped_batches(split.lengths(), 16, seed=0)[: args.steps + 1]
     mean_tokens = sum(int(split.lengths()[b].sum()) for b in batches) / len(batches) / 16
     print(f"{model_dir}: {len(batches) - 1} timed steps of 16 SST-2 rows, mean {mean_tokens:.1f} real tokens/row, "
-          f"{args.threads} thread(s), {'reference' if args.reference else 'dropbench'} loop")
+          f"{args.threads} thread(s) timed by {'thread CPU time' if args.threads == 1 else 'wall time'}, "
+          f"{'reference' if args.reference else 'dropbench'} loop")
 
-    peak = max(matmul_peak(args.threads) for _ in range(args.repeats))
+    peak = max(matmul_peak() for _ in range(args.repeats))
     print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s")
     mfu = {}
     for name, drop in (("full", []), ("pruned", [2, 3, 4, 5])):  # pruned: the `top` strategy, k=4

@@ -58,7 +58,7 @@ def valid_record() -> dict:
         "metrics": {"accuracy": 0.5}, "primary_metric": "accuracy", "dropped_layers": [3], "kept_layers": [0, 1, 2],
         "num_layers_pretrained": 4, "num_layers": 3, "parameters": 100, "train_rows": 32,
         "train_rows_available": 32, "dev_rows": {"validation": 32}, "train_seconds": 1.0, "eval_seconds": 1.0,
-        "inference": {"protocol": {}, "latency_ms_median": 1.0, "throughput_examples_per_s": 10.0},
+        "inference": {"protocol": {}, "latency_ms": 1.0, "latency_ms_median": 1.0, "throughput_examples_per_s": 10.0},
     }
 
 

@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import build_tiny_bert, write_tiny_tasks
+from tiny import build_tiny_bert, one_thread, write_tiny_tasks  # noqa: F401 (one_thread: a fixture)
 
 from dropbench import evaluation, features, train
 from dropbench.device import Precision
@@ -18,20 +18,13 @@ from dropbench.prepare import prepare_task
 from dropbench.train import TrainConfig, finetune
 
 CFG = TrainConfig(learning_rate=1e-3, batch_size=8, epochs=2, seed=3, checkpoint_minutes=3)  # 8 steps per epoch; a fake clock ticks 1 minute per step
-LATENCY = {"batch_size": 2, "seq_len": 8, "warmup": 0, "repeats": 1}
 
 
 class Crash(RuntimeError):
     pass
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # As the workflow's jobs do; several threads on a busy 2-core machine are 20x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -140,7 +133,7 @@ def test_same_config_and_seed_give_identical_metrics_on_cpu(inputs, tmp_path):
     results = []
     for attempt in ("first", "second"):
         summary = run(inputs, tmp_path / attempt)
-        scored = evaluation.evaluate_cell(tmp_path / attempt / "model", features_dir, "sst2", 16, LATENCY)
+        scored = evaluation.evaluate_cell(tmp_path / attempt / "model", features_dir, "sst2", 16)
         results.append((summary["losses"], scored["metrics"], weights(tmp_path / attempt)))
     (losses_a, metrics_a, weights_a), (losses_b, metrics_b, weights_b) = results
     assert losses_a == losses_b

@@ -45,7 +45,7 @@ def tidy_rows(record: dict) -> list[dict]:
         "layers_kept": record["num_layers"],
         "dropped_layers": " ".join(map(str, record["dropped_layers"])),
         "parameters": record["parameters"],
-        "latency_ms": record["inference"]["latency_ms_median"],
+        "latency_ms": record["inference"]["latency_ms"],
         "throughput": record["inference"]["throughput_examples_per_s"],
         "train_rows": record["train_rows"],
         "train_rows_available": record["train_rows_available"],

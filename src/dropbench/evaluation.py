@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification
 
-from dropbench import features, glue, latency, metrics
+from dropbench import features, glue, metrics
 from dropbench.batching import sorted_batches
 from dropbench.device import autocast, pick_device
 
@@ -29,8 +29,9 @@ def predict(model, split: features.Features, device, batch_size: int, is_regress
     return outputs
 
 
-def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str, eval_batch_size: int, latency_protocol: dict) -> dict:
-    """Task metrics on every dev split, plus size and speed of the model."""
+def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str, eval_batch_size: int) -> dict:
+    """Task metrics on every dev split, plus the size of the model (its latency is measured by
+    ``dropbench.latency``, once per architecture)."""
     spec = glue.get_task(task)
     device = pick_device()
     model = AutoModelForSequenceClassification.from_pretrained(finetuned_dir, use_safetensors=True).to(device)
@@ -49,5 +50,4 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
         "dev_rows": {s: len(features.load(features.split_path(features_dir, s))) for s in spec.dev_splits},
         "parameters": sum(p.numel() for p in model.parameters()),
         "num_layers": None,
-        "inference": latency.measure(model, device, **latency_protocol),
     }

@@ -52,6 +52,18 @@ def cell_model_dir(wildcards):
     return grid.pruned_dir(wildcards.model, wildcards.strategy, int(wildcards.k), scope)
 
 
+def latency_model_dir(wildcards):
+    """The encoder whose latency ``measure_latency`` times: pre-trained (baseline) or pruned."""
+    if wildcards.strategy == grid.BASELINE:
+        return grid.pretrained_dir(wildcards.model)
+    return grid.pruned_dir(wildcards.model, wildcards.strategy, int(wildcards.k), wildcards.scope)
+
+
+def cell_latency_file(wildcards):
+    scope = prune_scope(wildcards.strategy, wildcards.task)
+    return f"results/latency/{wildcards.model}/{wildcards.strategy}-k{wildcards.k}/{scope}.json"
+
+
 def prune_inputs(wildcards):
     inputs = {"model": grid.pretrained_dir(wildcards.model)}
     if wildcards.scope != "any":

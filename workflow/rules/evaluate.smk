@@ -4,11 +4,12 @@ rule evaluate:
         train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
         features="results/features/{model}/{task}",
         source_model=cell_model_dir,
+        latency=cell_latency_file,
     output:
         "results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/metrics.json",
     params:
         cell=cell_params,
-        evaluation=config["evaluation"],
+        eval_batch_size=config["evaluation"]["batch_size"],
     log:
         "logs/evaluate/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
     benchmark:

@@ -6,7 +6,8 @@ rule finetune:
         model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned"),
         train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
     params:
-        training=config["training"],
+        # checkpoint_minutes is operational (not a param, so changing it reruns nothing): the script reads it from config
+        training={key: value for key, value in config["training"].items() if key != "checkpoint_minutes"},
         seed=lambda wildcards: int(wildcards.seed),
         state_dir="results/train_state/{model}/{strategy}-k{k}/{task}/seed{seed}",
     log:

@@ -12,6 +12,7 @@ with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wild
         source_model_dir=snakemake.input.source_model,
         features_dir=snakemake.input.features,
         train_log=snakemake.input.train_log,
-        evaluation=snakemake.params.evaluation,
+        eval_batch_size=snakemake.params.eval_batch_size,
+        latency_json=snakemake.input.latency,
         out_path=snakemake.output[0],
     )

@@ -12,6 +12,10 @@ with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wild
         task=snakemake.wildcards.task,
         out_dir=snakemake.output.model,
         state_dir=snakemake.params.state_dir,
-        cfg=TrainConfig.from_dict({**snakemake.params.training, "seed": snakemake.params.seed}),
+        cfg=TrainConfig.from_dict({
+            **snakemake.params.training,
+            "seed": snakemake.params.seed,
+            "checkpoint_minutes": snakemake.config["training"]["checkpoint_minutes"],
+        }),
         train_log=snakemake.output.train_log,
     )
