@@ -1,10 +1,20 @@
 # Inference latency once per pruned architecture (model, strategy, k; + scope for data-driven
 # strategies), not per task or seed: every cell of that architecture copies the figure.
 # The job must run with nothing beside it, or its timing measures the other jobs. Locally it claims
-# every core (`threads: workflow.cores`; Snakemake caps a rule's threads at --cores), so the
+# every core (`threads: every_core()`, i.e. --cores), so the
 # scheduler starts nothing else while it runs, and times one torch thread by its CPU time, which
 # processes outside Snakemake cannot inflate (dropbench.latency). On SLURM the profile gives it a
 # whole node (--exclusive).
+from snakemake.exceptions import WorkflowError
+
+
+def every_core():
+    try:
+        return workflow.cores
+    except WorkflowError:  # no --cores, as on a cluster: the SLURM profile gives the job its own node
+        return 1
+
+
 rule measure_latency:
     input:
         model=latency_model_dir,
@@ -16,7 +26,7 @@ rule measure_latency:
         "logs/latency/{model}/{strategy}-k{k}/{scope}.log",
     conda:
         "../../envs/pytorch.yaml"
-    threads: workflow.cores
+    threads: every_core()
     resources:
         gpu=config["resources"]["evaluate"]["gpu"],
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
