@@ -18,7 +18,7 @@ CHANCE = {"accuracy": 0.5, "f1": 0.6, "matthews_correlation": 0.0, "pearson": 0.
 
 
 def metrics_record(model="tiny", strategy="none", k=0, task="sst2", seed=1, score=0.8, layers=4, latency_ms=2.0,
-                   metrics=None, status="ok"):
+                   metrics=None, status="ok"):  # latency_ms: only for write_grid's latency files
     """A valid metrics record (workflow/schemas/metrics.schema.yaml) for one cell; every official metric
     of the task is ``score`` unless ``metrics`` says otherwise."""
     metrics = metrics or {name: score for name in metric_keys(task)}
@@ -32,8 +32,14 @@ def metrics_record(model="tiny", strategy="none", k=0, task="sst2", seed=1, scor
         "num_layers_pretrained": layers, "num_layers": layers - k, "parameters": 1000 * (layers - k + 1),
         "train_rows": 32, "train_rows_available": 100, "dev_rows": {"dev": 32},
         "train_seconds": 1.0, "train_device": "cpu", "eval_seconds": 0.1,
-        "inference": {"protocol": {}, "latency_ms_median": latency_ms * (layers - k) / layers, "throughput_examples_per_s": 100.0},
     }
+
+
+def latency_result(model, strategy, k, layers=4, latency_ms=2.0, scope="any"):
+    """What ``measure_latency`` writes for one architecture: the time scales with the kept layers."""
+    return {"architecture": {"model": model, "strategy": strategy, "k": k, "scope": scope},
+            "protocol": {"batch_size": 4}, "latency_ms": latency_ms * (layers - k) / layers,
+            "latency_ms_median": latency_ms * (layers - k) / layers, "throughput_examples_per_s": 100.0}
 
 
 def write_grid(root, cells, skip=(), score=lambda cell: 0.9 - 0.1 * cell["k"], **record_args):
@@ -43,8 +49,11 @@ def write_grid(root, cells, skip=(), score=lambda cell: 0.9 - 0.1 * cell["k"], *
         if any(all(cell[key] == value for key, value in partial.items()) for partial in skip):
             continue
         path = root / f"{cell['model']}-{cell['strategy']}-k{cell['k']}-{cell['task']}-seed{cell['seed']}.json"
-        path.write_text(json.dumps(metrics_record(**cell, score=score(cell), **record_args.get(cell["model"], {}))))
+        args = record_args.get(cell["model"], {})
+        path.write_text(json.dumps(metrics_record(**cell, score=score(cell), **args)))
         paths.append(path)
+        latency = latency_result(cell["model"], cell["strategy"], cell["k"], **args)
+        (root / f"latency-{cell['model']}-{cell['strategy']}-k{cell['k']}.json").write_text(json.dumps(latency))
     return paths, cells
 
 

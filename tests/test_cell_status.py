@@ -145,9 +145,7 @@ def test_a_constant_model_is_recorded_degenerate_in_standard_json(tmp_path):
     (tmp_path / "train_log.json").write_text(json.dumps({"train_seconds": 1.0, "device": "cpu"}))
     out = tmp_path / "metrics.json"
     cell = {"model": "tiny", "strategy": "none", "k": 0, "task": "stsb", "seed": 1}
-    latency = {"batch_size": 2, "seq_len": 8, "warmup": 1, "repeats": 1}
-    write_cell_metrics(cell, tmp_path / "finetuned", model_dir, tmp_path / "features", tmp_path / "train_log.json",
-                       {"batch_size": 8, "latency": latency}, out)
+    write_cell_metrics(cell, tmp_path / "finetuned", model_dir, tmp_path / "features", tmp_path / "train_log.json", 8, out)
     record = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"non-standard JSON {name}"))
     assert record["status"] == "degenerate" and record["distinct_predictions"] == {"validation": 1}
     assert record["metrics"] == {"pearson": None, "spearmanr": None} and record["task_score"] is None

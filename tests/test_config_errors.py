@@ -141,7 +141,7 @@ def test_non_positive_training_value(base, key, value):
 
 @pytest.mark.parametrize("key, value, allowed", [
     ("training.warmup_ratio", 1.0, "0 <= value < 1"),
-    ("training.checkpoint_every", -5, ">= 0"),
+    ("training.checkpoint_minutes", -5, ">= 0"),
     ("training.max_grad_norm", 0, "> 0"),
     ("evaluation.batch_size", 0, "> 0"),
     ("evaluation.latency.repeats", 0, "> 0"),

@@ -59,7 +59,6 @@ def valid_record() -> dict:
         "primary_metric": "accuracy", "dropped_layers": [3], "kept_layers": [0, 1, 2],
         "num_layers_pretrained": 4, "num_layers": 3, "parameters": 100, "train_rows": 32,
         "train_rows_available": 32, "dev_rows": {"validation": 32}, "train_seconds": 1.0, "eval_seconds": 1.0,
-        "inference": {"protocol": {}, "latency_ms_median": 1.0, "throughput_examples_per_s": 10.0},
     }
 
 
@@ -181,7 +180,7 @@ def write_faulty_config(workdir):
         "sst2": write_tiny_tasks(workdir / "long", rows=400)["sst2"],
         "stsb": write_tiny_tasks(workdir / "short", rows=32)["stsb"],
     }
-    config["training"].update(epochs=6, checkpoint_every=5)
+    config["training"].update(epochs=6, checkpoint_minutes=0.001)
     write_config(workdir, config)
 
 

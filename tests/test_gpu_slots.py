@@ -13,8 +13,11 @@ import pytest
 
 from dropbench.gpu_slots import (
     COUNT_ENV,
+    JOBS_PER_GPU_ENV,
     LOCK_DIR_ENV,
+    default_jobs_per_gpu,
     gpu_slot,
+    jobs_per_gpu,
     try_claim,
     visible_devices,
 )
@@ -31,9 +34,10 @@ with gpu_slot(poll_seconds=0.05):
 """
 
 
-def start_job(lock_dir: Path, count: int) -> subprocess.Popen:
+def start_job(lock_dir: Path, count: int, per_gpu: int = 1) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")}
-    env.update({COUNT_ENV: str(count), LOCK_DIR_ENV: str(lock_dir), "PYTHONPATH": str(REPO / "src")})
+    env.update({COUNT_ENV: str(count), LOCK_DIR_ENV: str(lock_dir), JOBS_PER_GPU_ENV: str(per_gpu),
+                "PYTHONPATH": str(REPO / "src")})
     return subprocess.Popen([sys.executable, "-c", JOB], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
@@ -103,18 +107,48 @@ def test_a_bad_fake_count_names_the_value():
         visible_devices({COUNT_ENV: "two"})
 
 
+def test_several_jobs_share_each_gpu_spread_over_the_devices_first(tmp_path):
+    """2 fake GPUs x 2 jobs per GPU: jobs 1-2 get one device each, 3-4 the second slots; a fifth waits."""
+    jobs = [start_job(tmp_path, count=2, per_gpu=2) for _ in range(4)]
+    try:
+        devices = sorted(reported_device(job) for job in jobs)
+        assert devices == ["0", "0", "1", "1"]
+        assert try_claim(["0", "1"], tmp_path, slots_per_device=2) is None
+        jobs[0].kill()
+        jobs[0].wait()
+        claim = try_claim(["0", "1"], tmp_path, slots_per_device=2)
+        assert claim is not None
+        os.close(claim[1])
+    finally:
+        for job in jobs:
+            stop(job)
+
+
+def test_jobs_per_gpu_from_the_environment_or_the_memory_formula(monkeypatch):
+    assert jobs_per_gpu({JOBS_PER_GPU_ENV: "3"}) == 3
+    with pytest.raises(ValueError, match=r"DROPBENCH_JOBS_PER_GPU='0'.*whole number >= 1"):
+        jobs_per_gpu({JOBS_PER_GPU_ENV: "0"})
+    assert default_jobs_per_gpu(40 * 1024) == 8  # A100 40 GB, bert-base
+    assert default_jobs_per_gpu(16 * 1024) == 3  # V100 16 GB
+    assert default_jobs_per_gpu(16 * 1024, parameters=340e6) == 2  # bert-large on a V100
+    assert default_jobs_per_gpu(2 * 1024) == 1  # never fewer than one
+    monkeypatch.setattr("dropbench.gpu_slots.shutil.which", lambda name: None)
+    assert jobs_per_gpu({}) == 1  # no nvidia-smi: one job per (faked) device
+
+
 @pytest.mark.parametrize(
     ("env", "cap"),
-    [({COUNT_ENV: "3"}, "gpu=3"), ({"CUDA_VISIBLE_DEVICES": "2,5"}, "gpu=2"), ({COUNT_ENV: "0"}, "gpu=1")],
+    [({COUNT_ENV: "3"}, "gpu=3"), ({"CUDA_VISIBLE_DEVICES": "2,5"}, "gpu=2"), ({COUNT_ENV: "0"}, "gpu=1"),
+     ({COUNT_ENV: "2", JOBS_PER_GPU_ENV: "4"}, "gpu=8"), ({COUNT_ENV: "0", JOBS_PER_GPU_ENV: "4"}, "gpu=1")],
 )
-def test_workstation_profile_caps_gpu_jobs_at_the_devices_the_slots_hand_out(monkeypatch, env, cap):
+def test_workstation_profile_caps_gpu_jobs_at_the_slots_gpu_slots_hands_out(monkeypatch, env, cap):
     from snakemake.profiles import ProfileConfigFileParser
 
-    for name in (COUNT_ENV, "CUDA_VISIBLE_DEVICES"):
+    for name in (COUNT_ENV, "CUDA_VISIBLE_DEVICES", JOBS_PER_GPU_ENV):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with open(REPO / "profiles" / "default" / "config.yaml") as profile:
         settings = ProfileConfigFileParser().parse(profile)
     assert settings["resources"] == [cap]
-    assert int(cap.split("=")[1]) == max(1, len(visible_devices()))
+    assert int(cap.split("=")[1]) == max(1, len(visible_devices()) * jobs_per_gpu())

@@ -9,17 +9,17 @@ from dropbench import job_params
 from dropbench.train import TrainConfig
 
 TRAINING = {"max_length": 32, "epochs": 1, "learning_rate": 1e-4, "batch_size": 8, "warmup_ratio": 0.0,
-            "weight_decay": 0.0, "max_grad_norm": 1.0, "checkpoint_every": 2, "group_by_length": True}
+            "weight_decay": 0.0, "max_grad_norm": 1.0, "checkpoint_minutes": 2, "group_by_length": True}
 SCORING = {"sample_size": 256, "seed": 0, "batch_size": 32}
 
 
 def test_operational_training_keys_are_not_params_but_reach_the_train_config():
-    with_new_key = {**TRAINING, "checkpoint_every": 500, "checkpoint_minutes": 30}  # a key added later
+    with_new_key = {**TRAINING, "checkpoint_minutes": 30}  # an operational key changed
     assert job_params.finetune_params(with_new_key, 1) == job_params.finetune_params(TRAINING, 1)
     assert job_params.finetune_params({**TRAINING, "learning_rate": 2e-4}, 1) != job_params.finetune_params(TRAINING, 1)
     params = job_params.finetune_params(TRAINING, 7)
     cfg = TrainConfig.from_dict(job_params.train_settings(TRAINING, params["training"], params["seed"]))
-    assert (cfg.seed, cfg.checkpoint_every, cfg.learning_rate) == (7, 2, 1e-4)
+    assert (cfg.seed, cfg.checkpoint_minutes, cfg.learning_rate) == (7, 2, 1e-4)
 
 
 def test_a_source_checksum_is_not_part_of_the_download_params():

@@ -15,7 +15,6 @@ from dropbench import metrics, predictions
 from dropbench.prepare import prepare_task
 from dropbench.records import CorruptResultError
 
-LATENCY = {"batch_size": 2, "seq_len": 8, "warmup": 0, "repeats": 1}
 
 
 def test_round_trip_keeps_values_dtypes_and_row_index(tmp_path):
@@ -82,7 +81,7 @@ def test_evaluate_step_saves_predictions_that_reproduce_its_metrics(tmp_path):
     cell = {"model": "tiny", "strategy": "none", "k": 0, "task": "stsb", "seed": 1}
     record = write_cell_metrics(
         cell, model_dir, model_dir, tmp_path / "features", train_log,
-        {"batch_size": 8, "latency": LATENCY}, tmp_path / "metrics.json", predictions_path=tmp_path / "predictions.npz",
+        8, tmp_path / "metrics.json", predictions_path=tmp_path / "predictions.npz",
     )
     saved = predictions.load(tmp_path / "predictions.npz")["validation"]
     assert len(saved["prediction"]) == record["dev_rows"]["validation"] == 32

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 TOP = "results/cells/tiny/top-k1/sst2/seed1"
 BASE = "results/cells/tiny/none-k0/sst2/seed1"
-REPORTS = {"aggregate": 1, "plot": 1, "all": 1}
+REPORTS = {"aggregate": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +62,20 @@ def test_every_result_records_the_stage_versions(finished_run):
 
 
 @pytest.mark.parametrize("key, value", [
-    ("training.checkpoint_every", 3),
+    ("training.checkpoint_minutes", 3),
     ("evaluation.batch_size", 5),
-    ("evaluation.latency.repeats", 3),
-    ("evaluation.latency.seq_len", 12),
 ])
 def test_operational_settings_plan_nothing(finished_run, key, value):
     workdir, config = finished_run
     assert plan_with(workdir, changed(config, key, value)) == {}
+
+
+@pytest.mark.parametrize("key, value", [("evaluation.latency.repeats", 3), ("evaluation.latency.seq_len", 12)])
+def test_a_new_latency_protocol_retimes_each_architecture_and_retrains_nothing(finished_run, key, value):
+    workdir, config = finished_run
+    plan = plan_with(workdir, changed(config, key, value))
+    assert plan["measure_latency"] == 2  # the baseline and top-k1: once each, not per cell
+    assert not {"finetune", "evaluate", "prune", "prepare_task", "download_model"} & set(plan)
 
 
 def test_adding_a_sha256_to_the_model_source_plans_nothing(finished_run):
@@ -89,14 +95,14 @@ def test_a_custom_strategy_runs_exactly_its_cells_and_follows_its_code(finished_
     code = workdir / "my_strategies.py"
     code.write_text("def second(num_layers, k, context):\n    return list(range(1, 1 + k))\n")
     config = {**config, "custom_strategies": ["my_strategies.py:second"], "strategies": ["top", "second"]}
-    assert plan_with(workdir, config) == {"prune": 1, "finetune": 1, "evaluate": 1, **REPORTS}
+    assert plan_with(workdir, config) == {"prune": 1, "measure_latency": 1, "finetune": 1, "evaluate": 1, **REPORTS}
     snakemake(workdir, "--cores", "2")
     assert json.loads((workdir / "results/cells/tiny/second-k1/sst2/seed1/metrics.json").read_text())["dropped_layers"] == [1]
     with restored(code):
         code.write_text("# a comment\n" + code.read_text())
         assert planned_jobs(workdir) == {}  # the same layers: nothing to redo
         code.write_text("def second(num_layers, k, context):\n    return list(range(2, 2 + k))\n")
-        assert planned_jobs(workdir) == {"prune": 1, "finetune": 1, "evaluate": 1, **REPORTS}
+        assert planned_jobs(workdir) == {"prune": 1, "measure_latency": 1, "finetune": 1, "evaluate": 1, **REPORTS}
     assert planned_jobs(workdir) == {}  # the later tests keep this grid: none, top and second on sst2
 
 
@@ -116,8 +122,8 @@ def test_editing_a_local_model_file_restages_it(finished_run):
     model_config = Path(config["models"]["tiny"]["source"]["path"]) / "config.json"
     with restored(model_config):
         model_config.write_text(model_config.read_text().replace('"hidden_act": "gelu"', '"hidden_act": "relu"'))
-        assert planned_jobs(workdir) == {"download_model": 1, "prepare_task": 1, "prune": 2, "finetune": 3,
-                                         "evaluate": 3, **REPORTS}
+        assert planned_jobs(workdir) == {"download_model": 1, "prepare_task": 1, "prune": 2, "measure_latency": 3,
+                                         "finetune": 3, "evaluate": 3, **REPORTS}
 
 
 @pytest.mark.parametrize("command", [["-n"], ["--lint"], ["--summary"], ["--list-rules"], ["--unlock"]])

@@ -38,7 +38,7 @@ def with_config(workdir, config, **changes):
 def test_first_run_plans_every_report_job_once(finished_run):
     workdir, _, first_plan = finished_run
     assert first_plan == {
-        "download_model": 1, "prepare_task": 1, "prune": 1, "finetune": 2, "evaluate": 2,
+        "download_model": 1, "prepare_task": 1, "prune": 1, "measure_latency": 2, "finetune": 2, "evaluate": 2,
         "aggregate": 1, "plot": 1, "plot_layer_scores": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1,
     }
     assert set(figure_data(workdir, "score_vs_dropped")["strategy"]) == {"top"}
@@ -66,7 +66,8 @@ def test_adding_a_strategy_runs_only_its_cells_and_the_reports(finished_run):
     with_config(workdir, config, strategies=["top", "bottom"])
     plan = planned_jobs(workdir)
     # bottom k=2 on sst2: one prune, one cell; then the tables and the summary figures (not the layer scores)
-    assert plan == {"prune": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
+    assert plan == {"prune": 1, "measure_latency": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "stats": 1,
+                    "paper_comparison": 1, "plot_intervals": 1, "all": 1}
     snakemake(workdir, "--cores", "2")
     lines = figure_data(workdir, "score_vs_dropped")
     # A tiny model may predict one class (degenerate) and its baseline be at chance: results all the same.
@@ -88,7 +89,7 @@ def test_plot_style_and_data_driven_strategies_rerun_only_their_rules(finished_r
     assert planned_jobs(workdir) == {"plot": 1, "plot_layer_scores": 1, "plot_intervals": 1, "all": 1}
     with_config(workdir, config, strategies=[*strategies, "contribution"])
     assert planned_jobs(workdir) == {
-        "prune": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "plot_layer_scores": 1,
+        "prune": 1, "measure_latency": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "plot_layer_scores": 1,
         "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1,
     }
     with_config(workdir, config, strategies=strategies)

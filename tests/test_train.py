@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import warnings
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import build_tiny_bert, write_tiny_tasks
+from tiny import build_tiny_bert, one_thread, write_tiny_tasks  # noqa: F401 (one_thread: a fixture)
 
-from dropbench import evaluation, train
+from dropbench import evaluation, features, train
+from dropbench.device import Precision
 from dropbench.prepare import prepare_task
 from dropbench.train import TrainConfig, finetune
 
-CFG = TrainConfig(learning_rate=1e-3, batch_size=8, epochs=2, seed=3, checkpoint_every=3)  # 8 steps per epoch
-LATENCY = {"batch_size": 2, "seq_len": 8, "warmup": 0, "repeats": 1}
+CFG = TrainConfig(learning_rate=1e-3, batch_size=8, epochs=2, seed=3, checkpoint_minutes=3)  # 8 steps per epoch; a fake clock ticks 1 minute per step
 
 
 class Crash(RuntimeError):
     pass
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # As the workflow's jobs do; several threads on a busy 2-core machine are 20x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def fake_clock():
+    """Training state is saved by wall time: a clock that advances one minute per reading makes
+    ``checkpoint_minutes=3`` save after steps 3, 6, 9, ... (one extra reading after each save)."""
+    real = train._clock
+    ticks = itertools.count(step=60.0)
+    train._clock = lambda: next(ticks)
     yield
-    torch.set_num_threads(threads)
+    train._clock = real
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +133,7 @@ def test_same_config_and_seed_give_identical_metrics_on_cpu(inputs, tmp_path):
     results = []
     for attempt in ("first", "second"):
         summary = run(inputs, tmp_path / attempt)
-        scored = evaluation.evaluate_cell(tmp_path / attempt / "model", features_dir, "sst2", 16, LATENCY)
+        scored = evaluation.evaluate_cell(tmp_path / attempt / "model", features_dir, "sst2", 16)
         results.append((summary["losses"], scored["metrics"], weights(tmp_path / attempt)))
     (losses_a, metrics_a, weights_a), (losses_b, metrics_b, weights_b) = results
     assert losses_a == losses_b
@@ -143,3 +150,98 @@ def test_fingerprint_covers_settings_and_inputs(inputs):
     assert base == json.loads(json.dumps(base))  # survives the JSON round trip of state.json
     assert train.run_fingerprint(model_dir, features_dir, "sst2", TrainConfig(**{**CFG.__dict__, "seed": 9}), 16) != base
     assert set(base["inputs"]) == {"model.safetensors", "train.npz"}
+
+
+def test_checkpoint_interval_does_not_invalidate_saved_state(inputs):
+    """How often state is saved is operational: changing it must not discard a half-done run."""
+    model_dir, features_dir = inputs
+    base = train.run_fingerprint(model_dir, features_dir, "sst2", CFG, 16)
+    other = TrainConfig(**{**CFG.__dict__, "checkpoint_minutes": 30})
+    assert train.run_fingerprint(model_dir, features_dir, "sst2", other, 16) == base
+    assert "checkpoint_minutes" not in base["config"]
+
+
+def _tiny_steps(inputs, optimizer_factory, steps=4, precision=None):
+    """``steps`` training steps of the tiny model on fixed batches; returns its parameters."""
+    model_dir, features_dir = inputs
+    torch.manual_seed(0)
+    model = train.load_for_task(model_dir, "sst2")
+    model.train()
+    split = features.load(features.split_path(features_dir, "train"))
+    optimizer = optimizer_factory(model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    amp = precision or Precision(torch.device("cpu"))
+    for step in range(steps):
+        torch.manual_seed(step)  # same dropout masks for every optimizer
+        batch = split.batch(list(range(step * 8, step * 8 + 8)), 0)
+        assert torch.isfinite(train.train_step(model, batch, optimizer, scheduler, 1.0, amp))
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def test_fused_adamw_matches_the_reference_loop(inputs):
+    cfg = TrainConfig(learning_rate=1e-3, weight_decay=0.01)
+    fused = {}
+
+    def make_fused(model):
+        optimizer = train.make_optimizer(model, cfg)
+        fused["flag"] = optimizer.defaults["fused"]
+        return optimizer
+
+    def make_reference(model):
+        # The per-parameter loop that the fused kernel replaces, with the same parameter groups.
+        optimizer = train.make_optimizer(model, cfg)
+        return torch.optim.AdamW(optimizer.param_groups, lr=cfg.learning_rate, foreach=False, fused=False)
+
+    got, expected = _tiny_steps(inputs, make_fused), _tiny_steps(inputs, make_reference)
+    assert fused["flag"] is True  # torch >= 2.4 has a fused CPU kernel
+    initial = _tiny_steps(inputs, make_reference, steps=0)
+    assert any(not torch.equal(initial[n], expected[n]) for n in expected)  # the steps did move the weights
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_adamw_falls_back_without_a_fused_kernel(monkeypatch, inputs):
+    real = torch.optim.AdamW
+
+    def no_fused(params, lr, fused=None, foreach=None):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(params, lr=lr, foreach=foreach)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    model = train.load_for_task(inputs[0], "sst2")
+    optimizer = train.make_optimizer(model, CFG)
+    assert optimizer.defaults["foreach"] is True and not optimizer.defaults["fused"]
+
+
+@pytest.mark.parametrize("native_bf16, dtype, scaled", [(True, torch.bfloat16, False), (False, torch.float16, True)])
+def test_gpu_precision_follows_native_bf16_support(monkeypatch, native_bf16, dtype, scaled):
+    asked = {}
+
+    def is_bf16_supported(including_emulation=True):
+        asked["including_emulation"] = including_emulation
+        return native_bf16
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GradScaler("cuda") warns that this machine has no CUDA
+        amp = Precision(torch.device("cuda"))
+    assert asked == {"including_emulation": False}  # emulated bf16 (e.g. V100) must count as unsupported
+    assert amp.dtype == dtype and (amp.scaler is not None) == scaled
+    assert Precision(torch.device("cpu")).dtype is None and Precision(torch.device("cpu")).name == "fp32"
+
+
+def test_fp16_steps_with_grad_scaler_train_and_resume_the_scale(inputs):
+    """The fp16 path end to end, on CPU autocast: scaled backward, unscale before clipping, scaler step."""
+    amp = Precision(torch.device("cpu"))
+    amp.dtype, amp.scaler, amp.name = torch.float16, torch.amp.GradScaler("cpu", init_scale=2.0**10), "fp16"
+    initial = _tiny_steps(inputs, lambda m: train.make_optimizer(m, CFG), steps=0)
+    trained = _tiny_steps(inputs, lambda m: train.make_optimizer(m, CFG), precision=amp)
+    assert all(torch.isfinite(p).all() for p in trained.values())
+    assert any(not torch.equal(initial[n], trained[n]) for n in trained)
+    state = amp.scaler_state()
+    assert state == json.loads(json.dumps(state)) and state["scale"] > 0
+    resumed = Precision(torch.device("cpu"))
+    resumed.scaler = torch.amp.GradScaler("cpu")
+    resumed.load_scaler_state(state)
+    assert resumed.scaler.get_scale() == amp.scaler.get_scale()

@@ -34,6 +34,7 @@ def test_every_cell_has_metrics_and_one_summary_row(finished_run):
     assert first_plan["finetune"] == expected_cells
     assert first_plan["evaluate"] == expected_cells
     assert first_plan["prune"] == 4  # (top, bottom) x (1, 2), shared by both tasks
+    assert first_plan["measure_latency"] == 5  # once per architecture: the baseline and the 4 pruned ones
     assert first_plan["prepare_task"] == 2
     assert first_plan["download_model"] == 1
     summary = pd.read_csv(workdir / "results" / "summary.csv")
@@ -45,6 +46,10 @@ def test_every_cell_has_metrics_and_one_summary_row(finished_run):
     record = json.loads((workdir / "results/cells/tiny/top-k2/sst2/seed1/metrics.json").read_text())
     assert record["dropped_layers"] == [2, 3]
     assert record["num_layers"] == 2
+    latency = json.loads((workdir / "results/latency/tiny/top-k2/any.json").read_text())
+    assert latency["num_layers"] == 2 and latency["architecture"] == {"model": "tiny", "strategy": "top", "k": 2, "scope": "any"}
+    top_k2 = scores[(scores["strategy"] == "top") & (scores["k"] == 2)]
+    assert (top_k2["latency_ms"] == latency["latency_ms"]).all()  # every cell of the architecture carries it
     assert (workdir / "reports" / "figures" / "score_vs_dropped.png").stat().st_size > 0
 
 
@@ -57,7 +62,8 @@ def test_adding_a_strategy_schedules_only_its_cells(finished_run):
     workdir, _, _ = finished_run
     plan = planned_jobs(workdir, "--config", "strategies=[top,bottom,symmetric]")
     # symmetric at k=1 and k=2: 2 prunes, 2 x 2 tasks cells, then the summary and figures
-    assert plan == {"prune": 2, "finetune": 4, "evaluate": 4, "aggregate": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
+    assert plan == {"prune": 2, "measure_latency": 2, "finetune": 4, "evaluate": 4, "aggregate": 1, "plot": 1, "stats": 1,
+                    "paper_comparison": 1, "plot_intervals": 1, "all": 1}
 
 
 def test_deleting_one_metrics_file_reruns_only_its_evaluate(finished_run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def tiny_config(workdir: Path, strategies=("top", "bottom"), k=(1, 2)) -> dict:
         "k": list(k),
         "tasks": write_tiny_tasks(workdir / "glue"),
         "seeds": [1],
-        "training": {"epochs": 1, "batch_size": 8, "max_length": 32, "checkpoint_every": 2},
+        "training": {"epochs": 1, "batch_size": 8, "max_length": 32, "checkpoint_minutes": 0.001},
         "evaluation": {"batch_size": 16, "latency": {"batch_size": 4, "seq_len": 16, "warmup": 1, "repeats": 2}},
         "resources": {"finetune": {"threads": 1}},
     }
@@ -120,3 +121,14 @@ def build_tiny_xlnet(out_dir: Path, layers: int = 2) -> Path:
     torch.manual_seed(0)
     XLNetModel(config).save_pretrained(out_dir)
     return out_dir
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread, as the workflow's jobs use; several threads on a busy 2-core machine are 20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -31,7 +31,7 @@ OK, DEGENERATE, MISSING, FAILED = "ok", "degenerate", "missing", "failed"
 HAS_RESULT = (OK, DEGENERATE)
 SUMMARY_COLUMNS = [
     *CELL_COLUMNS[:3], "layers_kept", *CELL_COLUMNS[3:], "status", "metric", "value", "chance", "at_chance",
-    "parameters", "latency_ms", "throughput", "num_layers_pretrained", "dropped_layers",
+    "parameters", "latency_ms", "throughput", "latency_protocol", "num_layers_pretrained", "dropped_layers",
     "train_rows", "train_rows_available", "train_subsampled", "train_seconds", "reason",
 ]
 INT_COLUMNS = ["layers_kept", "parameters", "num_layers_pretrained", "train_rows", "train_rows_available"]
@@ -47,9 +47,26 @@ def cell_key(cell: Mapping) -> tuple:
     return tuple(cell[key] if key not in ("k", "seed") else int(cell[key]) for key in CELL_COLUMNS)
 
 
-def tidy_rows(record: dict, paper_metric: str) -> list[dict]:
+def read_latency(paths: Iterable[str | Path]) -> dict[tuple, dict]:
+    """(model, strategy, k, scope) -> the ``measure_latency`` result of that architecture."""
+    latency = {}
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        arch = result["architecture"]
+        latency[(arch["model"], arch["strategy"], int(arch["k"]), arch["scope"])] = result
+    return latency
+
+
+def cell_latency(record: Mapping, latency: Mapping[tuple, dict]) -> dict | None:
+    """The cell's architecture's latency: measured per task for data-driven strategies, else once ("any")."""
+    model, strategy, k = record["model"], record["strategy"], int(record["k"])
+    return latency.get((model, strategy, k, record["task"])) or latency.get((model, strategy, k, "any"))
+
+
+def tidy_rows(record: dict, paper_metric: str, latency: dict | None = None) -> list[dict]:
     """One row per (cell, metric); ``task_score`` (mean of the official metrics) and ``paper_score``
-    (the one the paper reports, ``paper_metric``) are metrics too."""
+    (the one the paper reports, ``paper_metric``) are metrics too. ``latency``: the architecture's
+    ``measure_latency`` result (empty columns without one)."""
     shared = {
         **{key: record[key] for key in CELL_COLUMNS},
         "status": record["status"],
@@ -57,8 +74,9 @@ def tidy_rows(record: dict, paper_metric: str) -> list[dict]:
         "layers_kept": record["num_layers"],
         "dropped_layers": " ".join(map(str, record["dropped_layers"])),
         "parameters": record["parameters"],
-        "latency_ms": record["inference"]["latency_ms_median"],
-        "throughput": record["inference"]["throughput_examples_per_s"],
+        "latency_ms": latency["latency_ms"] if latency else None,
+        "throughput": latency["throughput_examples_per_s"] if latency else None,
+        "latency_protocol": json.dumps(latency["protocol"], sort_keys=True) if latency else "",
         "train_rows": record["train_rows"],
         "train_rows_available": record["train_rows_available"],
         "train_subsampled": record["train_rows"] < record["train_rows_available"],
@@ -126,6 +144,7 @@ def load_summary(
     failed: Mapping[tuple, str] | None = None,
     order: Mapping[str, list] | None = None,
     paper_score_metrics: Mapping[str, str] | None = None,
+    latency_paths: Iterable[str | Path] = (),
 ) -> pd.DataFrame:
     """The tidy table: every metrics file, plus rows for each expected cell that has none.
 
@@ -134,13 +153,14 @@ def load_summary(
     ``paper_score_metrics`` overrides the paper score's metric per task (config key ``paper_score``).
     """
     records = [read_cell_metrics(path) for path in metrics_paths]
+    latency = read_latency(latency_paths)
     expected = list(expected or [])
     tasks = list(dict.fromkeys([cell["task"] for cell in [*records, *expected]]))
     chosen = paper_metrics(tasks, {t: m for t, m in (paper_score_metrics or {}).items() if t in tasks})
     rows, seen = [], set()
     for record in records:
         seen.add(cell_key(record))
-        rows += tidy_rows(record, chosen[record["task"]])
+        rows += tidy_rows(record, chosen[record["task"]], cell_latency(record, latency))
     failed = failed or {}
     for cell in expected:
         if cell_key(cell) not in seen:
@@ -514,12 +534,13 @@ def aggregate(
     notes: Mapping[str, str] | None = None,
     order: Mapping[str, list] | None = None,
     paper_score_metrics: Mapping[str, str] | None = None,
+    latency_paths: Iterable[str | Path] = (),
 ) -> pd.DataFrame:
     """Write the tidy summary, the missing cells and, per model, its tables as ``md``, ``tex`` and ``html``.
 
     ``model_tables`` maps each model to ``{"md": path, "tex": path, "html": path}``.
     """
-    summary = load_summary(metrics_paths, expected, read_failed(failed_dir), order, paper_score_metrics)
+    summary = load_summary(metrics_paths, expected, read_failed(failed_dir), order, paper_score_metrics, latency_paths)
     summary.to_csv(_parent_made(summary_csv), index=False)
     seed_statistics(summary).to_csv(_parent_made(seeds_csv), index=False)
     missing = missing_cells(summary)

@@ -44,12 +44,12 @@ def pruning_info(model_dir: str | Path) -> dict:
     return {"strategy": "none", "k": 0, "dropped": [], "kept": list(range(layers)), "num_layers_before": layers, "num_layers_after": layers}
 
 
-def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir, train_log, evaluation: dict, out_path,
-                       predictions_path=None) -> dict:
+def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir, train_log, eval_batch_size: int,
+                       out_path, predictions_path=None) -> dict:
     pruned = pruning_info(source_model_dir)
     train = json.loads(Path(train_log).read_text())
     train_split = read_info(features_dir)["splits"]["train"]
-    result = evaluate_cell(finetuned_dir, features_dir, cell["task"], evaluation["batch_size"], evaluation["latency"])
+    result = evaluate_cell(finetuned_dir, features_dir, cell["task"], eval_batch_size)
     status, scores = cell_status(result["metrics"], result["distinct_predictions"])
     record = {
         **cell,
@@ -70,7 +70,6 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "train_seconds": train["train_seconds"],
         "train_device": train["device"],
         "eval_seconds": result["eval_seconds"],
-        "inference": result["inference"],
         "stage_versions": STAGE_VERSIONS,
     }
     check_record(record, out_path)

@@ -235,7 +235,7 @@ _NUMBER_RULES = [
     ("training", "warmup_ratio", lambda v: 0 <= v < 1, "a fraction of the steps, 0 <= value < 1"),
     ("training", "weight_decay", *_NON_NEGATIVE),
     ("training", "max_grad_norm", *_POSITIVE),
-    ("training", "checkpoint_every", lambda v: v >= 0, "steps between saves of the training state, >= 0 (0 = never)"),
+    ("training", "checkpoint_minutes", lambda v: v >= 0, "minutes of training between saves of the training state, >= 0 (0 = never)"),
     ("evaluation", "batch_size", *_POSITIVE),
     ("evaluation.latency", "batch_size", *_POSITIVE),
     ("evaluation.latency", "seq_len", *_POSITIVE),

@@ -12,12 +12,59 @@ def pick_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on GPUs that support it, fp16 on older ones, full precision on CPU."""
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on GPUs with native bf16 (Ampere and newer), fp16 on older GPUs, None (fp32) on CPU.
+
+    ``including_emulation=False``: on e.g. a V100 torch can emulate bf16 matmuls, far slower than fp16.
+    """
     if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+def autocast(device: torch.device):
+    """Autocast to ``autocast_dtype(device)``; a no-op in full precision."""
+    dtype = autocast_dtype(device)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+class Precision:
+    """Mixed precision for training: autocast, plus a gradient scaler when it is fp16 (whose narrow
+    exponent range makes small gradients underflow without one). bf16 and fp32 need no scaler."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.dtype = autocast_dtype(device)
+        self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
+        self.name = {None: "fp32", torch.bfloat16: "bf16-autocast", torch.float16: "fp16-autocast+grad-scaler"}[self.dtype]
+
+    def autocast(self):
+        return contextlib.nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def unscale(self, optimizer) -> None:
+        """Bring the gradients back to their true scale before clipping them."""
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer) -> None:
+        if self.scaler:
+            self.scaler.step(optimizer)  # skipped when the gradients overflowed
+            self.scaler.update()
+        else:
+            optimizer.step()
+
+    def scaler_state(self) -> dict | None:
+        """The scaler's state as plain numbers (it goes into the JSON of the saved training state)."""
+        if not self.scaler:
+            return None
+        return {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in self.scaler.state_dict().items()}
+
+    def load_scaler_state(self, state: dict | None) -> None:
+        if self.scaler and state:
+            self.scaler.load_state_dict(state)
 
 
 def set_threads(threads: int) -> None:

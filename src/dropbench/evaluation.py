@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification
 
-from dropbench import chance, features, glue, latency, metrics
+from dropbench import chance, features, glue, metrics
 from dropbench.batching import sorted_batches
 from dropbench.device import autocast, pick_device
 
@@ -29,9 +29,10 @@ def predict(model, split: features.Features, device, batch_size: int, is_regress
     return outputs
 
 
-def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str, eval_batch_size: int, latency_protocol: dict) -> dict:
+def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str, eval_batch_size: int) -> dict:
     """Task metrics on every dev split, their chance levels (from the dev labels), how many distinct
-    values the model predicts per split, plus size and speed of the model."""
+    values the model predicts per split, the predictions, and the size of the model (its latency is
+    measured by ``dropbench.latency``, once per architecture)."""
     spec = glue.get_task(task)
     device = pick_device()
     model = AutoModelForSequenceClassification.from_pretrained(finetuned_dir, use_safetensors=True).to(device)
@@ -40,7 +41,7 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
     for split_name in spec.dev_splits:
         split = features.load(features.split_path(features_dir, split_name))
         predictions = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{split_name}")
-        split_scores = metrics.evaluate_task(task, predictions, split.labels)
+        split_scores = metrics.compute(task, predictions, split.labels)
         dev_predictions[split_name] = (predictions, split.labels)
         prefix = "" if len(spec.dev_splits) == 1 else f"{split_name}_"
         scores.update({f"{prefix}{name}": float(value) for name, value in split_scores.items()})
@@ -54,7 +55,5 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
         "eval_seconds": eval_seconds,
         "dev_rows": {s: len(features.load(features.split_path(features_dir, s))) for s in spec.dev_splits},
         "parameters": sum(p.numel() for p in model.parameters()),
-        "num_layers": None,
-        "inference": latency.measure(model, device, **latency_protocol),
         "predictions": dev_predictions,
     }

@@ -64,6 +64,11 @@ def features_dir(model: str, task: str) -> str:
     return f"results/features/{model}/{task}"
 
 
+def latency_file(model: str, strategy: str, k: int, scope: str) -> str:
+    """Inference latency of one architecture (``measure_latency``); scope as for ``pruned_dir``."""
+    return f"results/latency/{model}/{strategy}-k{k}/{scope}.json"
+
+
 def pruned_dir(model: str, strategy: str, k: int, scope: str) -> str:
     """``scope`` is ``any`` for data-free strategies, or the task whose data chose the layers."""
     return f"results/models/{model}/pruned/{strategy}-k{k}/{scope}"

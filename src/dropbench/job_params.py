@@ -21,7 +21,7 @@ from dropbench import glue, strategies
 
 STAGE_VERSIONS = {"download": 1, "prepare": 1, "prune": 1, "finetune": 1, "evaluate": 1}
 
-# training keys that change the fine-tuned weights; every other training key (checkpoint_every, and
+# training keys that change the fine-tuned weights; every other training key (checkpoint_minutes, and
 # operational keys added later) is read by the job from the config and never triggers a re-run.
 # max_length is part of prepare_task's params (the features), so it reaches fine-tuning through them.
 WEIGHT_KEYS = ("epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_decay", "max_grad_norm",

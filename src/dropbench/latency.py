@@ -1,17 +1,54 @@
-"""Inference speed, measured with one fixed protocol so that cells compare.
+"""Inference latency of one (pruned) encoder architecture, measured once by its own job.
+
+Latency is a property of the architecture (model, strategy, k), not of a fine-tuned cell, so the
+``measure_latency`` rule times each architecture once, while it holds the whole machine (see
+workflow/rules/latency.smk), and every cell's record copies the figure.
 
 Protocol: a synthetic batch of ``batch_size`` rows of exactly ``seq_len`` tokens (no padding),
-``warmup`` untimed forward passes, then ``repeats`` timed passes; report the median.
+``warmup`` untimed forward passes, then ``repeats`` timed passes. The figure, ``latency_ms``, is the
+fastest pass: anything else running on the machine (other users, the OS) only ever adds time, so on
+a shared machine the minimum repeats where the median does not (tests/test_latency.py: equal-depth
+architectures within 5%). The median and the spread (interquartile range over median) are reported
+beside it. On a GPU each pass is timed with CUDA events; on a CPU with one thread (what the
+``measure_latency`` job uses) by the thread's CPU time, with several threads by wall time.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import torch
+from transformers import AutoModel
 
-from dropbench.device import autocast
+from dropbench import architectures
+from dropbench.atomic import write_json
+from dropbench.device import autocast, pick_device
+
+
+def _clock(device: torch.device):
+    """The CPU time of this thread when torch computes in it alone (one thread): time other
+    processes take from the core is not counted, so a busy machine does not inflate the figure.
+    With several threads, wall time."""
+    return time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
+
+
+def _timed_pass(model, inputs: dict, device: torch.device) -> float:
+    """Seconds of one forward pass."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        with autocast(device):
+            model(**inputs)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
+    clock = _clock(device)
+    start = clock()
+    with autocast(device):
+        model(**inputs)
+    return clock() - start
 
 
 @torch.inference_mode()
@@ -23,20 +60,29 @@ def measure(model, device: torch.device, batch_size: int = 32, seq_len: int = 12
         "input_ids": torch.randint(5, vocab, (batch_size, seq_len), generator=generator).to(device),
         "attention_mask": torch.ones(batch_size, seq_len, dtype=torch.long, device=device),
     }
-    timings = []
-    for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with autocast(device):
-            model(**inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            timings.append(time.perf_counter() - start)
+    timings = [_timed_pass(model, inputs, device) for _ in range(warmup + repeats)][warmup:]
     median = statistics.median(timings)
+    quartiles = statistics.quantiles(timings, n=4) if len(timings) > 1 else [median, median, median]
     return {
-        "protocol": {"batch_size": batch_size, "seq_len": seq_len, "warmup": warmup, "repeats": repeats, "device": str(device), "threads": torch.get_num_threads()},
+        "protocol": {"batch_size": batch_size, "seq_len": seq_len, "warmup": warmup, "repeats": repeats, "device": str(device), "threads": torch.get_num_threads(),
+                     "clock": "cuda_events" if device.type == "cuda" else _clock(device).__name__},
+        "latency_ms": min(timings) * 1000,
         "latency_ms_median": median * 1000,
-        "throughput_examples_per_s": batch_size / median,
+        "latency_spread": (quartiles[2] - quartiles[0]) / median,
+        "throughput_examples_per_s": batch_size / min(timings),
     }
+
+
+def measure_architecture(model_dir: str | Path, protocol: dict, out_path: str | Path, architecture: dict) -> dict:
+    """Time the encoder in ``model_dir`` (no task head: its cost is negligible) and write the JSON.
+    ``architecture`` (model, strategy, k, scope) names what was timed: the aggregate joins it to cells."""
+    device = pick_device()
+    model = AutoModel.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False).to(device)
+    result = {
+        "architecture": architecture,
+        "num_layers": architectures.num_layers(model.config),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **measure(model, device, **protocol),
+    }
+    write_json(out_path, result)
+    return result

@@ -1,4 +1,8 @@
-"""GLUE dev-set metrics: computed directly, or through the bundled `evaluate` module."""
+"""GLUE dev-set metrics: computed directly, or through the bundled `evaluate` module.
+
+Jobs use ``compute`` (sklearn/scipy/numpy): importing `evaluate` costs an evaluate job 5-9 s, as its
+package import pulls in much of `transformers`. ``evaluate_task`` stays as the cross-check in tests.
+"""
 
 from __future__ import annotations
 

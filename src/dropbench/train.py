@@ -1,8 +1,10 @@
 """Fine-tune one (possibly pruned) encoder on one GLUE task: the ``finetune`` step.
 
 Protocol (the paper's, via HF ``run_glue.py``): AdamW, linear decay without warm-up by default,
-max length 128, 3 epochs. Speed: dynamic padding with length-grouped batches, bf16 autocast on a
-GPU. Robustness: state is saved every ``checkpoint_every`` steps and a killed job resumes.
+max length 128, 3 epochs. Speed: dynamic padding with length-grouped batches, fused AdamW, no
+per-step host-device sync (losses are read back in blocks), bf16/fp16 autocast on a GPU (see
+``dropbench.device``). Robustness: state is saved every ``checkpoint_minutes`` of wall time and a
+killed job resumes bit for bit.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from transformers import (
 from dropbench import features, glue
 from dropbench.atomic import atomic_dir, write_json
 from dropbench.batching import length_grouped_batches
-from dropbench.device import autocast, pick_device
+from dropbench.device import Precision, pick_device
 from dropbench.sources import sha256_file
 from dropbench.train_state import clear_state, load_state, save_state
 
 log = logging.getLogger(__name__)
+LOSS_BLOCK = 50  # steps between reads of the loss from the device
+_clock = time.monotonic  # when state is due; tests replace it with a fake clock
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 42
-    checkpoint_every: int = 200
+    checkpoint_minutes: float = 10.0
     group_by_length: bool = True
+
+    # Operational: how often state is saved does not change the weights, so it is not fingerprinted.
+    OPERATIONAL = ("checkpoint_minutes",)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -82,7 +89,48 @@ def make_optimizer(model, cfg: TrainConfig):
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    return adamw(groups, cfg.learning_rate)
+
+
+def adamw(groups, lr: float) -> torch.optim.AdamW:
+    """Fused AdamW (one kernel for all parameters; CPU and CUDA in torch >= 2.4), else the foreach one.
+
+    The fused kernel computes the same update as the reference loop (tests/test_train.py checks it),
+    ~7x faster than the per-parameter loop on CPU.
+    """
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, ValueError) as error:  # a device or dtype without a fused kernel
+        log.info("fused AdamW unavailable (%s); using foreach AdamW", error)
+        return torch.optim.AdamW(groups, lr=lr, foreach=True)
+
+
+def train_step(model, batch: dict, optimizer, scheduler, max_grad_norm: float, amp: Precision) -> torch.Tensor:
+    """One optimisation step. Returns the loss still on the device: reading it (``.item()``) would
+    make the host wait for the GPU at every step."""
+    with amp.autocast():
+        loss = model(**batch).loss
+    amp.backward(loss)
+    amp.unscale(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
+    amp.step(optimizer)
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def record_losses(pending: list[torch.Tensor], progress: dict, total_steps: int, task: str, cfg: TrainConfig) -> None:
+    """Read the pending losses back (one sync) into ``progress``; fail on the first non-finite one."""
+    values = torch.stack(pending).float().cpu().tolist()
+    first_step = progress["step"] - len(values) + 1
+    for offset, value in enumerate(values):
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"training loss is {value} at step {first_step + offset} of {total_steps} "
+                f"(task {task}, learning_rate {cfg.learning_rate}); lower training.learning_rate or check the data"
+            )
+    progress["losses"].extend(round(value, 5) for value in values)
+    pending.clear()
 
 
 def run_fingerprint(model_dir, features_dir, task: str, cfg: TrainConfig, total_steps: int) -> dict:
@@ -90,7 +138,7 @@ def run_fingerprint(model_dir, features_dir, task: str, cfg: TrainConfig, total_
     inputs = sorted(Path(model_dir).glob("*.safetensors")) + [features.split_path(features_dir, "train")]
     return {
         "task": task,
-        "config": asdict(cfg),
+        "config": {k: v for k, v in asdict(cfg).items() if k not in cfg.OPERATIONAL},
         "total_steps": total_steps,
         "inputs": {path.name: sha256_file(path) for path in inputs},
     }
@@ -112,6 +160,7 @@ def finetune(
     model = load_for_task(model_dir, task).to(device)
     pad_id = model.config.pad_token_id or 0
     optimizer = make_optimizer(model, cfg)
+    amp = Precision(device)
     steps_per_epoch = len(epoch_batches(train, cfg, 0))
     total_steps = int(np.ceil(steps_per_epoch * cfg.epochs))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
@@ -122,36 +171,31 @@ def finetune(
     progress = progress or {"step": 0, "seconds": 0.0, "losses": []}
     if resumed_from_step:
         log.info("resuming from step %d of %d (state in %s)", progress["step"], total_steps, state_dir)
+        amp.load_scaler_state(progress.get("grad_scaler"))
     model.train()
     session_start = time.perf_counter()
+    last_save = _clock()
+    pending: list[torch.Tensor] = []  # losses not yet read back from the device
     bar = tqdm(total=total_steps, initial=progress["step"], desc=f"train {task}", file=sys.stderr, mininterval=5)
     while progress["step"] < total_steps:
         epoch, offset = divmod(progress["step"], steps_per_epoch)
         for indices in epoch_batches(train, cfg, epoch)[offset:]:
-            batch = {k: v.to(device) for k, v in train.batch(indices, pad_id).items()}
-            with autocast(device):
-                loss = model(**batch).loss
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"training loss is {loss_value} at step {progress['step'] + 1} of {total_steps} "
-                    f"(task {task}, learning_rate {cfg.learning_rate}); lower training.learning_rate or check the data"
-                )
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            batch = {k: v.to(device, non_blocking=True) for k, v in train.batch(indices, pad_id).items()}
+            pending.append(train_step(model, batch, optimizer, scheduler, cfg.max_grad_norm, amp))
             progress["step"] += 1
-            progress["losses"].append(round(loss_value, 5))
-            bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)  # a refresh per step would flood the log
             bar.update(1)
+            due = cfg.checkpoint_minutes and _clock() - last_save >= cfg.checkpoint_minutes * 60
+            if len(pending) == LOSS_BLOCK or due or progress["step"] >= total_steps:
+                record_losses(pending, progress, total_steps, task, cfg)
+                bar.set_postfix(loss=f"{progress['losses'][-1]:.4f}", refresh=False)
             if progress["step"] >= total_steps:
                 break
-            if cfg.checkpoint_every and progress["step"] % cfg.checkpoint_every == 0:
+            if due:
                 progress["seconds"] += time.perf_counter() - session_start
                 session_start = time.perf_counter()
+                progress["grad_scaler"] = amp.scaler_state()
                 save_state(state_dir, model, optimizer, scheduler, progress, fingerprint)
+                last_save = _clock()
     bar.close()
     session_seconds = time.perf_counter() - session_start
 
@@ -160,6 +204,7 @@ def finetune(
     summary = {
         "task": task,
         "device": str(device),
+        "precision": amp.name,
         "config": asdict(cfg),
         "train_rows": len(train),
         "steps": total_steps,

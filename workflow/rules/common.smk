@@ -89,6 +89,31 @@ def cell_model_dir(wildcards):
     return grid.pruned_dir(wildcards.model, wildcards.strategy, int(wildcards.k), scope)
 
 
+def every_core():
+    """All of --cores, so that ``measure_latency`` runs with nothing beside it (1 without --cores, as on a
+    cluster, where the SLURM profile gives the job its own node)."""
+    from snakemake.exceptions import WorkflowError
+
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
+def latency_model_dir(wildcards):
+    """The encoder whose latency ``measure_latency`` times: pre-trained (baseline) or pruned."""
+    if wildcards.strategy == grid.BASELINE:
+        return grid.pretrained_dir(wildcards.model)
+    return grid.pruned_dir(wildcards.model, wildcards.strategy, int(wildcards.k), wildcards.scope)
+
+
+def latency_files(wildcards=None):
+    """One latency measurement per architecture of the grid; the aggregate joins them to the cells,
+    so a new latency protocol re-times the architectures and re-runs no evaluate."""
+    files = {grid.latency_file(c.model, c.strategy, c.k, prune_scope(c.strategy, c.task)) for c in CELLS}
+    return _existing_if_partial(sorted(files))
+
+
 def prune_inputs(wildcards):
     inputs = {"model": grid.pretrained_dir(wildcards.model)}
     if wildcards.scope != "any":

@@ -8,6 +8,7 @@
 rule aggregate:
     input:
         metrics=summary_metrics,
+        latency=latency_files,
         code=[f"{SRC}/dropbench/{name}.py" for name in ("aggregate", "chance", "paper_score")],
     output:
         summary=report(

@@ -5,6 +5,7 @@ with log_to(snakemake.log[0]):
     outputs = dict(snakemake.output.items())
     aggregate(
         metrics_paths=snakemake.input.metrics,
+        latency_paths=snakemake.input.latency,
         summary_csv=outputs["summary"],
         seeds_csv=outputs["seeds_csv"],
         missing_csv=outputs["missing_csv"],

@@ -13,7 +13,7 @@ with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wild
         source_model_dir=snakemake.input.source_model,
         features_dir=snakemake.input.features,
         train_log=snakemake.input.train_log,
-        evaluation=snakemake.config["evaluation"],
+        eval_batch_size=snakemake.config["evaluation"]["batch_size"],
         out_path=snakemake.output[0],
         predictions_path=snakemake.output.predictions,
     )

