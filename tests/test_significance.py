@@ -116,3 +116,14 @@ def test_interval_figure_draws_the_table_numbers_and_marks(tmp_path):
     assert drawn["ci_high"].to_dict() == pytest.approx((100 * scores["ci_high"]).to_dict(), abs=1e-3)
     assert drawn["significant"].to_dict() == {"none": False, "top": True, "bottom": False}
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_a_grid_of_degenerate_cells_still_gets_intervals_and_tests(tmp_path):
+    """A tiny model that predicts one class everywhere: status degenerate, accuracy still defined."""
+    paths, summary = build_grid(tmp_path, {("none", 0): 0.6, ("top", 1): 0.6}, seeds=(1,), collapsed=[("none", 0, 1), ("top", 1, 1)])
+    summary["status"] = "degenerate"
+    write(tmp_path, paths, summary)
+    table = pd.read_csv(tmp_path / "stats.csv", keep_default_na=False, na_values=[""])
+    assert len(table[table["comparison"].isna()]) == 2 * 2 and table["n_seeds"].dropna().eq(1).all()
+    test = table[(table["comparison"] == "none-k0") & (table["metric"] == "accuracy")].iloc[0]
+    assert test["delta"] == 0 and test["p_value"] == 1

@@ -84,7 +84,7 @@ def diverged_runs(runs: Mapping[tuple, dict]) -> pd.DataFrame:
 
 
 def seed_rows(summary: pd.DataFrame, diverged: pd.DataFrame) -> pd.DataFrame:
-    done = summary[summary["status"] == "ok"]
+    done = summary[summary["status"].isin(["ok", "degenerate"])]  # a degenerate cell's defined metrics count
     counts = diverged.groupby(GROUP).size().to_dict() if len(diverged) else {}
     rows = []
     for key, group in done.groupby([*GROUP, "metric"], sort=False):
@@ -94,7 +94,8 @@ def seed_rows(summary: pd.DataFrame, diverged: pd.DataFrame) -> pd.DataFrame:
             "comparison": "",
             "n_diverged": counts.get(key[:4], 0),
         })
-    return pd.DataFrame(rows)
+    columns = [*GROUP, "metric", "n_seeds", "mean", "sd", "ci_low", "ci_high", "comparison", "n_diverged"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def comparisons(groups: Iterable[tuple]) -> list[tuple[tuple, tuple]]:
