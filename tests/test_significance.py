@@ -127,3 +127,12 @@ def test_a_grid_of_degenerate_cells_still_gets_intervals_and_tests(tmp_path):
     assert len(table[table["comparison"].isna()]) == 2 * 2 and table["n_seeds"].dropna().eq(1).all()
     test = table[(table["comparison"] == "none-k0") & (table["metric"] == "accuracy")].iloc[0]
     assert test["delta"] == 0 and test["p_value"] == 1
+
+
+def test_interval_figure_of_a_grid_without_results_says_so(tmp_path):
+    from dropbench import plots
+
+    pd.DataFrame(columns=significance.STATS_COLUMNS).to_csv(tmp_path / "stats.csv", index=False)
+    outputs = {"score_intervals": tmp_path / "f.png", "score_intervals_pdf": tmp_path / "f.pdf", "score_intervals_data": tmp_path / "f.csv"}
+    plots.plot_score_intervals(tmp_path / "stats.csv", outputs, {"dpi": 40})
+    assert (tmp_path / "f.png").stat().st_size > 0 and pd.read_csv(tmp_path / "f.csv").empty

@@ -323,7 +323,9 @@ def score_intervals(table: pd.DataFrame, style: dict):
     colors = _strategy_colors(s for s in pd.unique(data["strategy"]) if s != BASELINE)
     models = list(pd.unique(data["model"]))
     rows = []
-    fig, axes = _panels(len(tasks), style)
+    fig, axes = _panels(max(len(tasks), 1), style)
+    if not tasks:  # e.g. a partial report in which every cell failed
+        axes[0].text(0.5, 0.5, "no cell has a result yet", ha="center", va="center", transform=axes[0].transAxes)
     for ax, task in zip(axes, tasks):
         for m, model in enumerate(models):
             panel = data[(data["task"] == task) & (data["model"] == model)]
