@@ -3,7 +3,7 @@
 The workflow scans the results of its cells while planning (``find_damaged``, read-only) and forces
 the jobs that rebuild the damaged ones, so that Snakemake recomputes just those. The checks read headers only: a
 safetensors file's JSON header must be parseable and its tensors must end exactly at the end of
-the file; a metrics JSON must match ``workflow/schemas/metrics.schema.yaml`` (``records.record_problem``).
+the file; a metrics JSON must match ``dropbench/schemas/metrics.schema.yaml`` (``records.record_problem``).
 
 A job that fails writes ``results/failed/<model>/<strategy>-k<k>/<task>/seed<seed>.json``
 (``failure_record``), which the summary lists; a later success removes it.
