@@ -42,6 +42,14 @@ class Problem:
 # ------------------------------------------------------------------ single files
 
 
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def safetensors_problem(path: str | Path) -> str | None:
     """Why ``path`` is not a complete safetensors file, or None if its header and size agree."""
     path = Path(path)
@@ -196,12 +204,9 @@ def pretrained_problem(model_dir: str | Path, source: dict) -> str | None:
     if problem or not sha256:
         return problem
     weights = Path(model_dir) / source.get("weights_file", "model.safetensors")
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != sha256.lower():
-        return f"{weights.name} has sha256 {digest.hexdigest()}, the config says {sha256}"
+    actual = sha256_file(weights)
+    if actual != sha256.lower():
+        return f"{weights.name} has sha256 {actual}, the config says {sha256}"
     return None
 
 
