@@ -13,7 +13,7 @@ from test_aggregate import grid, metrics_record, run_aggregate
 from dropbench import chance, metrics, plots
 from dropbench.aggregate import cell_means, load_summary
 from dropbench.atomic import write_json
-from dropbench.cell_record import cell_status, task_score
+from dropbench.evaluation import cell_status, task_score
 from dropbench.records import record_problem
 
 
@@ -131,7 +131,7 @@ def test_a_constant_model_is_recorded_degenerate_in_standard_json(tmp_path):
     from tiny import build_tiny_bert, write_tiny_tasks
     from transformers import AutoModelForSequenceClassification
 
-    from dropbench.cell_record import write_cell_metrics
+    from dropbench.evaluation import write_cell_metrics
     from dropbench.prepare import prepare_task
 
     model_dir = build_tiny_bert(tmp_path / "model")
