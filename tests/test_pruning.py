@@ -105,6 +105,14 @@ def test_failures_leave_no_output(checkpoint, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_prune_step_records_model_and_scope(checkpoint, tmp_path):
+    info = prune.prune_step(model="tiny", pretrained_dir=checkpoint, out_dir=tmp_path / "top-k2" / "any", strategy="top",
+                            k=2, features_dir=None, scoring={"seed": 0}, scope="any", expected_dropped=[4, 5])
+    written = json.loads((tmp_path / "top-k2" / "any" / "pruning.json").read_text())
+    assert written == info
+    assert (info["model"], info["scope"], info["strategy"], info["k"]) == ("tiny", "any", "top", 2)
+
+
 def test_prune_step_names_the_config_key_when_k_reaches_the_depth(tmp_path):
     import json
 

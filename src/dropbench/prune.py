@@ -63,36 +63,41 @@ def prune_step(
     k: int,
     features_dir: str | Path | None,
     scoring: dict,
+    scope: str,
     expected_dropped: list[int] | None = None,
 ) -> dict:
-    """``expected_dropped``: the list the workflow resolved while planning (data-free strategies);
+    """``scope``: the task whose data scored the layers, or "any" (data-free strategies); recorded with
+    ``model`` in pruning.json, so readers need not parse the directory name.
+    ``expected_dropped``: the list the workflow resolved while planning (data-free strategies);
     the job refuses to write a model that drops other layers than its params say."""
     depth = check_k(model, pretrained_dir, k)
     context = {"seed": scoring["seed"]}
     if strategies.needs_data(strategy):
         if features_dir is None:
             raise ValueError(f"strategy {strategy!r} scores layers on task data, but no task features were given")
-        model = AutoModel.from_pretrained(pretrained_dir, use_safetensors=True, trust_remote_code=False)
-        batches = scoring_batches(features_dir, scoring["sample_size"], scoring["seed"], scoring["batch_size"], model.config.pad_token_id or 0)
+        encoder = AutoModel.from_pretrained(pretrained_dir, use_safetensors=True, trust_remote_code=False)
+        batches = scoring_batches(features_dir, scoring["sample_size"], scoring["seed"], scoring["batch_size"], encoder.config.pad_token_id or 0)
         with torch.inference_mode():
-            context["similarity"] = layer_scores.hidden_similarity(model, batches)
+            context["similarity"] = layer_scores.hidden_similarity(encoder, batches)
         log.info("scored layers on %d examples from %s", sum(len(b["input_ids"]) for b in batches), features_dir)
     if expected_dropped is not None:
         found = strategies.layers_to_drop(strategy, depth, k, context)
         if found != list(expected_dropped):
             raise ValueError(f"strategy {strategy!r} (k={k}) now drops layers {found}, but the workflow planned "
                              f"{list(expected_dropped)}; the strategy's code changed during the run, run snakemake again")
-    info = prune_checkpoint(pretrained_dir, out_dir, strategy, k, context)
+    info = prune_checkpoint(pretrained_dir, out_dir, strategy, k, context, {"model": model, "scope": scope})
     log.info("dropped layers %s, kept %s", info["dropped"], info["kept"])
     return info
 
 
-def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | None = None) -> dict:
+def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | None = None,
+                     identity: dict | None = None) -> dict:
     """Drop ``k`` layers chosen by ``strategy`` from the model in ``src_dir``; write it to ``out_dir``.
 
     ``context`` goes to the strategy (data-driven strategies need
     ``context["similarity"]`` from ``layer_scores.hidden_similarity`` on the
-    unpruned model). Returns the info also written to ``out_dir/pruning.json``.
+    unpruned model). ``identity`` (the workflow's model name and scope) heads the info.
+    Returns the info also written to ``out_dir/pruning.json``.
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     context = dict(context or {})
@@ -103,6 +108,7 @@ def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | No
     dropped = strategies.layers_to_drop(strategy, before, k, context)
     layer_drop.drop_layers(model, dropped)
     info = {
+        **(identity or {}),
         "strategy": strategy,
         "k": k,
         "model_type": model.config.model_type,

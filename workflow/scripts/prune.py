@@ -18,5 +18,6 @@ with log_to(snakemake.log[0]), stage_failure_record(cells, "prune"):
         k=int(wildcards.k),
         features_dir=snakemake.input.get("features"),
         scoring=params.get("scoring", snakemake.config["scoring"]),
+        scope=wildcards.scope,
         expected_dropped=params.get("dropped"),
     )
