@@ -24,6 +24,7 @@ rule all:
     default_target: True
 
 
+# Rules read their upstream outputs as rules.<name>.output, so a stage is included after those it reads.
 include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/prune.smk"
