@@ -86,14 +86,6 @@ rule plot_layer_scores:
         "../scripts/plot_layer_scores.py"
 
 
-# Tables and figures only, e.g. from a partial grid:
-#   snakemake --cores 1 --config partial_summary=true -- report_only
-rule report_only:
-    input:
-        report_outputs(),
-    localrule: True
-
-
 # ---- statistics (issue 14): intervals over seeds and paired tests on the dev predictions.
 rule stats:
     input:
@@ -168,3 +160,16 @@ rule plot_intervals:
         runtime=config["resources"]["light"]["runtime"],
     script:
         "../scripts/plot_intervals.py"
+
+
+# Tables and figures only, e.g. from a partial grid:
+#   snakemake --cores 1 --config partial_summary=true -- report_only
+rule report_only:
+    input:
+        rules.aggregate.output,
+        rules.plot.output,
+        rules.plot_layer_scores.output,
+        rules.stats.output,
+        rules.paper_comparison.output,
+        rules.plot_intervals.output,
+    localrule: True
