@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_aggregate import grid, metrics_record, run_aggregate
 
-from dropbench import chance, metrics, plots
+from dropbench import chance, metrics, plots, records
 from dropbench.aggregate import cell_means, load_summary
 from dropbench.atomic import write_json
 from dropbench.evaluation import cell_status, task_score
@@ -39,6 +39,20 @@ def test_schema_allows_null_scores_only_for_degenerate_cells():
     assert record_problem(record) is None
     assert "None is not of type 'number'" in record_problem({**record, "status": "ok"})
     assert record_problem({**record, "status": "collapsed"}) is not None
+
+
+def test_metrics_schema_is_package_data():
+    # A plain `pip install .` ships only the package: the schema must live inside it and be declared.
+    import importlib.resources
+    import tomllib
+
+    from tiny import REPO
+
+    schema = importlib.resources.files("dropbench") / "schemas" / "metrics.schema.yaml"
+    assert schema.is_file() and str(records.METRICS_SCHEMA) == str(schema)
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["dropbench"]
+    assert "schemas/*.yaml" in package_data
+    assert not (REPO / "workflow" / "schemas" / "metrics.schema.yaml").exists()  # one copy only
 
 
 def write_records(root, records):
