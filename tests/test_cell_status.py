@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from test_aggregate import grid, metrics_record, run_aggregate
 
-from dropbench import chance, metrics, plots, records
+from dropbench import chance, metrics, plots
 from dropbench.aggregate import cell_means, load_summary
 from dropbench.atomic import write_json
 from dropbench.evaluation import cell_status, task_score
-from dropbench.records import record_problem
+from dropbench.records import METRICS_SCHEMA, record_problem
 
 
 def test_constant_prediction_is_degenerate_with_null_not_nan():
@@ -49,7 +49,7 @@ def test_metrics_schema_is_package_data():
     from tiny import REPO
 
     schema = importlib.resources.files("dropbench") / "schemas" / "metrics.schema.yaml"
-    assert schema.is_file() and str(records.METRICS_SCHEMA) == str(schema)
+    assert schema.is_file() and str(METRICS_SCHEMA) == str(schema)
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["dropbench"]
     assert "schemas/*.yaml" in package_data
     assert not (REPO / "workflow" / "schemas" / "metrics.schema.yaml").exists()  # one copy only
