@@ -30,7 +30,7 @@ from transformers import AutoTokenizer
 from dropbench import features, glue
 from dropbench.batching import length_grouped_batches
 from dropbench.device import Precision
-from dropbench.architectures import drop_layers
+from dropbench.layer_drop import drop_layers
 from dropbench.train import TrainConfig, load_for_task, make_optimizer, train_step
 
 

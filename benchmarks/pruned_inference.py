@@ -16,7 +16,7 @@ import torch
 from common import default_model_dir
 from transformers import AutoModelForSequenceClassification
 
-from dropbench import architectures, latency, pruning
+from dropbench import latency, layer_drop, prune
 
 
 def main() -> None:
@@ -27,10 +27,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     full_dir = default_model_dir()
-    layers = architectures.num_layers(AutoModelForSequenceClassification.from_pretrained(full_dir).config)
+    layers = layer_drop.num_layers(AutoModelForSequenceClassification.from_pretrained(full_dir).config)
     k = layers // 2
     pruned_dir = Path(tempfile.mkdtemp(prefix="dropbench-bench-")) / "pruned"
-    pruning.prune_checkpoint(full_dir, pruned_dir, "top", k)
+    prune.prune_checkpoint(full_dir, pruned_dir, "top", k)
     models = {
         "full": AutoModelForSequenceClassification.from_pretrained(full_dir, num_labels=2),
         "pruned": AutoModelForSequenceClassification.from_pretrained(pruned_dir, num_labels=2),

@@ -19,7 +19,7 @@ CHANCE = {"accuracy": 0.5, "f1": 0.6, "matthews_correlation": 0.0, "pearson": 0.
 
 def metrics_record(model="tiny", strategy="none", k=0, task="sst2", seed=1, score=0.8, layers=4, latency_ms=2.0,
                    metrics=None, status="ok"):  # latency_ms: only for write_grid's latency files
-    """A valid metrics record (workflow/schemas/metrics.schema.yaml) for one cell; every official metric
+    """A valid metrics record (dropbench/schemas/metrics.schema.yaml) for one cell; every official metric
     of the task is ``score`` unless ``metrics`` says otherwise."""
     metrics = metrics or {name: score for name in metric_keys(task)}
     values = list(metrics.values())

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-from dropbench import architectures
+from dropbench import architectures, layer_drop
 from dropbench.layer_scores import hidden_similarity
 
 LAYERS = 5
@@ -56,7 +56,7 @@ def param_count(module):
 
 
 def layer_list(model):
-    return model.base_model.get_submodule(architectures.adapter_for(model).layers)
+    return model.base_model.get_submodule(layer_drop.adapter_for(model).layers)
 
 
 def assert_saves_and_reloads(model, tmp_path):
@@ -66,7 +66,7 @@ def assert_saves_and_reloads(model, tmp_path):
     reloaded, info = AutoModelForSequenceClassification.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     reloaded.eval()
-    assert architectures.num_layers(reloaded.config) == architectures.num_layers(model.config)
+    assert layer_drop.num_layers(reloaded.config) == layer_drop.num_layers(model.config)
     expected = model.state_dict()
     for name, tensor in reloaded.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
@@ -85,11 +85,11 @@ def test_drop_layers(model_type, tmp_path):
     dropped_params = sum(param_count(layer_list(model)[i]) for i in DROP)
     params_before = param_count(model)
 
-    assert architectures.drop_layers(model, DROP) is model
+    assert layer_drop.drop_layers(model, DROP) is model
 
     layers = layer_list(model)
     assert len(layers) == len(KEEP)
-    assert architectures.num_layers(model.config) == len(KEEP)
+    assert layer_drop.num_layers(model.config) == len(KEEP)
     assert param_count(model) == params_before - dropped_params
     for new_index, old_index in enumerate(KEEP):
         kept = layers[new_index].state_dict()
@@ -118,7 +118,7 @@ def test_hidden_similarity_every_architecture(model_type):
 def test_base_model_drop_and_layer_types():
     model = tiny_model("bert", auto=AutoModel)
     model.config.layer_types = [f"kind{i}" for i in range(LAYERS)]
-    architectures.drop_layers(model, DROP)
+    layer_drop.drop_layers(model, DROP)
     assert len(model.encoder.layer) == len(KEEP)
     assert model.config.num_hidden_layers == len(KEEP)
     assert model.config.layer_types == [f"kind{i}" for i in KEEP]
@@ -128,7 +128,7 @@ def test_albert_single_group_drops_applications_not_parameters(tmp_path):
     model = tiny_model("albert")
     params_before = param_count(model)
     originals = copy.deepcopy(model.state_dict())
-    architectures.drop_layers(model, DROP)
+    layer_drop.drop_layers(model, DROP)
     assert model.config.num_hidden_layers == len(KEEP)
     # One shared group: fewer applications of it, identical parameters.
     assert param_count(model) == params_before
@@ -144,7 +144,7 @@ def test_albert_groups_removed_when_all_their_applications_are_dropped(tmp_path)
     params_before = param_count(model)
     group0_params = param_count(groups[0])
     group1 = copy.deepcopy(groups[1].state_dict())
-    architectures.drop_layers(model, [0, 1])
+    layer_drop.drop_layers(model, [0, 1])
     assert (model.config.num_hidden_layers, model.config.num_hidden_groups) == (2, 1)
     assert param_count(model) == params_before - group0_params
     kept = model.albert.encoder.albert_layer_groups[0].state_dict()
@@ -154,7 +154,7 @@ def test_albert_groups_removed_when_all_their_applications_are_dropped(tmp_path)
     # one application of each group survives: still expressible, nothing removed
     model = tiny_model("albert", num_hidden_layers=4, num_hidden_groups=2)
     params_before = param_count(model)
-    architectures.drop_layers(model, [0, 2])
+    layer_drop.drop_layers(model, [0, 2])
     assert (model.config.num_hidden_layers, model.config.num_hidden_groups) == (2, 2)
     assert param_count(model) == params_before
 
@@ -162,7 +162,7 @@ def test_albert_groups_removed_when_all_their_applications_are_dropped(tmp_path)
 def test_albert_uneven_group_drop_rejected():
     model = tiny_model("albert", num_hidden_layers=4, num_hidden_groups=2)
     with pytest.raises(ValueError, match="num_hidden_groups=2.*cannot express"):
-        architectures.drop_layers(model, [0])
+        layer_drop.drop_layers(model, [0])
     assert model.config.num_hidden_layers == 4  # untouched on error
 
 
@@ -170,13 +170,13 @@ def test_unsupported_architecture_lists_supported():
     config = AutoConfig.for_model("gpt2", n_layer=2, n_embd=32, n_head=2, vocab_size=100)
     message = "model_type='gpt2'; supported: albert, bert, deberta-v2, distilbert, electra, mpnet, roberta, xlnet"
     with pytest.raises(ValueError, match=message):
-        architectures.adapter_for(config)
+        layer_drop.adapter_for(config)
     with pytest.raises(ValueError, match="gpt2"):
-        architectures.num_layers(config)
+        layer_drop.num_layers(config)
 
 
 @pytest.mark.parametrize(("drop", "match"), [([5], r"0\.\.4"), ([-1], r"0\.\.4"), ([1, 1], "duplicates"),
                                              ([0, 1, 2, 3, 4], "cannot drop all 5"), (["1"], "integers")])
 def test_bad_drop_lists(drop, match):
     with pytest.raises(ValueError, match=match):
-        architectures.drop_layers(tiny_model("bert", auto=AutoModel), drop)
+        layer_drop.drop_layers(tiny_model("bert", auto=AutoModel), drop)

@@ -13,8 +13,8 @@ from test_aggregate import grid, metrics_record, run_aggregate
 from dropbench import chance, metrics, plots
 from dropbench.aggregate import cell_means, load_summary
 from dropbench.atomic import write_json
-from dropbench.cell_record import cell_status, task_score
-from dropbench.records import record_problem
+from dropbench.evaluation import cell_status, task_score
+from dropbench.records import METRICS_SCHEMA, record_problem
 
 
 def test_constant_prediction_is_degenerate_with_null_not_nan():
@@ -39,6 +39,20 @@ def test_schema_allows_null_scores_only_for_degenerate_cells():
     assert record_problem(record) is None
     assert "None is not of type 'number'" in record_problem({**record, "status": "ok"})
     assert record_problem({**record, "status": "collapsed"}) is not None
+
+
+def test_metrics_schema_is_package_data():
+    # A plain `pip install .` ships only the package: the schema must live inside it and be declared.
+    import importlib.resources
+    import tomllib
+
+    from tiny import REPO
+
+    schema = importlib.resources.files("dropbench") / "schemas" / "metrics.schema.yaml"
+    assert schema.is_file() and str(METRICS_SCHEMA) == str(schema)
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["dropbench"]
+    assert "schemas/*.yaml" in package_data
+    assert not (REPO / "workflow" / "schemas" / "metrics.schema.yaml").exists()  # one copy only
 
 
 def write_records(root, records):
@@ -131,7 +145,7 @@ def test_a_constant_model_is_recorded_degenerate_in_standard_json(tmp_path):
     from tiny import build_tiny_bert, write_tiny_tasks
     from transformers import AutoModelForSequenceClassification
 
-    from dropbench.cell_record import write_cell_metrics
+    from dropbench.evaluation import write_cell_metrics
     from dropbench.prepare import prepare_task
 
     model_dir = build_tiny_bert(tmp_path / "model")

@@ -10,7 +10,7 @@ from tiny import one_thread  # noqa: F401 (a fixture)
 from transformers import BertConfig, BertModel
 
 from dropbench import latency
-from dropbench.pruning import prune_checkpoint
+from dropbench.prune import prune_checkpoint
 
 # Short passes (a few ms) and many of them: on a busy machine some passes still run uninterrupted.
 PROTOCOL = {"batch_size": 4, "seq_len": 32, "warmup": 3, "repeats": 100}

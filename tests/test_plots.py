@@ -86,7 +86,8 @@ def test_pareto_front_keeps_points_nothing_beats():
 def write_pruning(root, model, strategy, k, scope, scores, dropped):
     directory = root / "results" / "models" / model / "pruned" / f"{strategy}-k{k}" / scope
     directory.mkdir(parents=True)
-    (directory / "pruning.json").write_text(json.dumps({"strategy": strategy, "k": k, "dropped": dropped, "scores": scores}))
+    info = {"model": model, "scope": scope, "strategy": strategy, "k": k, "dropped": dropped, "scores": scores}
+    (directory / "pruning.json").write_text(json.dumps(info))
     return directory
 
 
@@ -105,6 +106,18 @@ def test_layer_scores_read_from_prune_dirs(tmp_path):
     assert contribution["score"].tolist() == scores
     assert contribution.loc[contribution["dropped"], "layer"].tolist() == [1, 3]
     assert (tmp_path / "layer_scores.png").stat().st_size > 0
+
+
+def test_layer_scores_come_from_the_json_not_the_directory_name(tmp_path):
+    directory = write_pruning(tmp_path, "tiny", "contribution", 2, "sst2", [0.5, 0.9], [1])
+    moved = directory.rename(tmp_path / "elsewhere")
+    data = plots.read_layer_scores([moved])
+    assert set(data["model"]) == {"tiny"} and set(data["scope"]) == {"sst2"}
+    info = json.loads((moved / "pruning.json").read_text())
+    del info["scope"]
+    (moved / "pruning.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"pruning.json has no scope.*re-run its prune job"):
+        plots.read_layer_scores([moved])
 
 
 def test_layer_scores_without_data_driven_strategies_is_an_empty_figure(tmp_path):

@@ -70,7 +70,7 @@ def test_pairing_check_names_the_split():
 
 
 def test_evaluate_step_saves_predictions_that_reproduce_its_metrics(tmp_path):
-    from dropbench.cell_record import write_cell_metrics
+    from dropbench.evaluation import write_cell_metrics
 
     torch.set_num_threads(1)
     model_dir = build_tiny_bert(tmp_path / "model")

@@ -10,8 +10,8 @@ from transformers import (
     BertTokenizerFast,
 )
 
-from dropbench import pruning, strategies
-from dropbench.architectures import drop_layers
+from dropbench import prune, strategies
+from dropbench.layer_drop import drop_layers
 from dropbench.layer_scores import hidden_similarity, per_layer_contribution
 
 LAYERS = 6
@@ -43,7 +43,7 @@ def batches(src):
 
 def test_prune_top(checkpoint, tmp_path):
     out = tmp_path / "pruned"
-    info = pruning.prune_checkpoint(checkpoint, out, "top", 2)
+    info = prune.prune_checkpoint(checkpoint, out, "top", 2)
 
     written = json.loads((out / "pruning.json").read_text())
     assert written == info
@@ -77,7 +77,7 @@ def test_prune_top(checkpoint, tmp_path):
 def test_prune_contribution_records_scores(checkpoint, tmp_path):
     similarity = hidden_similarity(AutoModel.from_pretrained(checkpoint), batches(checkpoint))
     context = {"similarity": similarity}
-    info = pruning.prune_checkpoint(checkpoint, tmp_path / "out", "contribution", 3, context)
+    info = prune.prune_checkpoint(checkpoint, tmp_path / "out", "contribution", 3, context)
     assert info["dropped"] == strategies.layers_to_drop("contribution", LAYERS, 3, context)
     assert info["scores"] == pytest.approx(per_layer_contribution(similarity))
     assert len(info["scores"]) == LAYERS
@@ -85,30 +85,38 @@ def test_prune_contribution_records_scores(checkpoint, tmp_path):
 
 def test_existing_output_is_replaced(checkpoint, tmp_path):
     out = tmp_path / "out"
-    pruning.prune_checkpoint(checkpoint, out, "bottom", 1)
-    info = pruning.prune_checkpoint(checkpoint, out, "bottom", 3)
+    prune.prune_checkpoint(checkpoint, out, "bottom", 1)
+    info = prune.prune_checkpoint(checkpoint, out, "bottom", 3)
     assert json.loads((out / "pruning.json").read_text())["dropped"] == info["dropped"] == [0, 1, 2]
 
 
 def test_failures_leave_no_output(checkpoint, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="k=6.*1\\.\\.5"):
-        pruning.prune_checkpoint(checkpoint, tmp_path / "out", "top", LAYERS)
+        prune.prune_checkpoint(checkpoint, tmp_path / "out", "top", LAYERS)
     with pytest.raises(ValueError, match="context\\['similarity'\\]"):
-        pruning.prune_checkpoint(checkpoint, tmp_path / "out", "angular", 2)
+        prune.prune_checkpoint(checkpoint, tmp_path / "out", "angular", 2)
 
     def crash(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pruning, "_copy_tokenizer_files", crash)
+    monkeypatch.setattr(prune, "_copy_tokenizer_files", crash)
     with pytest.raises(OSError, match="disk full"):
-        pruning.prune_checkpoint(checkpoint, tmp_path / "out", "top", 2)
+        prune.prune_checkpoint(checkpoint, tmp_path / "out", "top", 2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_prune_step_records_model_and_scope(checkpoint, tmp_path):
+    info = prune.prune_step(model="tiny", pretrained_dir=checkpoint, out_dir=tmp_path / "top-k2" / "any", strategy="top",
+                            k=2, features_dir=None, scoring={"seed": 0}, scope="any", expected_dropped=[4, 5])
+    written = json.loads((tmp_path / "top-k2" / "any" / "pruning.json").read_text())
+    assert written == info
+    assert (info["model"], info["scope"], info["strategy"], info["k"]) == ("tiny", "any", "top", 2)
 
 
 def test_prune_step_names_the_config_key_when_k_reaches_the_depth(tmp_path):
     import json
 
-    from dropbench.prune_step import check_k
+    from dropbench.prune import check_k
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 6}))
     check_k("m", tmp_path, 5)

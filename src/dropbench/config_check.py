@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from dropbench import adapters, glue, paper_score, sources, strategies
+from dropbench import architectures, glue, paper_score, sources, strategies
 from dropbench.grid import BASELINE
 
 # Model and task names become path components under results/: no separators, no leading dot.
@@ -218,10 +218,10 @@ def _depth_from_config_json(model: str, path: Path) -> int:
         model_type = model_config.get("model_type")
     except (OSError, ValueError, AttributeError) as err:
         _fail(f"models.{model}.source", str(path), f"a readable JSON config.json ({err})")
-    supported = adapters.supported_model_types()
+    supported = architectures.supported_model_types()
     if model_type not in supported:
         _fail(f"models.{model}.source (model_type in {path})", model_type, "supported architectures " + ", ".join(supported))
-    return adapters.depth_from_config_dict(model_config)
+    return architectures.depth_from_config_dict(model_config)
 
 
 # (section, key, test, what is allowed); the schema has already checked the types.

@@ -1,7 +1,10 @@
-"""Evaluate one fine-tuned cell on the task's official dev split(s): the ``evaluate`` step."""
+"""The ``evaluate`` step: score one fine-tuned cell on the task's official dev split(s) and write its
+metrics JSON (scores, what was dropped, size, time and speed), validated on write and read."""
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -9,11 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from dropbench import chance, features, glue, metrics
+from dropbench import chance, features, glue, layer_drop, metrics, predictions
+from dropbench.atomic import write_json
 from dropbench.batching import sorted_batches
 from dropbench.device import autocast, pick_device
+from dropbench.job_params import STAGE_VERSIONS
+from dropbench.records import check_record
+
+OK, DEGENERATE = "ok", "degenerate"
 
 
 @torch.inference_mode()
@@ -40,13 +48,13 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
     scores, chance_levels, distinct, dev_predictions = {}, {}, {}, {}
     for split_name in spec.dev_splits:
         split = features.load(features.split_path(features_dir, split_name))
-        predictions = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{split_name}")
-        split_scores = metrics.compute(task, predictions, split.labels)
-        dev_predictions[split_name] = (predictions, split.labels)
+        predicted = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{split_name}")
+        split_scores = metrics.compute(task, predicted, split.labels)
+        dev_predictions[split_name] = (predicted, split.labels)
         prefix = "" if len(spec.dev_splits) == 1 else f"{split_name}_"
         scores.update({f"{prefix}{name}": float(value) for name, value in split_scores.items()})
         chance_levels.update({f"{prefix}{name}": level for name, level in chance.chance_levels(split_scores, split.labels).items()})
-        distinct[split_name] = int(len(np.unique(predictions)))
+        distinct[split_name] = int(len(np.unique(predicted)))
     eval_seconds = time.perf_counter() - started
     return {
         "metrics": scores,
@@ -57,3 +65,63 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
         "parameters": sum(p.numel() for p in model.parameters()),
         "predictions": dev_predictions,
     }
+
+
+def task_score(task: str, scores: dict) -> float | None:
+    """One number per task, as the GLUE leaderboard averages it: the mean of the task's official metrics
+    (None when one is undefined)."""
+    values = list(scores.values())
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
+def cell_status(scores: dict, distinct_predictions: dict) -> tuple[str, dict]:
+    """``degenerate`` when the model predicts one value on a dev split, else ``ok``; and the metrics with
+    undefined values (NaN, e.g. the correlation of a constant prediction) as None, never NaN in JSON."""
+    status = DEGENERATE if min(distinct_predictions.values()) <= 1 else OK
+    clean = {name: value if math.isfinite(value) else None for name, value in scores.items()}
+    if status == OK and None in clean.values():
+        raise ValueError(f"undefined metric although the model predicts several values: {scores}")
+    return status, clean
+
+
+def pruning_info(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / "pruning.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    layers = layer_drop.num_layers(AutoConfig.from_pretrained(model_dir))
+    return {"strategy": "none", "k": 0, "dropped": [], "kept": list(range(layers)), "num_layers_before": layers, "num_layers_after": layers}
+
+
+def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir, train_log, eval_batch_size: int,
+                       out_path, predictions_path=None) -> dict:
+    pruned = pruning_info(source_model_dir)
+    train = json.loads(Path(train_log).read_text())
+    train_split = features.read_info(features_dir)["splits"]["train"]
+    result = evaluate_cell(finetuned_dir, features_dir, cell["task"], eval_batch_size)
+    status, scores = cell_status(result["metrics"], result["distinct_predictions"])
+    record = {
+        **cell,
+        "status": status,
+        "task_score": task_score(cell["task"], scores),
+        "metrics": scores,
+        "chance": result["chance"],
+        "distinct_predictions": result["distinct_predictions"],
+        "primary_metric": glue.get_task(cell["task"]).primary_metric,
+        "dropped_layers": pruned["dropped"],
+        "kept_layers": pruned["kept"],
+        "num_layers_pretrained": pruned["num_layers_before"],
+        "num_layers": pruned["num_layers_after"],
+        "parameters": result["parameters"],
+        "train_rows": train_split["rows"],
+        "train_rows_available": train_split["rows_available"],
+        "dev_rows": result["dev_rows"],
+        "train_seconds": train["train_seconds"],
+        "train_device": train["device"],
+        "eval_seconds": result["eval_seconds"],
+        "stage_versions": STAGE_VERSIONS,
+    }
+    check_record(record, out_path)
+    if predictions_path is not None:  # written before the metrics, which mark the cell complete
+        predictions.save(predictions_path, result["predictions"])
+    write_json(out_path, record)
+    return record

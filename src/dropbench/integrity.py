@@ -3,7 +3,7 @@
 The workflow scans the results of its cells while planning (``find_damaged``, read-only) and forces
 the jobs that rebuild the damaged ones, so that Snakemake recomputes just those. The checks read headers only: a
 safetensors file's JSON header must be parseable and its tensors must end exactly at the end of
-the file; a metrics JSON must match ``workflow/schemas/metrics.schema.yaml`` (``records.record_problem``).
+the file; a metrics JSON must match ``dropbench/schemas/metrics.schema.yaml`` (``records.record_problem``).
 
 A job that fails writes ``results/failed/<model>/<strategy>-k<k>/<task>/seed<seed>.json``
 (``failure_record``), which the summary lists; a later success removes it.
@@ -40,6 +40,14 @@ class Problem:
 
 
 # ------------------------------------------------------------------ single files
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def safetensors_problem(path: str | Path) -> str | None:
@@ -196,12 +204,9 @@ def pretrained_problem(model_dir: str | Path, source: dict) -> str | None:
     if problem or not sha256:
         return problem
     weights = Path(model_dir) / source.get("weights_file", "model.safetensors")
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != sha256.lower():
-        return f"{weights.name} has sha256 {digest.hexdigest()}, the config says {sha256}"
+    actual = sha256_file(weights)
+    if actual != sha256.lower():
+        return f"{weights.name} has sha256 {actual}, the config says {sha256}"
     return None
 
 

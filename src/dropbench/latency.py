@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel
 
-from dropbench import architectures
+from dropbench import layer_drop
 from dropbench.atomic import write_json
 from dropbench.device import autocast, pick_device
 
@@ -80,7 +80,7 @@ def measure_architecture(model_dir: str | Path, protocol: dict, out_path: str | 
     model = AutoModel.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False).to(device)
     result = {
         "architecture": architecture,
-        "num_layers": architectures.num_layers(model.config),
+        "num_layers": layer_drop.num_layers(model.config),
         "parameters": sum(p.numel() for p in model.parameters()),
         **measure(model, device, **protocol),
     }

@@ -244,14 +244,19 @@ def pareto(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
 
 
 def read_layer_scores(pruning_dirs: Iterable[str | Path]) -> pd.DataFrame:
-    """Per-layer scores from ``<...>/<model>/pruned/<strategy>-k<k>/<scope>/pruning.json`` files."""
+    """Per-layer scores from the ``pruning.json`` of prune directories; each names its model, strategy,
+    k and scope."""
     rows = []
     for directory in pruning_dirs:
-        directory = Path(directory)
-        info = json.loads((directory / "pruning.json").read_text())
+        path = Path(directory) / "pruning.json"
+        info = json.loads(path.read_text())
+        missing = [key for key in ("model", "scope") if key not in info]
+        if missing:
+            raise ValueError(f"{path} has no {' or '.join(missing)} (written by an older dropbench); "
+                             f"re-run its prune job")
         for layer, score in enumerate(info.get("scores") or []):
             rows.append({
-                "model": directory.parts[-4], "strategy": info["strategy"], "k": info["k"], "scope": directory.name,
+                "model": info["model"], "strategy": info["strategy"], "k": info["k"], "scope": info["scope"],
                 "layer": layer, "score": score, "dropped": layer in info["dropped"],
             })
     return pd.DataFrame(rows, columns=["model", "strategy", "k", "scope", "layer", "score", "dropped"])

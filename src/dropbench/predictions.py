@@ -21,7 +21,6 @@ from dropbench.atomic import atomic_file
 from dropbench.records import CorruptResultError
 
 DIGEST = "sha256"
-FIELDS = ("index", "prediction", "label")
 
 
 def digest(arrays: Mapping[str, np.ndarray]) -> str:

@@ -1,16 +1,18 @@
-"""The per-cell metrics record: its schema (workflow/schemas/metrics.schema.yaml), checked on write and
-on read. Kept free of torch and transformers so that aggregation and integrity scans stay light."""
+"""The per-cell metrics record: its schema (package data: dropbench/schemas/metrics.schema.yaml), checked
+on write and on read. Kept free of torch and transformers so that aggregation and integrity scans stay light."""
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import json
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-METRICS_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "metrics.schema.yaml"
+# Shipped inside the package so that a plain `pip install .` (not only a checkout) can validate records.
+METRICS_SCHEMA = importlib.resources.files("dropbench") / "schemas" / "metrics.schema.yaml"
 
 
 class CorruptResultError(ValueError):

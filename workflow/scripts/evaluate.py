@@ -1,4 +1,4 @@
-from dropbench.cell_record import write_cell_metrics
+from dropbench.evaluation import write_cell_metrics
 from dropbench.device import set_threads
 from dropbench.gpu_slots import gpu_slot
 from dropbench.integrity import cell_from_wildcards, failure_record

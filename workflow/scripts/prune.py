@@ -2,7 +2,7 @@ from dropbench import strategies
 from dropbench.device import set_threads
 from dropbench.integrity import cells_below, stage_failure_record
 from dropbench.jobs import log_to
-from dropbench.prune_step import prune_step
+from dropbench.prune import prune_step
 
 wildcards, params = snakemake.wildcards, snakemake.params.job
 task = None if wildcards.scope == "any" else wildcards.scope
@@ -18,5 +18,6 @@ with log_to(snakemake.log[0]), stage_failure_record(cells, "prune"):
         k=int(wildcards.k),
         features_dir=snakemake.input.get("features"),
         scoring=params.get("scoring", snakemake.config["scoring"]),
+        scope=wildcards.scope,
         expected_dropped=params.get("dropped"),
     )
