@@ -16,15 +16,18 @@ def load(name):
 
 
 def test_default_config_counts_cells_and_tokens_from_the_shipped_rows():
-    result = estimate.estimate(load("config.yaml"), "a100", 0.02, REPO)
-    # baseline + 3 strategies x 2 k, on sst2/mrpc/stsb capped at 800/500/600 rows, 2 epochs
-    assert result["cells"] == 7 * 3
-    assert result["training_tokens"] == 7 * 2 * (800 * 13 + 500 * 53 + 600 * 31)
+    config = load("config.yaml")
+    result = estimate.estimate(config, "a100", 0.02, REPO)
+    rows = {task: cfg["max_train_examples"] for task, cfg in config["tasks"].items()}  # both below the shipped sizes
+    seeds, epochs = len(config["seeds"]), config["training"]["epochs"]
+    variants = 1 + len(config["strategies"]) * len(config["k"])
+    assert result["cells"] == variants * len(rows) * seeds
+    tokens_per_pass = sum(rows[task] * estimate.GLUE_MEAN_TOKENS[task] for task in rows)
+    assert result["training_tokens"] == variants * seeds * epochs * tokens_per_pass
     # MiniLM: 6 layers of hidden 384; k=2 and k=4 keep 4 and 2 layers
     layer = 12 * 384**2
-    per_task_layers = 6 + 3 * (4 + 2)
-    expected_flops = 6 * 2 * layer * per_task_layers * (800 * 13 + 500 * 53 + 600 * 31)
-    assert result["training_flops"] == pytest.approx(expected_flops)
+    kept_layers = 6 + len(config["strategies"]) * (4 + 2)
+    assert result["training_flops"] == pytest.approx(6 * seeds * epochs * layer * kept_layers * tokens_per_pass)
 
 
 def test_paper_grid_uses_official_glue_sizes_and_scales_with_the_flop_rate():
@@ -40,7 +43,7 @@ def test_paper_grid_uses_official_glue_sizes_and_scales_with_the_flop_rate():
 def test_cli_prints_the_estimate_and_rejects_unknown_gpus(capsys):
     assert estimate.main(["estimate", "--configfile", str(REPO / "config" / "config.yaml"), "--directory", str(REPO)]) == 0
     out = capsys.readouterr().out
-    assert "cells:                21" in out and "GPU-hours (a100)" in out
+    assert "cells:                30" in out and "GPU-hours (a100)" in out  # (1 + 2 x 2) variants x 2 tasks x 3 seeds
     assert estimate.main(["estimate", "--configfile", str(REPO / "config" / "config.yaml"), "--gpu", "k80"]) == 2
     assert "--gpu 'k80' unknown; allowed: a10, a100" in capsys.readouterr().err
 
