@@ -45,9 +45,10 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
     device = pick_device()
     model = AutoModelForSequenceClassification.from_pretrained(finetuned_dir, use_safetensors=True).to(device)
     started = time.perf_counter()
-    scores, chance_levels, distinct, dev_predictions = {}, {}, {}, {}
+    scores, chance_levels, distinct, dev_predictions, dev_rows = {}, {}, {}, {}, {}
     for split_name in spec.dev_splits:
         split = features.load(features.split_path(features_dir, split_name))
+        dev_rows[split_name] = len(split)
         predicted = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{split_name}")
         split_scores = metrics.compute(task, predicted, split.labels)
         dev_predictions[split_name] = (predicted, split.labels)
@@ -61,7 +62,7 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
         "chance": chance_levels,
         "distinct_predictions": distinct,
         "eval_seconds": eval_seconds,
-        "dev_rows": {s: len(features.load(features.split_path(features_dir, s))) for s in spec.dev_splits},
+        "dev_rows": dev_rows,
         "parameters": sum(p.numel() for p in model.parameters()),
         "predictions": dev_predictions,
     }
