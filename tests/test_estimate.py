@@ -34,7 +34,8 @@ def test_paper_grid_uses_official_glue_sizes_and_scales_with_the_flop_rate():
     config = load("paper.yaml")
     slow = estimate.estimate(config, "a100", 0.02)
     fast = estimate.estimate(config, "h100", 0.04)
-    assert slow["cells"] == (3 * (1 + 6 * 3) + 1) * 8  # three pruned models, DistilBERT as baseline only
+    # three pruned models (six strategies x three k, three [CLS] thresholds), DistilBERT as baseline only
+    assert slow["cells"] == (3 * (1 + 6 * 3 + 3) + 1) * 8
     assert slow["training_tokens"] == fast["training_tokens"] > 3 * 392702 * 39  # MNLI alone for one cell
     assert slow["gpu_hours"] == pytest.approx(fast["gpu_hours"] * (989 * 0.04) / (312 * 0.02))
     assert slow["checkpoint_gb"] > 100  # 464 fine-tuned models of up to 110M parameters

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiny import changed, tiny_config, write_config
-from workflow_runner import planned_jobs, snakemake
+from tiny import changed, write_config
+from workflow_runner import finished_tiny_run, planned_jobs, snakemake
 
 from dropbench.job_params import STAGE_VERSIONS
 
@@ -29,11 +29,7 @@ REPORTS = {"aggregate": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_i
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("recompute")
-    config = tiny_config(workdir, strategies=("top",), k=(1,))
-    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
-    write_config(workdir, config)
-    snakemake(workdir, "--cores", "2")
-    return workdir, config
+    return workdir, finished_tiny_run(workdir, strategies=("top",), k=(1,))
 
 
 def plan_with(workdir: Path, config: dict) -> dict:

@@ -37,3 +37,14 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
         if line.strip().startswith("total"):
             break
     return counts
+
+
+def finished_tiny_run(workdir: Path, strategies=("top",), k=(1,)) -> dict:
+    """Run the tiny model (``tiny.tiny_config``) on SST-2 alone through the whole workflow; returns its config."""
+    from tiny import tiny_config, write_config
+
+    config = tiny_config(workdir, strategies=strategies, k=k)
+    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
+    write_config(workdir, config)
+    snakemake(workdir, "--cores", "2")
+    return config

@@ -23,6 +23,7 @@ from dropbench.chance import CHANCE_MARGINS, at_chance
 from dropbench.grid import BASELINE
 from dropbench.paper_score import AVG7_TASKS, avg7_problem, metric_keys, paper_metrics, paper_score
 from dropbench.records import read_cell_metrics
+from dropbench.strategies import cls_threshold_of
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ HAS_RESULT = (OK, DEGENERATE)
 SUMMARY_COLUMNS = [
     *CELL_COLUMNS[:3], "layers_kept", *CELL_COLUMNS[3:], "status", "metric", "value", "chance", "at_chance",
     "parameters", "latency_ms", "throughput", "latency_protocol", "num_layers_pretrained", "dropped_layers",
-    "train_rows", "train_rows_available", "train_subsampled", "train_seconds", "reason",
+    "train_rows", "train_rows_available", "train_subsampled", "train_seconds", "scored_on", "reason",
 ]
 INT_COLUMNS = ["layers_kept", "parameters", "num_layers_pretrained", "train_rows", "train_rows_available"]
 AVERAGE = "average"
@@ -81,6 +82,7 @@ def tidy_rows(record: dict, paper_metric: str, latency: dict | None = None) -> l
         "train_rows_available": record["train_rows_available"],
         "train_subsampled": record["train_rows"] < record["train_rows_available"],
         "train_seconds": record["train_seconds"],
+        "scored_on": record.get("scored_on", ""),
         "reason": "",
     }
     values = {**record["metrics"], "task_score": record["task_score"], "paper_score": paper_score(paper_metric, record["metrics"])}
@@ -169,7 +171,9 @@ def load_summary(
     # A missing cell still knows its depth when another cell of its model has a result.
     depth = summary["model"].map(summary.groupby("model")["num_layers_pretrained"].max())
     summary["num_layers_pretrained"] = summary["num_layers_pretrained"].fillna(depth)
-    summary["layers_kept"] = summary["layers_kept"].fillna(summary["num_layers_pretrained"] - summary["k"])
+    # ([CLS] threshold cells have k = 0 and an unknown depth until they ran.)
+    threshold_cell = summary["strategy"].map(lambda name: cls_threshold_of(name) is not None).astype(bool)
+    summary["layers_kept"] = summary["layers_kept"].fillna((summary["num_layers_pretrained"] - summary["k"]).mask(threshold_cell))
     summary["train_subsampled"] = summary["train_subsampled"].astype("boolean")
     summary["at_chance"] = summary["at_chance"].astype("boolean")
     summary = summary.astype({column: "Int64" for column in INT_COLUMNS})
@@ -383,6 +387,23 @@ def footnotes(tables: list[Table], avg7_reason: str | None) -> list[str]:
     return notes
 
 
+def scoring_footnotes(rows: pd.DataFrame) -> list[str]:
+    """Notes on the [CLS] threshold rows (k decided by the threshold) and on strategies whose layers
+    were scored on a dev split (``scoring.split: dev``), i.e. chosen on the evaluation data."""
+    notes = []
+    names = [s for s in pd.unique(rows["strategy"]) if cls_threshold_of(s) is not None]
+    if names:
+        notes.append(f"{', '.join(names)}: the paper's rule, dropping the layers whose [CLS] vector changes least "
+                     "(cosine similarity before and after the layer above the threshold in thousandths, "
+                     "cls_above_950: 0.95); k = 0 means k follows from the threshold, per task (layers kept: "
+                     "the most over tasks; per cell in results/summary.csv).")
+    on_dev = rows[~rows["scored_on"].fillna("").isin(["", "train"])]
+    if len(on_dev):
+        notes.append(f"scored on dev: {', '.join(pd.unique(on_dev['strategy']))} chose the layers to drop on the dev "
+                     "split it is evaluated on (scoring.split: dev, as in the paper), which leaks the evaluation data.")
+    return notes
+
+
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"layers_kept": "layers kept"})
 
@@ -555,7 +576,7 @@ def aggregate(
         tables = {"scores": scaled(table), "metrics": scaled(metrics_table(rows, model, model_tasks)),
                   "percent": percent_of_full(table, rows, model)}
         avg7_reason = avg7_problem({task: 0.0 for task in model_tasks})
-        lines = footnotes(list(tables.values()), avg7_reason)
+        lines = footnotes(list(tables.values()), avg7_reason) + scoring_footnotes(rows)
         args = (model, (notes or {}).get(model, ""), tables, chance_table(rows, model, model_tasks), lines, missing_count(rows))
         _write(paths["md"], model_tables_markdown(*args))
         _write(paths["tex"], model_tables_latex(*args))

@@ -31,7 +31,10 @@ def _fail(key: str, value, allowed: str) -> None:
 
 
 def data_driven(config: dict) -> list[str]:
-    return [name for name in config["strategies"] if strategies.needs_data(name)]
+    """The strategies of the grid that score layers on task data, [CLS] threshold cells included
+    (``check`` registers those)."""
+    thresholds = [strategies.cls_threshold_name(t) for t in config.get("cls_thresholds", [])]
+    return [name for name in config["strategies"] if strategies.needs_data(name)] + thresholds
 
 
 def unknown_keys(config: dict, schema: dict) -> list[str]:
@@ -87,7 +90,7 @@ def _check_grid(config: dict) -> None:
     for key in ("models", "tasks", "seeds"):
         if not config[key]:
             _fail(key, config[key], f"at least one entry in {key}")
-    for key in ("strategies", "k", "seeds", "custom_strategies"):
+    for key in ("strategies", "k", "seeds", "custom_strategies", "cls_thresholds"):
         _check_unique(key, config.get(key, []))
     for seed in config["seeds"]:
         if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
@@ -98,8 +101,16 @@ def _check_grid(config: dict) -> None:
     for name in config["strategies"]:
         if name == BASELINE:
             _fail("strategies", name, f"the baseline {BASELINE!r} is always run; list only strategies that drop layers")
+        threshold = strategies.cls_threshold_of(name)
+        if threshold is not None:
+            _fail("strategies", name, f"strategies of fixed k; [CLS] threshold cells come from 'cls_thresholds: [{threshold}]'")
         if name not in strategies.available():
             _fail("strategies", name, ", ".join(strategies.available()))
+    for threshold in config.get("cls_thresholds", []):
+        try:
+            strategies.register_cls_thresholds([threshold])
+        except ValueError as err:
+            raise ConfigError(f"config key 'cls_thresholds': {err}") from None
     pruned_models = [m for m, cfg in config["models"].items() if cfg.get("prune", True)]
     if pruned_models and not config["strategies"]:
         _fail("strategies", config["strategies"], f"at least one strategy, since {pruned_models} have prune: true")

@@ -91,7 +91,7 @@ def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> d
     largest_params = 0
     for cell in cells:
         layers, hidden, vocab = shapes[cell.model]
-        kept = layers - cell.k
+        kept = layers - cell.k  # [CLS] threshold cells (k = 0, k decided later): counted at full depth, an upper bound
         cell_tokens = rows[cell.task] * epochs * min(GLUE_MEAN_TOKENS.get(cell.task, 64), training.get("max_length", 128))
         params = kept * 12 * hidden**2 + vocab * hidden
         tokens += cell_tokens

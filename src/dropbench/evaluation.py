@@ -110,6 +110,8 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "primary_metric": glue.get_task(cell["task"]).primary_metric,
         "dropped_layers": pruned["dropped"],
         "kept_layers": pruned["kept"],
+        # data-driven strategies: the split their layer scores came from; the [CLS] rule: its threshold
+        **{key: pruned[key] for key in ("scored_on", "threshold") if key in pruned},
         "num_layers_pretrained": pruned["num_layers_before"],
         "num_layers": pruned["num_layers_after"],
         "parameters": result["parameters"],

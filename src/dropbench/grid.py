@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dropbench import strategies
+
 BASELINE = "none"
 
 
@@ -43,6 +45,12 @@ def ks_for(model_cfg: dict, config: dict) -> list[int]:
     return list(model_cfg.get("k", config["k"]))
 
 
+def threshold_variants(config: dict) -> list[tuple[str, int]]:
+    """One (strategy, k) per ``cls_thresholds`` entry: ``cls_above_<thousandths>`` at k = 0, "k decided
+    by the threshold" (the layer scores that decide it exist only after the prune job)."""
+    return [(strategies.cls_threshold_name(t), 0) for t in config.get("cls_thresholds", [])]
+
+
 def cells(config: dict) -> list[Cell]:
     """Every cell named by the config, sorted; one baseline per (model, task, seed)."""
     out = []
@@ -50,6 +58,7 @@ def cells(config: dict) -> list[Cell]:
         variants = [(BASELINE, 0)]
         if prunes(model_cfg):
             variants += [(s, k) for s in config["strategies"] for k in ks_for(model_cfg, config)]
+            variants += threshold_variants(config)
         for task in config["tasks"]:
             for seed in config["seeds"]:
                 out += [Cell(model, strategy, k, task, seed) for strategy, k in variants]

@@ -63,7 +63,9 @@ def prune_params(strategy: str, k: int, depth: int | None, scoring: dict) -> dic
     change that changes the list re-runs exactly its cells); a data-driven one's scoring settings."""
     params = {"strategy": strategy, "k": k, "version": STAGE_VERSIONS["prune"]}
     if strategies.needs_data(strategy):
-        return {**params, "scoring": dict(scoring), "code": strategy_code_hash(strategy)}
+        # The default split is left out, so that cells planned before ``scoring.split`` existed keep their params.
+        scoring = {key: value for key, value in scoring.items() if (key, value) != ("split", "train")}
+        return {**params, "scoring": scoring, "code": strategy_code_hash(strategy)}
     context = {"seed": scoring["seed"]}
     if depth is None:  # a hub source without num_layers: the list is known only after download
         return {**params, "seed": scoring["seed"], "code": strategy_code_hash(strategy)}

@@ -21,6 +21,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from dropbench.aggregate import AVERAGE, DEGENERATE, MISSING, OK, cell_means  # noqa: E402
 from dropbench.grid import BASELINE  # noqa: E402
+from dropbench.strategies import cls_threshold_of  # noqa: E402
 
 DEFAULT_STYLE = {"style": "default", "dpi": 150, "panel_width": 4.0, "panel_height": 3.4, "font_size": 9}
 LINESTYLES = ["-", "--", ":", "-."]
@@ -83,6 +84,18 @@ def _panels(count: int, style: dict, max_columns: int = 4):
     return fig, list(axes.flat[:count])
 
 
+def threshold_cells_at_their_k(data: pd.DataFrame) -> pd.DataFrame:
+    """[CLS] threshold cells (k = 0 in the grid) placed at the number of layers they dropped: the model's
+    unpruned depth minus their layers kept (in the average panel, the most layers kept over tasks).
+    Cells without a result stay at 0."""
+    threshold = data["strategy"].map(lambda name: cls_threshold_of(name) is not None).astype(bool)
+    if not threshold.any():
+        return data
+    depth = data["model"].map(data[data["strategy"] == BASELINE].groupby("model")["layers_kept"].max())
+    dropped = (depth - data["layers_kept"]).astype("Float64")
+    return data.assign(k=data["k"].astype("Float64").mask(threshold & dropped.notna(), dropped).astype("int64"))
+
+
 def score_vs_dropped(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
     """One panel per task (and their average, if several), one line per (model, strategy): score x 100 against k.
 
@@ -91,7 +104,7 @@ def score_vs_dropped(means: pd.DataFrame, reference_models: Iterable[str], style
     """
     reference_models = set(reference_models)
     data = with_average(means) if means["task"].nunique() > 1 else means
-    data = data.assign(value=100 * data["value"])
+    data = threshold_cells_at_their_k(data.assign(value=100 * data["value"]))
     tasks = list(pd.unique(data["task"]))
     pruned = data[~data["model"].isin(reference_models)]
     strategies = [s for s in pd.unique(pruned["strategy"]) if s != BASELINE]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
-from dropbench import architectures, features, layer_drop, layer_scores, strategies
+from dropbench import architectures, features, glue, layer_drop, layer_scores, strategies
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +31,36 @@ _NOT_COPIED_NAMES = {
 }
 
 
-def scoring_batches(features_dir: str | Path, sample_size: int, seed: int, batch_size: int, pad_id: int) -> list[dict]:
-    """A seeded sample of the task's training inputs, batched, labels left out."""
-    train = features.load(features.split_path(features_dir, "train"))
+def scoring_split(task: str, split: str) -> str:
+    """The features split that ``scoring.split`` names: ``train``, or ``dev``: the task's first dev split
+    (MNLI: validation_matched)."""
+    if split not in ("train", "dev"):
+        raise ValueError(f"config key 'scoring.split': bad value {split!r}; allowed: train, dev")
+    return glue.TRAIN if split == "train" else glue.get_task(task).dev_splits[0]
+
+
+def scoring_batches(features_dir: str | Path, sample_size: int, seed: int, batch_size: int, pad_id: int,
+                    split: str = "train") -> list[dict]:
+    """A seeded sample of the inputs of one features split (the task's training inputs by default),
+    batched, labels left out."""
+    rows = features.load(features.split_path(features_dir, split))
     rng = np.random.default_rng(seed)
-    picked = np.sort(rng.choice(len(train), size=min(sample_size, len(train)), replace=False))
+    picked = np.sort(rng.choice(len(rows), size=min(sample_size, len(rows)), replace=False))
     batches = []
     for start in range(0, len(picked), batch_size):
-        batch = train.batch(picked[start : start + batch_size], pad_id)
+        batch = rows.batch(picked[start : start + batch_size], pad_id)
         batch.pop("labels")
         batches.append(batch)
     return batches
 
 
-def check_k(model: str, pretrained_dir: str | Path, k: int) -> int:
-    """k against the downloaded model's depth, known only now for hub and split-package sources."""
+def check_k(model: str, pretrained_dir: str | Path, k: int, strategy: str | None = None) -> int:
+    """k against the downloaded model's depth, known only now for hub and split-package sources.
+    A strategy that decides k itself (the [CLS] threshold rule) has k = 0."""
     depth = architectures.depth_from_config_dict(json.loads((Path(pretrained_dir) / "config.json").read_text()))
-    if not 0 < k < depth:
+    if strategy is not None and strategies.decides_k(strategy):
+        strategies.validate(strategy, depth, k)
+    elif not 0 < k < depth:
         raise ValueError(
             f"config key 'k' (or 'models.{model}.k'): bad value {k}; allowed: 1..{depth - 1} "
             f"(model {model!r} has {depth} layers)"
@@ -70,16 +83,20 @@ def prune_step(
     ``model`` in pruning.json, so readers need not parse the directory name.
     ``expected_dropped``: the list the workflow resolved while planning (data-free strategies);
     the job refuses to write a model that drops other layers than its params say."""
-    depth = check_k(model, pretrained_dir, k)
+    depth = check_k(model, pretrained_dir, k, strategy)
     context = {"seed": scoring["seed"]}
     if strategies.needs_data(strategy):
         if features_dir is None:
             raise ValueError(f"strategy {strategy!r} scores layers on task data, but no task features were given")
+        split = scoring_split(scope, scoring.get("split", "train"))
         encoder = AutoModel.from_pretrained(pretrained_dir, use_safetensors=True, trust_remote_code=False)
-        batches = scoring_batches(features_dir, scoring["sample_size"], scoring["seed"], scoring["batch_size"], encoder.config.pad_token_id or 0)
+        batches = scoring_batches(features_dir, scoring["sample_size"], scoring["seed"], scoring["batch_size"],
+                                  encoder.config.pad_token_id or 0, split)
         with torch.inference_mode():
-            context["similarity"] = layer_scores.hidden_similarity(encoder, batches)
-        log.info("scored layers on %d examples from %s", sum(len(b["input_ids"]) for b in batches), features_dir)
+            similarities = layer_scores.layer_similarities(encoder, batches)
+        context.update(similarity=similarities["all_tokens"], cls_similarity=similarities["cls"], scored_on=split)
+        log.info("scored layers on %d examples of the %s split of %s", sum(len(b["input_ids"]) for b in batches),
+                 split, features_dir)
     if expected_dropped is not None:
         found = strategies.layers_to_drop(strategy, depth, k, context)
         if found != list(expected_dropped):
@@ -95,8 +112,10 @@ def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | No
     """Drop ``k`` layers chosen by ``strategy`` from the model in ``src_dir``; write it to ``out_dir``.
 
     ``context`` goes to the strategy (data-driven strategies need
-    ``context["similarity"]`` from ``layer_scores.hidden_similarity`` on the
-    unpruned model). ``identity`` (the workflow's model name and scope) heads the info.
+    ``context["similarity"]`` and ``context["cls_similarity"]`` from ``layer_scores.layer_similarities``
+    on the unpruned model; ``context["scored_on"]`` names the split they were measured on).
+    ``identity`` (the workflow's model name and scope) heads the info. A strategy that decides k itself
+    is called with k = 0, and the info's ``k`` is the number of layers it dropped.
     Returns the info also written to ``out_dir/pruning.json``.
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
@@ -110,7 +129,7 @@ def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | No
     info = {
         **(identity or {}),
         "strategy": strategy,
-        "k": k,
+        "k": len(dropped),
         "model_type": model.config.model_type,
         "num_layers_before": before,
         "num_layers_after": layer_drop.num_layers(model.config),
@@ -119,8 +138,10 @@ def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | No
         "params_before": params_before,
         "params_after": _param_count(model),
         "seed": context.get("seed"),
-        "scores": layer_scores.per_layer_contribution(context["similarity"]) if context.get("similarity") is not None else None,
+        "scores": None,
     }
+    if context.get("similarity") is not None:
+        info.update(_score_record(strategy, context))
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Build in a temp dir beside out_dir and rename, so a crash never leaves a
@@ -138,6 +159,24 @@ def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | No
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     return info
+
+
+def _score_record(strategy: str, context: dict) -> dict:
+    """``scores``: the per-layer scores the strategy's choice rests on (the [CLS] similarity for the
+    threshold rule, else the all-token one; ``score_kind`` says which); ``cls_scores``: the [CLS]
+    similarity of each layer; ``scored_on``: the split they were measured on; ``threshold`` for the
+    [CLS] threshold rule."""
+    cls_scores = layer_scores.per_layer_contribution(context["cls_similarity"]) if context.get("cls_similarity") is not None else None
+    threshold = strategies.cls_threshold_of(strategy)
+    record = {
+        "scores": cls_scores if threshold is not None else layer_scores.per_layer_contribution(context["similarity"]),
+        "score_kind": "cls" if threshold is not None else "all_tokens",
+        "cls_scores": cls_scores,
+        "scored_on": context.get("scored_on", "train"),
+    }
+    if threshold is not None:
+        record["threshold"] = threshold
+    return record
 
 
 def _copy_tokenizer_files(src_dir: Path, dst_dir: Path) -> None:

@@ -22,6 +22,10 @@ Adding a strategy takes one function and one config line:
 
 ``layers_to_drop`` validates every result, so a strategy only has to return
 ``k`` distinct in-range indices, in any order.
+
+A strategy registered with ``decides_k=True`` chooses how many layers to drop itself: its cells have
+k = 0 ("decided by the strategy") and it may return any number of layers but all. The paper's
+[CLS]-threshold rule is such a family, ``cls_above_<thousandths>`` (``register_cls_thresholds``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ StrategyFn = Callable[[int, int, dict], Iterable[int]]
 class _Strategy:
     fn: StrategyFn
     needs_data: bool
+    decides_k: bool = False
 
 
 _REGISTRY: dict[str, _Strategy] = {}
@@ -59,13 +64,13 @@ def register(name: str, needs_data: bool = False) -> Callable[[StrategyFn], Stra
     return decorator
 
 
-def _add(name: str, fn: StrategyFn, needs_data: bool) -> None:
+def _add(name: str, fn: StrategyFn, needs_data: bool, decides_k: bool = False) -> None:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"strategy name must be a Python identifier, got {name!r}")
     existing = _REGISTRY.get(name)
     if existing is not None and existing.fn is not fn:
         raise ValueError(f"strategy {name!r} is already registered (by {existing.fn.__module__}.{existing.fn.__qualname__})")
-    _REGISTRY[name] = _Strategy(fn, needs_data)
+    _REGISTRY[name] = _Strategy(fn, needs_data, decides_k)
 
 
 def available() -> list[str]:
@@ -83,16 +88,25 @@ def needs_data(name: str) -> bool:
     return _get(name).needs_data
 
 
+def decides_k(name: str) -> bool:
+    """True when the strategy chooses the number of layers itself (its cells have k = 0)."""
+    return _get(name).decides_k
+
+
 def function(name: str) -> StrategyFn:
     return _get(name).fn
 
 
 def validate(name: str, num_layers: int | None = None, k: int | None = None) -> None:
     """Cheap check of a (strategy, k) request; ``num_layers`` may be unknown yet."""
-    _get(name)
+    strategy = _get(name)
     if num_layers is not None and (not _is_int(num_layers) or num_layers < 2):
         raise ValueError(f"num_layers must be an integer >= 2 (need a layer to keep after dropping one), got {num_layers!r}")
     if k is None:
+        return
+    if strategy.decides_k:
+        if k != 0:
+            raise ValueError(f"strategy {name!r} decides how many layers to drop: its k must be 0, got {k!r}")
         return
     if not _is_int(k):
         raise ValueError(f"k must be an integer, got {k!r}")
@@ -108,14 +122,17 @@ def layers_to_drop(name: str, num_layers: int, k: int, context: dict | None = No
     validate(name, num_layers, k)
     strategy = _get(name)
     context = dict(context or {})
-    if strategy.needs_data and context.get("similarity") is None:
-        raise ValueError(f"strategy {name!r} is data-driven: pass context['similarity'] (see dropbench.layer_scores)")
+    if strategy.needs_data and context.get("similarity") is None and context.get("cls_similarity") is None:
+        raise ValueError(f"strategy {name!r} is data-driven: pass context['similarity'] and context['cls_similarity'] "
+                         "(see dropbench.layer_scores)")
     raw = list(strategy.fn(num_layers, k, context))
     drop = sorted(set(raw))
-    if len(raw) != k or len(drop) != k or not all(_is_int(i) and 0 <= i < num_layers for i in drop):
+    count_ok = len(drop) < num_layers if strategy.decides_k else len(drop) == k
+    if len(raw) != len(drop) or not count_ok or not all(_is_int(i) and 0 <= i < num_layers for i in drop):
+        expected = f"at most {num_layers - 1}" if strategy.decides_k else f"{k}"
         raise ValueError(
             f"strategy {name!r} returned {raw!r} for num_layers={num_layers}, k={k}; "
-            f"expected {k} distinct integers in 0..{num_layers - 1}"
+            f"expected {expected} distinct integers in 0..{num_layers - 1}"
         )
     return [int(i) for i in drop]
 
@@ -169,11 +186,13 @@ def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _similarity(context: dict, num_layers: int) -> np.ndarray:
-    sim = np.asarray(context["similarity"], dtype=float)
+def _similarity(context: dict, num_layers: int, key: str = "similarity") -> np.ndarray:
+    if context.get(key) is None:
+        raise ValueError(f"this strategy needs context[{key!r}] (see dropbench.layer_scores)")
+    sim = np.asarray(context[key], dtype=float)
     if sim.shape != (num_layers + 1, num_layers + 1):
         raise ValueError(
-            f"context['similarity'] has shape {sim.shape}; expected ({num_layers + 1}, {num_layers + 1}) "
+            f"context[{key!r}] has shape {sim.shape}; expected ({num_layers + 1}, {num_layers + 1}) "
             f"for a {num_layers}-layer model (depth 0 = embeddings)"
         )
     return sim
@@ -246,3 +265,58 @@ def random(num_layers, k, context):
     if not _is_int(seed):
         raise ValueError(f"context['seed'] must be an integer, got {seed!r}")
     return _random.Random(int(seed)).sample(range(num_layers), k)
+
+
+# ------------------------------------------------- the paper's [CLS] threshold rule
+
+CLS_THRESHOLD_PREFIX = "cls_above_"
+
+
+def cls_threshold_name(threshold: float) -> str:
+    """The strategy of one threshold, named by it in thousandths: 0.95 -> ``cls_above_950``."""
+    thousandths = round(threshold * 1000) if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) else None
+    if thousandths is None or not 0 < thousandths < 1000 or abs(thousandths - threshold * 1000) > 1e-6:
+        raise ValueError(f"[CLS] threshold {threshold!r}: allowed numbers 0 < t < 1 with at most 3 decimals (e.g. 0.95, 0.925)")
+    return f"{CLS_THRESHOLD_PREFIX}{thousandths:03d}"
+
+
+def cls_threshold_of(name: str) -> float | None:
+    """The threshold of a ``cls_above_<thousandths>`` name (``cls_above_950`` -> 0.95), else None."""
+    if not isinstance(name, str) or not name.startswith(CLS_THRESHOLD_PREFIX):
+        return None
+    digits = name.removeprefix(CLS_THRESHOLD_PREFIX)
+    if len(digits) != 3 or not digits.isdigit() or digits == "000":
+        return None
+    return int(digits) / 1000
+
+
+def select_above_threshold(scores: Iterable[float], threshold: float) -> list[int]:
+    """The layers whose score (similarity of the [CLS] vector before and after the layer) is strictly
+    above ``threshold``. When every layer is, the one with the lowest score (the layer that changes
+    [CLS] most; on a tie the lower layer) is kept, so a model always keeps a layer."""
+    scores = [float(s) for s in scores]
+    drop = [layer for layer, score in enumerate(scores) if score > threshold]
+    if len(drop) == len(scores):
+        drop.remove(min(range(len(scores)), key=lambda layer: (scores[layer], layer)))
+    return drop
+
+
+def register_cls_thresholds(thresholds: Iterable[float]) -> list[str]:
+    """Register ``cls_above_<t>`` for each threshold (data-driven, deciding k); returns the names."""
+    names = []
+    for threshold in thresholds:
+        name = cls_threshold_name(threshold)
+        if name not in _REGISTRY:
+            _add(name, _cls_threshold_strategy(threshold), needs_data=True, decides_k=True)
+        names.append(name)
+    return names
+
+
+def _cls_threshold_strategy(threshold: float) -> StrategyFn:
+    def cls_above(num_layers, k, context):
+        """Layers whose [CLS] similarity (context['cls_similarity'][l][l+1]) is above the threshold."""
+        sim = _similarity(context, num_layers, key="cls_similarity")
+        return select_above_threshold([sim[l, l + 1] for l in range(num_layers)], threshold)
+
+    cls_above.__qualname__ = cls_threshold_name(threshold)
+    return cls_above

@@ -10,6 +10,7 @@ cells = cells_below(snakemake.config, wildcards.model, task, wildcards.strategy,
 with log_to(snakemake.log[0]), stage_failure_record(cells, "prune"):
     set_threads(snakemake.threads)
     strategies.load_user_strategies(snakemake.config["custom_strategies"])
+    strategies.register_cls_thresholds(snakemake.config["cls_thresholds"])
     prune_step(
         model=wildcards.model,
         pretrained_dir=snakemake.input.model,
