@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,21 +30,31 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def write_probe_wheel(folder: Path) -> Path:
+    """A minimal valid pure-Python wheel, standing in for the Snakemake wheels the device lacks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = "gpu_probe-1.0.dist-info"
+    files = {"gpu_probe.py": "VALUE = 1\n", f"{info}/METADATA": "Metadata-Version: 2.1\nName: gpu_probe\nVersion: 1.0\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"])
+    wheel = folder / "gpu_probe-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu_parts")
     model = build_tiny_bert(root / "staged" / "tiny")
-    manifest = gpu_parts.make_parts({"tiny": model}, root / ".gpu_parts", PART_BYTES)
+    wheel = write_probe_wheel(root / "wheels")
+    manifest = gpu_parts.make_parts({"tiny": model}, root / ".gpu_parts", PART_BYTES, wheels=wheel.parent)
     return root, model, manifest
 
 
 def test_parts_fit_the_limit_and_reassemble_to_the_same_files(parts, tmp_path):
-    _, model, _ = parts
-    root = tmp_path / "with_wheels"
-    wheels = root / "wheels"
-    wheels.mkdir(parents=True)
-    (wheels / "example-1.0-py3-none-any.whl").write_bytes(os.urandom(3000))
-    manifest = gpu_parts.make_parts({"tiny": model}, root / ".gpu_parts", PART_BYTES, wheels=wheels)
+    root, model, manifest = parts
     assert len(manifest["parts"]) >= 3
     assert all(part["size"] <= PART_BYTES for part in manifest["parts"])
     assert sum(part["size"] for part in manifest["parts"]) == manifest["size"]
@@ -60,7 +71,7 @@ def test_parts_fit_the_limit_and_reassemble_to_the_same_files(parts, tmp_path):
     gpu_parts.assemble(root / ".gpu_parts", tmp_path / "payload")
     for name in ("model.safetensors", "config.json", "vocab.txt"):
         assert sha256(tmp_path / "payload" / "models" / "tiny" / name) == sha256(model / name)
-    assert sha256(tmp_path / "payload" / "wheels" / "example-1.0-py3-none-any.whl") == sha256(root / "wheels" / "example-1.0-py3-none-any.whl")
+    assert sha256(tmp_path / "payload" / "wheels" / "gpu_probe-1.0-py3-none-any.whl") == sha256(root / "wheels" / "gpu_probe-1.0-py3-none-any.whl")
 
 
 def test_check_part_names_a_missing_or_altered_part(parts, tmp_path):
@@ -147,6 +158,7 @@ def test_rehearsal_stages_runs_and_fills_out_within_its_limits(parts, tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "payload sha256" in output and "files ok" in output
+    assert (workdir / "site" / "gpu_probe.py").is_file()  # the carried wheels were installed, offline
 
     files = gpu_parts.check_out(out)
     assert {p.name for p in files} == {"offline12_gpu_results.tar.gz", "offline12_gpu_logs.tar.gz", "run.json", "hardware.txt"}

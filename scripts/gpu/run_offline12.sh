@@ -51,11 +51,25 @@ if ! "$PY" "$REPO/scripts/gpu/gpu_parts.py" assemble --parts "$PARTS" --dest "$P
   exit 3
 fi
 
-# 2. the environment
+# 2. the environment. transformers and huggingface_hub at this repository's pins go into $SITE/pins,
+# used only if they import with the device's torch and tokenizers (else the device's own are used).
 if [ -d "$PAYLOAD/wheels" ] && [ ! -f "$SITE/.installed" ]; then
   say "installing $(ls "$PAYLOAD"/wheels/*.whl | wc -l) carried wheels into $SITE (no index, no dependencies)"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    "$PAYLOAD"/wheels/*.whl && touch "$SITE/.installed"
+  shopt -s nullglob
+  pinned=("$PAYLOAD"/wheels/transformers-*.whl "$PAYLOAD"/wheels/huggingface_hub-*.whl)
+  others=()
+  for wheel in "$PAYLOAD"/wheels/*.whl; do
+    case " ${pinned[*]} " in *" $wheel "*) ;; *) others+=("$wheel") ;; esac
+  done
+  shopt -u nullglob
+  pip_install() { "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$@"; }
+  { [ ${#others[@]} = 0 ] || pip_install "$SITE" "${others[@]}"; } &&
+    { [ ${#pinned[@]} = 0 ] || pip_install "$SITE/pins" "${pinned[@]}"; } && touch "$SITE/.installed"
+fi
+if [ -d "$SITE/pins" ] && PYTHONPATH=$SITE/pins:$PYTHONPATH "$PY" -c "import transformers, huggingface_hub" 2>/dev/null; then
+  export PYTHONPATH=$SITE/pins:$PYTHONPATH
+elif [ -d "$SITE/pins" ]; then
+  say "the carried transformers/huggingface_hub do not import here; using the device's own (see hardware.txt)"
 fi
 if ! "$PY" -c "import snakemake, torch, transformers, dropbench" 2>"$RUN_DIR/import_error.txt"; then
   cat "$RUN_DIR/import_error.txt"
