@@ -87,6 +87,22 @@ def test_check_part_names_a_missing_or_altered_part(parts, tmp_path):
         gpu_parts.check_part(carried, 99)
 
 
+def test_the_command_lines_print_the_call_plan_and_check_a_carried_part(parts, tmp_path):
+    root, model, _ = parts
+    script = [sys.executable, str(REPO / "scripts" / "gpu" / "gpu_parts.py")]
+    made = subprocess.run([*script, "make", "--model", f"tiny={model}", "--out", str(tmp_path / ".gpu_parts"),
+                           "--part-bytes", str(PART_BYTES)], capture_output=True, text=True, check=True).stdout
+    count = len(json.loads((tmp_path / ".gpu_parts" / "manifest.json").read_text())["parts"])
+    assert f"in {count} parts" in made and f"call {count}: carry" in made and "run_offline12.sh" in made
+    checked = subprocess.run([*script, "check-part", "2", "--parts", str(tmp_path / ".gpu_parts")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stdout.startswith(f"part part-002 (2 of {count}) ok")
+    (tmp_path / ".gpu_parts" / "part-002").write_bytes(b"not the part")
+    refused = subprocess.run([*script, "check-part", "2", "--parts", str(tmp_path / ".gpu_parts")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "part part-002 has 12 bytes, the manifest says" in refused.stderr
+
+
 def run_script(workdir: Path, out: Path, config: Path, budget: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OUT": str(out), "GPU_WORKDIR": str(workdir), "GPU_CONFIG": str(config),
            "GPU_ALLOW_CPU": "1", "GPU_PYTHON": sys.executable, "GPU_CORES": "2", "GPU_BUDGET_S": str(budget),
