@@ -17,7 +17,7 @@
 #    (nvidia-smi) and wall times into $OUT and checks its limits (8 files, 16 MiB each).
 # Run again on the same warm machine to resume: finished jobs are kept, the payload is not unpacked twice.
 #
-# Settings (environment): GPU_BUDGET_S (seconds for the whole command, default 420), GPU_CONFIG,
+# Settings (environment): GPU_BUDGET_S (seconds for the whole command, default 450), GPU_CONFIG,
 # GPU_WORKDIR (Snakemake's work directory, default the repository), GPU_PARTS, GPU_PAYLOAD, GPU_CORES
 # (default nproc), DROPBENCH_JOBS_PER_GPU (default 8), GPU_ALLOW_CPU=1 (rehearse on a machine without
 # CUDA), GPU_PYTHON (default python3), GPU_SITE (where carried wheels are installed, default
@@ -27,7 +27,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${OUT:?set OUT to the folder whose files come back}"
 START=$(date +%s)
-BUDGET=${GPU_BUDGET_S:-420}
+BUDGET=${GPU_BUDGET_S:-450}
 WORKDIR=$(cd "${GPU_WORKDIR:-$REPO}" && pwd)
 CONFIG=${GPU_CONFIG:-$REPO/config/offline12_gpu.yaml}
 PARTS=${GPU_PARTS:-$WORKDIR/.gpu_parts}
@@ -113,7 +113,7 @@ phase() {  # phase NAME SECONDS ARGS...: one Snakemake run killed after SECONDS;
   return "$rc"
 }
 : >"$RUN_DIR/phases.txt"
-LATENCY_S=${GPU_LATENCY_S:-150}
+LATENCY_S=${GPU_LATENCY_S:-180}
 REPORT_S=${GPU_REPORT_S:-60}
 phase train $(( $(left) - LATENCY_S - REPORT_S )) --until evaluate; train=$?
 phase latency $(( $(left) - REPORT_S )) --until measure_latency; latency=$?
