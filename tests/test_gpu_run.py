@@ -103,10 +103,12 @@ def test_the_command_lines_print_the_call_plan_and_check_a_carried_part(parts, t
     assert refused.returncode == 2 and "part part-002 has 12 bytes, the manifest says" in refused.stderr
 
 
-def run_script(workdir: Path, out: Path, config: Path, budget: int = 300) -> subprocess.CompletedProcess:
+def run_script(workdir: Path, out: Path, config: Path, budget: int = 1200) -> subprocess.CompletedProcess:
+    # A budget far above the ~1 minute the tiny run needs: on a shared, loaded machine a phase cut short
+    # would still report (partially), but the test asserts the complete path.
     env = {**os.environ, "OUT": str(out), "GPU_WORKDIR": str(workdir), "GPU_CONFIG": str(config),
            "GPU_ALLOW_CPU": "1", "GPU_PYTHON": sys.executable, "GPU_CORES": "2", "GPU_BUDGET_S": str(budget),
-           "GPU_LATENCY_S": "60", "GPU_REPORT_S": "90", "GPU_SITE": str(workdir / "site"), "DROPBENCH_GPU_COUNT": "0", "DROPBENCH_JOBS_PER_GPU": "1"}
+           "GPU_SITE": str(workdir / "site"), "DROPBENCH_GPU_COUNT": "0", "DROPBENCH_JOBS_PER_GPU": "1"}
     return subprocess.run(["bash", str(RUN)], capture_output=True, text=True, env=env, cwd=REPO)
 
 
@@ -175,6 +177,7 @@ def test_rehearsal_stages_runs_and_fills_out_within_its_limits(parts, tmp_path):
     assert result.returncode == 0, output
     assert "payload sha256" in output and "files ok" in output
     assert (workdir / "site" / "gpu_probe.py").is_file()  # the carried wheels were installed, offline
+    assert "1 architectures to time; the latency phase keeps 25s" in output
 
     files = gpu_parts.check_out(out)
     assert {p.name for p in files} == {"offline12_gpu_results.tar.gz", "offline12_gpu_logs.tar.gz", "run.json", "hardware.txt"}

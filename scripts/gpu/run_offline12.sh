@@ -17,7 +17,8 @@
 #    (nvidia-smi) and wall times into $OUT and checks its limits (8 files, 16 MiB each).
 # Run again on the same warm machine to resume: finished jobs are kept, the payload is not unpacked twice.
 #
-# Settings (environment): GPU_BUDGET_S (seconds for the whole command, default 450), GPU_CONFIG,
+# Settings (environment): GPU_BUDGET_S (seconds for the whole command, default 450), GPU_LATENCY_S and
+# GPU_REPORT_S (seconds kept for those phases; default 5 s per architecture to time + 20, and 60), GPU_CONFIG,
 # GPU_WORKDIR (Snakemake's work directory, default the repository), GPU_PARTS, GPU_PAYLOAD, GPU_CORES
 # (default nproc), DROPBENCH_JOBS_PER_GPU (default 8), GPU_ALLOW_CPU=1 (rehearse on a machine without
 # CUDA), GPU_PYTHON (default python3), GPU_SITE (where carried wheels are installed, default
@@ -113,7 +114,11 @@ phase() {  # phase NAME SECONDS ARGS...: one Snakemake run killed after SECONDS;
   return "$rc"
 }
 : >"$RUN_DIR/phases.txt"
-LATENCY_S=${GPU_LATENCY_S:-180}
+# The latency phase keeps ~5 s per architecture still to be timed (start-up bound) unless GPU_LATENCY_S
+# says otherwise: 180 s on a first run, little on a retry that only has cells left to train.
+pending=$("${SNAKEMAKE[@]}" -n --until measure_latency 2>&1 | awk '$1 == "measure_latency" {print $2; exit}')
+LATENCY_S=${GPU_LATENCY_S:-$(( ${pending:-0} * 5 + 20 ))}
+say "${pending:-0} architectures to time; the latency phase keeps ${LATENCY_S}s"
 REPORT_S=${GPU_REPORT_S:-60}
 phase train $(( $(left) - LATENCY_S - REPORT_S )) --until evaluate; train=$?
 phase latency $(( $(left) - REPORT_S )) --until measure_latency; latency=$?
