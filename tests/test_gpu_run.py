@@ -64,6 +64,8 @@ def test_parts_fit_the_limit_and_reassemble_to_the_same_files(parts, tmp_path):
     tree = gpu_parts.tree_bytes()
     real_part = gpu_parts.part_size_for(tree)
     assert tree + real_part + (root / ".gpu_parts" / "manifest.json").stat().st_size < 64 * 2**20
+    again = gpu_parts.make_parts({"tiny": model}, tmp_path / "again", PART_BYTES, wheels=root / "wheels")
+    assert again["sha256"] == manifest["sha256"]  # the same files make the same parts
     plan = gpu_parts.call_plan(manifest)
     assert len(plan) == len(manifest["parts"])
     assert "check-part 1" in plan[0] and plan[-1].endswith("bash scripts/gpu/run_offline12.sh")

@@ -16,6 +16,7 @@ Every check fails with a message naming the part or file, the expected and the a
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import io
 import json
@@ -133,7 +134,10 @@ def make_parts(models: dict[str, Path], out_dir: Path, part_bytes: int, wheels: 
     with atomic_dir(out_dir) as tmp:
         writer = _PartWriter(tmp, part_bytes)
         # compresslevel 1: fp32 weights shrink by ~7% at any level, and level 1 is fast to pack and unpack.
-        with tarfile.open(fileobj=writer, mode="w:gz", compresslevel=1, format=tarfile.PAX_FORMAT) as tar:
+        # mtime 0 here and in every member: the same files give the same parts, so parts already carried
+        # stay valid when the parts are made again.
+        with gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=writer, mtime=0) as compressed, \
+                tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for arcname, path in entries:
                 info = tar.gettarinfo(str(path), arcname=arcname)
                 info.uid = info.gid = 0
