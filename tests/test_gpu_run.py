@@ -191,7 +191,7 @@ def test_rehearsal_stages_runs_and_fills_out_within_its_limits(parts, tmp_path):
         names = set(tar.getnames())
     for expected in ("results/summary.csv", "results/stats.csv", "reports/paper_comparison.md",
                      "reports/figures/score_vs_dropped.png", "results/cells/tiny/none-k0/sst2/seed1/metrics.json",
-                     "run/hardware.txt", "run/run.json"):
+                     "run/hardware.txt", "run/run.json", "run/runs.jsonl"):
         assert expected in names, sorted(names)
     assert not any(name.endswith(".safetensors") for name in names)
 

@@ -143,6 +143,8 @@ record = {
     "complete": all(int(rc) == 0 for _, rc, _ in phases),
 }
 (run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+with open(run_dir / "runs.jsonl", "a") as runs:  # every command on this machine, a retry after the first
+    runs.write(json.dumps(record) + "\n")
 print(json.dumps(record))
 EOF
 "$PY" "$REPO/scripts/gpu/gpu_parts.py" pack --workdir "$WORKDIR" --out "$OUT" --run-dir "$RUN_DIR" || exit 5
