@@ -24,14 +24,22 @@ def ours_frame(rows):
     return pd.DataFrame(rows, columns=["model", "strategy", "k", "task", "seed", "value"])
 
 
-PAPER = pd.DataFrame(
+def paper_frame(rows):
+    return pd.DataFrame(rows, columns=["model", "strategy", "k", "task", "score", "kind", "source", "exact"])
+
+
+PAPER = paper_frame(
     [
         ("bert-base-uncased", "none", 0, "sst2", 92.0, "task", "T1", "yes"),
         ("bert-base-uncased", "top", 2, "sst2", 90.0, "task", "T1", "yes"),
         ("xlnet-base-cased", "none", 0, "sst2", 94.0, "task", "T1", "yes"),
         ("xlnet-base-cased", "top", 2, "sst2", 94.0, "task", "T1", "yes"),
-    ],
-    columns=["model", "strategy", "k", "task", "score", "kind", "source", "exact"],
+        # strategies published only as the mean over seven tasks
+        ("bert-base-uncased", "none", 0, "avg7", 80.0, "average", "F2", "no"),
+        ("bert-base-uncased", "bottom", 2, "avg7", 76.0, "average", "F2", "no"),
+        ("xlnet-base-cased", "none", 0, "avg7", 80.0, "average", "F2", "no"),
+        ("xlnet-base-cased", "bottom", 2, "avg7", 72.0, "average", "F2", "no"),
+    ]
 )
 
 
@@ -87,3 +95,46 @@ def test_written_files_hold_both_parts(tmp_path):
     assert "<h2>percent retained</h2>" in (tmp_path / "c.html").read_text()
     back = pd.read_csv(tmp_path / "c.csv")
     assert list(back.columns) == pc.COLUMNS and len(back) == len(table) == 2 + 2
+
+
+def two_task_run():
+    rows = []
+    for seed, (base_sst2, base_stsb) in ((1, (0.90, 0.70)), (2, (0.80, 0.80))):
+        rows += [("mpnet", "none", 0, "sst2", seed, base_sst2), ("mpnet", "none", 0, "stsb", seed, base_stsb)]
+        rows += [("mpnet", "bottom", 2, "sst2", seed, base_sst2 - 0.08), ("mpnet", "bottom", 2, "stsb", seed, base_stsb)]
+        rows += [("mpnet", "top", 2, "sst2", seed, base_sst2), ("mpnet", "angular", 2, "sst2", seed, 0.5)]
+    return ours_frame(rows)
+
+
+def test_strategies_the_paper_published_only_as_avg7_compare_with_our_mean_over_tasks():
+    table = pc.compare(two_task_run(), PAPER)
+    averaged = table[(table.kind == "percent_retained") & (table.paper_task == "avg7")].set_index("paper_model")
+    assert set(averaged["task"]) == {"mean(sst2, stsb)"} and set(averaged["strategy"]) == {"bottom"}
+    # per seed, mean pruned / mean unpruned: (0.82 + 0.70) / 1.60 = 95.0%, (0.72 + 0.80) / 1.60 = 95.0%
+    assert averaged.loc["bert-base-uncased", "ours_mean"] == pytest.approx(95.0)
+    assert averaged.loc["bert-base-uncased", "paper"] == pytest.approx(95.0)
+    assert averaged.loc["xlnet-base-cased", "difference"] == pytest.approx(95.0 - 90.0)
+    # top and angular lack stsb, so they have no mean over the run's tasks
+    assert not ((table.strategy == "top") & table.task.str.startswith("mean")).any()
+    # our own two-task mean is not the paper's avg7: no same-model "score" row for it
+    assert not ((table.kind == "score") & (table.task != table.paper_task)).any()
+
+
+def test_side_by_side_puts_bert_and_xlnet_beside_every_pruned_variant():
+    beside = pc.side_by_side(two_task_run(), PAPER)
+    top = beside[(beside.strategy == "top") & (beside.task == "sst2")].iloc[0]
+    assert top["BERT-base"] == pytest.approx(100 * 90 / 92) and top["XLNet-base"] == pytest.approx(100.0)
+    bottom_mean = beside[(beside.strategy == "bottom") & (beside.task == "mean(sst2, stsb)")].iloc[0]
+    assert (bottom_mean["paper_task"], bottom_mean["BERT-base"], bottom_mean["XLNet-base"]) == ("avg7", 95.0, 90.0)
+    # a strategy the paper never ran is listed per task with nothing beside it
+    angular = beside[beside.strategy == "angular"]
+    assert len(angular) == 1 and angular[["BERT-base", "XLNet-base"]].isna().all(axis=None)
+    assert not (beside.strategy == "none").any()
+
+
+def test_written_files_start_with_the_side_by_side_table(tmp_path):
+    ours, paper = two_task_run(), PAPER
+    pc.write(pc.compare(ours, paper), tmp_path / "c.md", tmp_path / "c.html", tmp_path / "c.csv", beside=pc.side_by_side(ours, paper))
+    md = (tmp_path / "c.md").read_text()
+    assert md.index("## percent retained beside BERT-base and XLNet-base") < md.index("## score")
+    assert "| mpnet   | bottom     | 2   | mean(sst2, stsb)" in md

@@ -2,6 +2,11 @@
 mean and 95% interval over seeds; for every model, our percent of the unpruned score retained beside
 the paper's for the same strategy and k (BERT-base, XLNet-base, RoBERTa-base where published).
 
+The paper published most strategies only as ``avg7``, the mean over seven tasks, so our mean over the
+run's tasks among those seven (two at least) is compared with it too; its ``task`` says which tasks it
+averages (``avg7`` only when they are the same seven), ``paper_task`` what the paper's number is. Both
+percentages are of averages (mean pruned / mean unpruned), as the paper's is.
+
 Scores are x 100. ``ours`` has columns model, strategy, k, task, seed, value (0-1 scale), one metric
 per task: the summary's ``paper_score`` rows if present, else PAPER_METRICS.
 """
@@ -24,9 +29,13 @@ PAPER_METRICS = {
     "mnli": "validation_matched_accuracy", "stsb": "pearson", "cola": "matthews_correlation",
 }
 RETAINED_REFERENCES = ("bert-base-uncased", "xlnet-base-cased", "roberta-base")
+# The models whose percent retained stands in its own column beside ours (the paper's two 12-layer ones).
+BESIDE = {"bert-base-uncased": "BERT-base", "xlnet-base-cased": "XLNet-base"}
+PAPER_AVERAGE = "avg7"
+PAPER_AVERAGE_TASKS = ("sst2", "mnli", "qnli", "qqp", "stsb", "rte", "mrpc")  # resources/paper/README.md
 COLUMNS = [
     "kind", "model", "strategy", "k", "task", "n_seeds", "ours_mean", "ours_ci_low", "ours_ci_high",
-    "paper_model", "paper", "difference", "paper_source", "paper_exact",
+    "paper_model", "paper_task", "paper", "difference", "paper_source", "paper_exact",
 ]
 GROUP = ["model", "strategy", "k", "task"]
 
@@ -62,6 +71,20 @@ def _retained_per_seed(ours: pd.DataFrame) -> pd.DataFrame:
     return pruned.drop(columns="base")
 
 
+def averaged(ours: pd.DataFrame) -> pd.DataFrame:
+    """Per model, strategy, k and seed, the mean over the run's tasks among the paper's seven, for the
+    cells that have every one of them; ``task`` names the average. Empty with fewer than two such tasks."""
+    kept = ours[ours["task"].isin(PAPER_AVERAGE_TASKS)]
+    tasks = [task for task in PAPER_AVERAGE_TASKS if task in set(kept["task"])]
+    if len(tasks) < 2:
+        return ours.iloc[0:0]
+    label = PAPER_AVERAGE if len(tasks) == len(PAPER_AVERAGE_TASKS) else f"mean({', '.join(tasks)})"
+    keys = ["model", "strategy", "k", "seed"]
+    complete = kept.groupby(keys)["task"].transform("nunique") == len(tasks)
+    means = kept[complete].groupby(keys, sort=False)["value"].mean().reset_index()
+    return means.assign(task=label)[[*GROUP, "seed", "value"]]
+
+
 def _paper_retained(paper: pd.DataFrame) -> pd.DataFrame:
     base = paper[paper["strategy"] == BASELINE][["model", "task", "score"]].rename(columns={"score": "base"})
     pruned = paper[paper["strategy"] != BASELINE].merge(base, on=["model", "task"])
@@ -69,27 +92,55 @@ def _paper_retained(paper: pd.DataFrame) -> pd.DataFrame:
     return pruned.drop(columns="base")
 
 
+def _references(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper's percent retained per (paper_model, strategy, k, paper_task)."""
+    references = _paper_retained(paper[paper["model"].isin(RETAINED_REFERENCES)])
+    return references.rename(columns={"model": "paper_model", "task": "paper_task", "score": "paper",
+                                      "source": "paper_source", "exact": "paper_exact"})
+
+
+def _retained(ours: pd.DataFrame) -> pd.DataFrame:
+    """Our percent retained per variant, per task and averaged, with intervals; ``paper_task`` is the
+    paper's task it compares with."""
+    per_task = _intervals(_retained_per_seed(ours))
+    mean = _intervals(_retained_per_seed(averaged(ours)))
+    return pd.concat([per_task.assign(paper_task=per_task["task"]), mean.assign(paper_task=PAPER_AVERAGE)],
+                     ignore_index=True)
+
+
 def compare(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """The tidy comparison: ``kind`` = ``score`` (same model, strategy, k, task) or ``percent_retained``."""
     paper = paper.drop(columns="kind")
     paper_cols = {"score": "paper", "source": "paper_source", "exact": "paper_exact"}
     scaled = ours.assign(value=100 * ours["value"])
-    scores = _intervals(scaled).merge(paper, on=GROUP)
-    scores = scores.assign(paper_model=scores["model"]).rename(columns=paper_cols)
+    scores = _intervals(pd.concat([scaled, averaged(scaled).query("task == @PAPER_AVERAGE")])).merge(paper, on=GROUP)
+    scores = scores.assign(paper_model=scores["model"], paper_task=scores["task"]).rename(columns=paper_cols)
     scores["kind"] = "score"
-    references = _paper_retained(paper[paper["model"].isin(RETAINED_REFERENCES)])
-    references = references.rename(columns={**paper_cols, "model": "paper_model"})
-    retained = _intervals(_retained_per_seed(ours)).merge(references, on=["strategy", "k", "task"])
+    retained = _retained(ours).merge(_references(paper), on=["strategy", "k", "paper_task"])
     retained["kind"] = "percent_retained"
     table = pd.concat([scores, retained], ignore_index=True)
     table["difference"] = table["ours_mean"] - table["paper"]
     return table.reindex(columns=COLUMNS)
 
 
+def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Every pruned variant of ours, its percent retained beside BERT-base's and XLNet-base's at the same
+    strategy, k and task (empty where the paper published none), one row each."""
+    table = _retained(ours)
+    if table.empty:
+        return pd.DataFrame(columns=[*GROUP, "n_seeds", "ours_mean", "ours_ci_low", "ours_ci_high", "paper_task", *BESIDE.values()])
+    references = _references(paper.drop(columns="kind"))
+    for paper_model, column in BESIDE.items():
+        published = references[references["paper_model"] == paper_model][["strategy", "k", "paper_task", "paper"]]
+        table = table.merge(published.rename(columns={"paper": column}), on=["strategy", "k", "paper_task"], how="left")
+    return table[table[list(BESIDE.values())].notna().any(axis=1) | (table["paper_task"] != PAPER_AVERAGE)]
+
+
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     out = table.astype(object)
-    for column in ("ours_mean", "ours_ci_low", "ours_ci_high", "paper", "difference"):
-        out[column] = [f"{v:.1f}" if pd.notna(v) else "" for v in table[column]]
+    for column in ("ours_mean", "ours_ci_low", "ours_ci_high", "paper", "difference", *BESIDE.values()):
+        if column in table:
+            out[column] = [f"{v:.1f}" if pd.notna(v) else "" for v in table[column]]
     return out
 
 
@@ -97,17 +148,26 @@ INTRO = {
     "score": "Same model, strategy, k and task: the paper's dev score (x 100, one run) beside our mean "
              "and 95% t-interval over seeds (empty with one seed); difference = ours - paper.",
     "percent_retained": "Percent of the unpruned model's score retained at the same strategy and k: ours "
-                        "(per seed, then mean and interval) beside the paper's for each model it published.",
+                        "(per seed, then mean and interval) beside the paper's for each model it published. "
+                        "Where the paper published only avg7 (the mean over seven tasks), ours is the mean over "
+                        "this run's tasks among those seven (task `mean(...)`): the same pruning, not the same tasks.",
 }
+BESIDE_INTRO = ("Every pruned variant of ours beside BERT-base's and XLNet-base's percent retained at the same "
+                "strategy and k (the paper's v1; x 100): per task where the paper published the task, else its avg7 "
+                "beside our mean over this run's tasks (paper_task). Empty: not published.")
 
 
-def write(table: pd.DataFrame, md_path, html_path, csv_path) -> None:
+def write(table: pd.DataFrame, md_path, html_path, csv_path, beside: pd.DataFrame | None = None) -> None:
     md, page = ["# Our scores beside the paper's (Sajjad et al., arXiv:2004.03844 v1)", ""], []
-    for kind, intro in INTRO.items():
-        part = _display(table[table["kind"] == kind].drop(columns="kind"))
-        md += [f"## {kind.replace('_', ' ')}", "", intro, ""]
+    sections = [(kind.replace("_", " "), intro, table[table["kind"] == kind].drop(columns="kind"))
+                for kind, intro in INTRO.items()]
+    if beside is not None:
+        sections.insert(0, ("percent retained beside BERT-base and XLNet-base", BESIDE_INTRO, beside))
+    for title, intro, rows in sections:
+        part = _display(rows)
+        md += [f"## {title}", "", intro, ""]
         md += [part.to_markdown(index=False, disable_numparse=True) if len(part) else "(nothing in common)", ""]
-        page += [f"<h2>{html.escape(kind.replace('_', ' '))}</h2><p>{html.escape(intro)}</p>",
+        page += [f"<h2>{html.escape(title)}</h2><p>{html.escape(intro)}</p>",
                  part.to_html(index=False, border=0) if len(part) else "<p>(nothing in common)</p>"]
     html_text = (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Paper comparison</title>"
@@ -123,6 +183,7 @@ def write(table: pd.DataFrame, md_path, html_path, csv_path) -> None:
 
 
 def paper_comparison(summary_csv, paper_csv, md_path, html_path, csv_path) -> pd.DataFrame:
-    table = compare(ours_from_summary(pd.read_csv(summary_csv)), read_paper(paper_csv))
-    write(table, md_path, html_path, csv_path)
+    ours, paper = ours_from_summary(pd.read_csv(summary_csv)), read_paper(paper_csv)
+    table = compare(ours, paper)
+    write(table, md_path, html_path, csv_path, beside=side_by_side(ours, paper))
     return table
