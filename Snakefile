@@ -25,6 +25,7 @@ include: "workflow/rules/prune.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/latency.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/retry.smk"
 include: "workflow/rules/report.smk"
 
 

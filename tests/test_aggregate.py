@@ -66,11 +66,14 @@ def table_paths(tmp_path, *models):
     return {model: {fmt: str(tmp_path / "tables" / f"{model}.{fmt}") for fmt in ("md", "tex", "html")} for model in models}
 
 
-def run_aggregate(tmp_path, paths, expected, models=("tiny",), **kwargs):
+def run_aggregate(tmp_path, paths, expected, models=("tiny",), notes=None, **kwargs):
+    """The aggregate rule's outputs, then the tables rule's (without stats.csv: no significance marks)."""
     summary = aggregate.aggregate(
         paths, tmp_path / "summary.csv", tmp_path / "seeds.csv", tmp_path / "missing.csv", tmp_path / "missing.html",
-        table_paths(tmp_path, *models), expected=expected, **kwargs,
+        expected=expected, **kwargs,
     )
+    aggregate.write_model_tables(summary, table_paths(tmp_path, *models), notes=notes, order=kwargs.get("order"),
+                                 paper_score_metrics=kwargs.get("paper_score_metrics"))
     return summary
 
 

@@ -159,6 +159,14 @@ def test_negative_seed(base):
     rejected(changed(base[1], "seeds", [1, -3]), "'seeds'", "bad value -3", "0..")
 
 
+def test_retry_seeds_would_collide_with_a_seed_of_1000_or_more(base):
+    config = changed(changed(base[1], "seeds", [1, 1002]), "retry_diverged", 1)
+    rejected(config, "'seeds'", "bad value 1002", "0..999 with retry_diverged")
+    checked(changed(config, "retry_diverged", 0))  # without retries any seed is fine
+    with pytest.raises(Exception, match="retry_diverged"):
+        checked(changed(base[1], "retry_diverged", -1))
+
+
 @pytest.mark.parametrize("key, values", [("strategies", ["top", "top"]), ("k", [1, 2, 1]), ("seeds", [7, 7])])
 def test_duplicate_list_entries(base, key, values):
     rejected(changed(base[1], key, values), f"'{key}'", "each value once")

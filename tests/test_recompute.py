@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 TOP = "results/cells/tiny/top-k1/sst2/seed1"
 BASE = "results/cells/tiny/none-k0/sst2/seed1"
-REPORTS = {"aggregate": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
+REPORTS = {"aggregate": 1, "tables": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,7 @@ def test_every_result_records_the_stage_versions(finished_run):
 @pytest.mark.parametrize("key, value", [
     ("training.checkpoint_minutes", 3),
     ("evaluation.batch_size", 5),
+    ("retry_diverged", 0),  # the default, given explicitly: no checkpoint, no retries
 ])
 def test_operational_settings_plan_nothing(finished_run, key, value):
     workdir, config = finished_run

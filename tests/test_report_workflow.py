@@ -39,7 +39,7 @@ def test_first_run_plans_every_report_job_once(finished_run):
     workdir, _, first_plan = finished_run
     assert first_plan == {
         "download_model": 1, "prepare_task": 1, "prune": 1, "measure_latency": 2, "finetune": 2, "evaluate": 2,
-        "aggregate": 1, "plot": 1, "plot_layer_scores": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1,
+        "aggregate": 1, "tables": 1, "plot": 1, "plot_layer_scores": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1,
     }
     assert set(figure_data(workdir, "score_vs_dropped")["strategy"]) == {"top"}
     assert figure_data(workdir, "layer_scores").empty  # no data-driven strategy in this grid
@@ -66,7 +66,7 @@ def test_adding_a_strategy_runs_only_its_cells_and_the_reports(finished_run):
     with_config(workdir, config, strategies=["top", "bottom"])
     plan = planned_jobs(workdir)
     # bottom k=2 on sst2: one prune, one cell; then the tables and the summary figures (not the layer scores)
-    assert plan == {"prune": 1, "measure_latency": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "stats": 1,
+    assert plan == {"prune": 1, "measure_latency": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "tables": 1, "plot": 1, "stats": 1,
                     "paper_comparison": 1, "plot_intervals": 1, "all": 1}
     snakemake(workdir, "--cores", "2")
     lines = figure_data(workdir, "score_vs_dropped")
@@ -89,7 +89,7 @@ def test_plot_style_and_data_driven_strategies_rerun_only_their_rules(finished_r
     assert planned_jobs(workdir) == {"plot": 1, "plot_layer_scores": 1, "plot_intervals": 1, "all": 1}
     with_config(workdir, config, strategies=[*strategies, "contribution"])
     assert planned_jobs(workdir) == {
-        "prune": 1, "measure_latency": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "plot": 1, "plot_layer_scores": 1,
+        "prune": 1, "measure_latency": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "tables": 1, "plot": 1, "plot_layer_scores": 1,
         "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1,
     }
     with_config(workdir, config, strategies=strategies)

@@ -136,3 +136,151 @@ def test_interval_figure_of_a_grid_without_results_says_so(tmp_path):
     outputs = {"score_intervals": tmp_path / "f.png", "score_intervals_pdf": tmp_path / "f.pdf", "score_intervals_data": tmp_path / "f.csv"}
     plots.plot_score_intervals(tmp_path / "stats.csv", outputs, {"dpi": 40})
     assert (tmp_path / "f.png").stat().st_size > 0 and pd.read_csv(tmp_path / "f.csv").empty
+
+
+# ---- the per-model tables mark what stats.csv calls significant (rule tables)
+
+
+def markdown_tables(text):
+    """{section title: [row dicts]} of the pipe tables in a model's markdown."""
+    tables, title, rows = {}, None, []
+    for line in text.splitlines() + [""]:
+        if line.startswith("### "):
+            title = line[4:]
+        elif line.startswith("|") and set(line) <= set("|:- "):
+            continue  # the header's underline
+        elif line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif rows:
+            tables[title] = [dict(zip(rows[0], row)) for row in rows[1:]]
+            rows = []
+    return tables
+
+
+def test_a_table_score_is_marked_iff_stats_csv_calls_its_test_significant(tmp_path):
+    from test_aggregate import grid, run_aggregate
+
+    from dropbench import aggregate
+
+    cells = grid(strategies=("top", "bottom"), ks=(1, 2), tasks=("sst2", "stsb"))
+    from test_aggregate import write_grid
+
+    paths, expected = write_grid(tmp_path, cells)
+    run_aggregate(tmp_path, paths, expected)
+    rng = np.random.default_rng(3)
+    groups = [("tiny", s, k, t) for s, k in [("none", 0), ("top", 1), ("bottom", 1), ("top", 2), ("bottom", 2)] for t in ("sst2", "stsb")]
+    rows = []
+    for variant, reference in significance.comparisons(groups):
+        for metric in ("accuracy", "task_score") if variant[3] == "sst2" else ("pearson", "spearmanr", "task_score"):
+            rows.append({**dict(zip(significance.GROUP, variant)), "metric": metric, "comparison": f"{reference[1]}-k{reference[2]}",
+                         "p_adjusted": 0.01, "significant": bool(rng.random() < 0.5)})
+    stats_table = pd.DataFrame(rows).reindex(columns=significance.STATS_COLUMNS)
+    assert stats_table["significant"].any() and not stats_table["significant"].all()
+    stats_table.to_csv(tmp_path / "stats.csv", index=False)
+    paths_out = {"tiny": {fmt: str(tmp_path / "marked" / f"tiny.{fmt}") for fmt in ("md", "tex", "html")}}
+    aggregate.tables(tmp_path / "summary.csv", tmp_path / "stats.csv", paths_out, alpha=0.05, resamples=500)
+
+    def expected_mark(strategy, k, task, metric):
+        tests = stats_table[(stats_table.task == task) & (stats_table.metric == metric) & stats_table.significant]
+        full = ((tests.strategy == strategy) & (tests.k == k) & (tests.comparison == "none-k0")).any()
+        other = (((tests.strategy == strategy) & (tests.k == k) & (tests.comparison != "none-k0"))
+                 | ((tests.comparison == f"{strategy}-k{k}") & (strategy != "none"))).any()
+        return ("\u2020" if full else "") + ("\u2021" if other else "")
+
+    md = (tmp_path / "marked" / "tiny.md").read_text()
+    tables = markdown_tables(md)
+    checked = 0
+    columns = {"Dev score x 100 (paper score per task)": {"sst2": ("sst2", "accuracy"), "stsb": ("stsb", "pearson")},
+               "Every official metric x 100": {"sst2 accuracy": ("sst2", "accuracy"), "stsb pearson": ("stsb", "pearson"),
+                                               "stsb spearmanr": ("stsb", "spearmanr")}}
+    for title, tested in columns.items():
+        for row in tables[title]:
+            for column, (task, metric) in tested.items():
+                text = row[column]
+                mark = text.lstrip("0123456789.-")
+                assert mark == expected_mark(row["strategy"], int(row["k"]), task, metric), (title, row, column)
+                checked += 1
+            assert not row["average"].endswith(("\u2020", "\u2021")) if "average" in row else True
+    assert checked == 5 * 2 + 5 * 3
+    assert "p_adjusted < 0.05" in md and "Holm" in md and "500 resamples" in md
+    html = (tmp_path / "marked" / "tiny.html").read_text()
+    assert html.count("\u2020") == md.count("\u2020")
+
+
+# ---- retry_diverged: re-running diverged fine-tunes
+
+
+def test_a_diverged_run_is_listed_for_a_retry_and_a_diverged_retry_for_the_next(tmp_path):
+    from dropbench import retries
+
+    paths, _ = build_grid(tmp_path, {("none", 0): 0.9, ("top", 2): 0.85}, collapsed={("top", 2, 2)})
+    first = retries.find_retries(paths, [], 1, tmp_path / "attempt1.csv")
+    assert first.to_dict("records") == [{"model": "tiny", "strategy": "top", "k": 2, "task": "sst2", "seed": 2,
+                                        "retry_seed": 1002, "first_seed": 2, "attempt": 1}]
+    assert [c.dir for c in retries.retry_cells(retries.read_retries([tmp_path / "attempt1.csv"]))] == [
+        "results/cells/tiny/top-k2/sst2/seed1002"]
+    # the retry collapses again: attempt 2 re-runs it (and not the seed-2 run it replaced)
+    labels = predictions.load(paths[0])["validation"]["label"]
+    retry = tmp_path / "results/cells/tiny/top-k2/sst2/seed1002/predictions.npz"
+    predictions.save(retry, {"validation": (np.ones(N, dtype=np.int64), labels)})
+    second = retries.find_retries([*paths, retry], [tmp_path / "attempt1.csv"], 2, tmp_path / "attempt2.csv")
+    assert second[["seed", "retry_seed", "first_seed", "attempt"]].values.tolist() == [[1002, 2002, 2, 2]]
+    # a retry above chance: nothing more to re-run
+    predictions.save(retry, {"validation": (labels, labels)})
+    assert retries.find_retries([*paths, retry], [tmp_path / "attempt1.csv"], 2, tmp_path / "attempt2.csv").empty
+
+
+def test_a_retried_run_stays_in_the_summary_but_out_of_means_intervals_and_tests(tmp_path):
+    from dropbench import retries
+
+    paths, summary = build_grid(tmp_path, {("none", 0): 0.9, ("top", 2): 0.85}, collapsed={("top", 2, 2)})
+    found = retries.find_retries(paths, [], 1, tmp_path / "attempt1.csv")
+    labels = predictions.load(paths[0])["validation"]["label"]
+    retry = tmp_path / "results/cells/tiny/top-k2/sst2/seed1002/predictions.npz"
+    predictions.save(retry, {"validation": (labels, labels)})  # the retry gets every example right
+    retry_rows = [{"model": "tiny", "strategy": "top", "k": 2, "task": "sst2", "seed": 1002, "status": "ok",
+                   "metric": metric, "value": 1.0, "retry_of": 2} for metric in ("accuracy", "task_score")]
+    summary["retry_of"] = pd.NA
+    summary = pd.concat([summary, pd.DataFrame(retry_rows)], ignore_index=True)
+    summary.loc[(summary.strategy == "top") & (summary.seed == 2), "status"] = "retried"
+    table = write(tmp_path, [*paths, retry], summary)
+    assert len(found) == 1
+    top = table[(table.strategy == "top") & (table.metric == "accuracy")]
+    kept = summary[(summary.strategy == "top") & (summary.metric == "accuracy") & (summary.status == "ok")]["value"]
+    interval = top[top.comparison == ""].iloc[0]
+    assert interval["n_seeds"] == 3 and interval["mean"] == pytest.approx(kept.mean()) and interval["n_diverged"] == 1
+    test = top[top.comparison == "none-k0"].iloc[0]
+    assert test["n_paired_seeds"] == 3  # the retry is paired with the baseline's seed 2
+    runs = significance.tested_runs(significance.load_runs([*paths, retry]), summary)
+    assert ("tiny", "top", 2, "sst2", 2) in runs and all(cell[4] < 1000 for cell in runs)
+    assert (runs[("tiny", "top", 2, "sst2", 2)]["validation"]["prediction"] == labels).all()
+
+
+def test_the_summary_and_tables_count_a_retried_run_once_and_say_so(tmp_path):
+    from test_aggregate import grid, table_paths, write_grid
+
+    from dropbench import aggregate
+
+    cells = grid(strategies=("top",), ks=(2,), tasks=("sst2",), seeds=(1, 2))
+    retry = dict(model="tiny", strategy="top", k=2, task="sst2", seed=1002)
+    score = {1: 0.8, 2: 0.5, 1002: 0.7}
+    paths, _ = write_grid(tmp_path, [*cells, retry], score=lambda cell: score[cell["seed"]] if cell["strategy"] == "top" else 0.9)
+    pd.DataFrame([{"model": "tiny", "strategy": "top", "k": 2, "task": "sst2", "seed": 2, "retry_seed": 1002,
+                   "first_seed": 2, "attempt": 1}]).to_csv(tmp_path / "attempt1.csv", index=False)
+    summary = aggregate.aggregate(paths, tmp_path / "summary.csv", tmp_path / "seeds.csv", tmp_path / "missing.csv",
+                                  tmp_path / "missing.html", expected=cells, retry_paths=[tmp_path / "attempt1.csv"])
+    rows = aggregate.read_summary(tmp_path / "summary.csv").query("metric == 'task_score' and strategy == 'top'")
+    assert rows.set_index("seed")["status"].to_dict() == {1: "ok", 2: "retried", 1002: "ok"}
+    assert rows.set_index("seed")["retry_of"].isna().to_dict() == {1: True, 2: True, 1002: False}
+    assert int(rows.set_index("seed").loc[1002, "retry_of"]) == 2
+    assert aggregate.missing_count(summary) == (0, 4) and pd.read_csv(tmp_path / "missing.csv").empty
+    means = aggregate.cell_means(summary).set_index("strategy")
+    assert means.loc["top", "value"] == pytest.approx(0.75) and means.loc["top", "seeds"] == 2
+    aggregate.write_model_tables(summary, table_paths(tmp_path, "tiny"), retry_diverged=1)
+    md = (tmp_path / "tables" / "tiny.md").read_text()
+    retried = markdown_tables(md)["Diverged runs re-run with another seed"]
+    assert [(r["strategy"], r["k"], r["sst2"]) for r in retried] == [("none", "0", "0"), ("top", "2", "1")]
+    assert "retry_diverged: 1" in md and "only the retry counts in the means" in md
+    assert markdown_tables(md)["Dev score x 100 (paper score per task)"][1]["sst2"] == "75.0"
+    aggregate.write_model_tables(summary, table_paths(tmp_path, "tiny"))  # retry_diverged 0: no such table
+    assert "re-run" not in (tmp_path / "tables" / "tiny.md").read_text()

@@ -121,7 +121,7 @@ def submitted_jobs(output: str) -> dict[str, str]:
 
 # Run on the submitting node: the download needs the internet (compute nodes often lack it), the
 # report rules are seconds of work each (localrules in workflow/rules/common.smk).
-LOCAL_RULES = {"all", "download_model", "aggregate", "plot", "plot_layer_scores", "paper_comparison", "plot_intervals"}
+LOCAL_RULES = {"all", "download_model", "aggregate", "tables", "find_diverged", "plot", "plot_layer_scores", "paper_comparison", "plot_intervals"}
 
 
 def test_slurm_runs_every_job_through_sbatch_into_the_profiles_partition(runs):

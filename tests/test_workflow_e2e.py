@@ -62,7 +62,7 @@ def test_adding_a_strategy_schedules_only_its_cells(finished_run):
     workdir, _, _ = finished_run
     plan = planned_jobs(workdir, "--config", "strategies=[top,bottom,symmetric]")
     # symmetric at k=1 and k=2: 2 prunes, 2 x 2 tasks cells, then the summary and figures
-    assert plan == {"prune": 2, "measure_latency": 2, "finetune": 4, "evaluate": 4, "aggregate": 1, "plot": 1, "stats": 1,
+    assert plan == {"prune": 2, "measure_latency": 2, "finetune": 4, "evaluate": 4, "aggregate": 1, "tables": 1, "plot": 1, "stats": 1,
                     "paper_comparison": 1, "plot_intervals": 1, "all": 1}
 
 
@@ -70,7 +70,7 @@ def test_deleting_one_metrics_file_reruns_only_its_evaluate(finished_run):
     workdir, _, _ = finished_run
     target = workdir / "results/cells/tiny/bottom-k1/stsb/seed1/metrics.json"
     target.unlink()
-    assert planned_jobs(workdir) == {"evaluate": 1, "aggregate": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
+    assert planned_jobs(workdir) == {"evaluate": 1, "aggregate": 1, "tables": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
     snakemake(workdir, "--cores", "2")
     assert target.exists()
     assert planned_jobs(workdir) == {}

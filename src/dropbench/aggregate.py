@@ -21,7 +21,7 @@ import pandas as pd
 
 from dropbench.chance import CHANCE_MARGINS, at_chance
 from dropbench.grid import BASELINE
-from dropbench.paper_score import AVG7_TASKS, avg7_problem, metric_keys, paper_metrics, paper_score
+from dropbench.paper_score import AVG7_TASKS, MEAN, avg7_problem, metric_keys, paper_metrics, paper_score
 from dropbench.records import read_cell_metrics
 from dropbench.strategies import cls_threshold_of
 
@@ -33,15 +33,18 @@ HAS_RESULT = (OK, DEGENERATE)
 SUMMARY_COLUMNS = [
     *CELL_COLUMNS[:3], "layers_kept", *CELL_COLUMNS[3:], "status", "metric", "value", "chance", "at_chance",
     "parameters", "latency_ms", "throughput", "latency_protocol", "num_layers_pretrained", "dropped_layers",
-    "train_rows", "train_rows_available", "train_subsampled", "train_seconds", "scored_on", "reason",
+    "train_rows", "train_rows_available", "train_subsampled", "train_seconds", "scored_on", "retry_of", "reason",
 ]
-INT_COLUMNS = ["layers_kept", "parameters", "num_layers_pretrained", "train_rows", "train_rows_available"]
+INT_COLUMNS = ["layers_kept", "parameters", "num_layers_pretrained", "train_rows", "train_rows_available", "retry_of"]
 AVERAGE = "average"
 AVG7 = "avg7"
 MISSING_TEXT = "missing"
 NA_TEXT = "n/a"
 CHANCE_TEXT = "n/a (chance)"
 DEGENERATE_MARK = "*"
+RETRIED = "retried"  # a diverged run re-run with another seed (retry_diverged): kept, but left out of every mean
+# significance marks (stats.csv): against the unpruned model; against another strategy at the same k
+VS_FULL_MARK, VS_STRATEGY_MARK = "\u2020", "\u2021"
 
 
 def cell_key(cell: Mapping) -> tuple:
@@ -147,12 +150,15 @@ def load_summary(
     order: Mapping[str, list] | None = None,
     paper_score_metrics: Mapping[str, str] | None = None,
     latency_paths: Iterable[str | Path] = (),
+    retries: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The tidy table: every metrics file, plus rows for each expected cell that has none.
 
     ``order`` may give the config's order of ``models``, ``strategies`` and ``tasks`` for the rows
     (the baseline always comes first); anything not named sorts after, alphabetically.
     ``paper_score_metrics`` overrides the paper score's metric per task (config key ``paper_score``).
+    ``retries`` (``dropbench.retries.RETRY_COLUMNS``): a retry run's ``retry_of`` is the seed of the
+    diverged run it replaces, whose rows get status ``retried``.
     """
     records = [read_cell_metrics(path) for path in metrics_paths]
     latency = read_latency(latency_paths)
@@ -168,6 +174,8 @@ def load_summary(
         if cell_key(cell) not in seen:
             rows += missing_rows(cell, failed.get(cell_key(cell)))
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype({column: "Float64" for column in INT_COLUMNS})
+    if retries is not None and len(retries):
+        _mark_retries(summary, retries)
     # A missing cell still knows its depth when another cell of its model has a result.
     depth = summary["model"].map(summary.groupby("model")["num_layers_pretrained"].max())
     summary["num_layers_pretrained"] = summary["num_layers_pretrained"].fillna(depth)
@@ -178,6 +186,15 @@ def load_summary(
     summary["at_chance"] = summary["at_chance"].astype("boolean")
     summary = summary.astype({column: "Int64" for column in INT_COLUMNS})
     return sort_cells(summary, order)
+
+
+def _mark_retries(summary: pd.DataFrame, retries: pd.DataFrame) -> None:
+    keys = list(zip(summary["model"], summary["strategy"], summary["k"].astype(int), summary["task"], summary["seed"].astype(int)))
+    for r in retries.itertuples(index=False):
+        variant = (r.model, r.strategy, int(r.k), r.task)
+        replaced = [key == (*variant, int(r.seed)) for key in keys]
+        summary.loc[replaced, "status"] = RETRIED
+        summary.loc[[key == (*variant, int(r.retry_seed)) for key in keys], "retry_of"] = int(r.seed)
 
 
 def sort_cells(frame: pd.DataFrame, order: Mapping[str, list] | None = None) -> pd.DataFrame:
@@ -198,12 +215,13 @@ def sort_cells(frame: pd.DataFrame, order: Mapping[str, list] | None = None) -> 
 
 def missing_cells(summary: pd.DataFrame) -> pd.DataFrame:
     scores = summary[summary["metric"] == "task_score"]
-    return scores.loc[~scores["status"].isin(HAS_RESULT), [*CELL_COLUMNS, "status", "reason"]].reset_index(drop=True)
+    return scores.loc[~scores["status"].isin((*HAS_RESULT, RETRIED)), [*CELL_COLUMNS, "status", "reason"]].reset_index(drop=True)
 
 
 def missing_count(summary: pd.DataFrame) -> tuple[int, int]:
-    """(cells without a result, cells expected); a degenerate cell has a result."""
-    scores = summary[summary["metric"] == "task_score"]
+    """(cells without a result, cells expected); a degenerate cell has a result. A retried (diverged)
+    run and its retry count as one cell."""
+    scores = summary[(summary["metric"] == "task_score") & (summary["status"] != RETRIED)]
     return int((~scores["status"].isin(HAS_RESULT)).sum()), len(scores)
 
 
@@ -211,9 +229,10 @@ def cell_means(summary: pd.DataFrame, metric: str = "task_score") -> pd.DataFram
     """One metric (default the task score), parameters and latency per (model, strategy, k, task), the
     mean over seeds; ``status`` is missing unless every seed has a result, else degenerate if one seed is.
 
-    The value is missing unless every seed has one (a partial mean would pass for a result).
+    The value is missing unless every seed has one (a partial mean would pass for a result). Runs
+    replaced by a retry (status ``retried``) are left out.
     """
-    scores = summary[summary["metric"] == metric]
+    scores = summary[(summary["metric"] == metric) & (summary["status"] != RETRIED)]
     grouped = scores.groupby(["model", "strategy", "k", "task"], sort=False, dropna=False)
     means = grouped.agg(
         value=("value", "mean"),
@@ -250,6 +269,7 @@ class Table:
 
     values: pd.DataFrame
     marks: pd.DataFrame
+    flags: pd.DataFrame | None = None  # significance marks per score (see significance_flags)
 
 
 def _rows(summary: pd.DataFrame) -> pd.MultiIndex:
@@ -297,20 +317,43 @@ def score_table(summary: pd.DataFrame, model: str, tasks: list[str] | None = Non
     return _flat(table)
 
 
-def metrics_table(summary: pd.DataFrame, model: str, tasks: list[str]) -> Table:
-    """Every official metric its own column, e.g. ``mrpc f1``, ``mrpc accuracy``, ``mnli matched_accuracy``."""
-    rows = summary[summary["model"] == model]
+def metric_columns(rows: pd.DataFrame, tasks: list[str]) -> dict[str, tuple[str, str]]:
+    """Column name -> (task, metric) of every official metric in ``rows``."""
     official = rows[~rows["metric"].isin(["task_score", "paper_score"])]
     columns = {}
     for task in tasks:
         present = set(official.loc[official["task"] == task, "metric"])
         for metric in [m for m in metric_keys(task) if m in present]:
             columns[f"{task} {metric.removeprefix('validation_')}"] = (task, metric)
-    return _flat(_table(rows, columns))
+    return columns
+
+
+def metrics_table(summary: pd.DataFrame, model: str, tasks: list[str]) -> Table:
+    """Every official metric its own column, e.g. ``mrpc f1``, ``mrpc accuracy``, ``mnli matched_accuracy``."""
+    rows = summary[summary["model"] == model]
+    return _flat(_table(rows, metric_columns(rows, tasks)))
 
 
 def _flat(table: Table) -> Table:
     return Table(table.values.reset_index(), table.marks.reset_index())
+
+
+def significance_flags(table: Table, stats: pd.DataFrame, model: str, tests: Mapping[str, tuple[str, str]]) -> Table:
+    """``table`` with a mark per score whose paired test (results/stats.csv) is significant after Holm:
+    VS_FULL_MARK against the unpruned model, VS_STRATEGY_MARK against another strategy at the same k.
+    ``tests`` maps a score column to its (task, metric in stats.csv); other columns get no mark."""
+    flags = pd.DataFrame("", index=table.values.index, columns=score_columns(table.values))
+    rows = stats[(stats["model"] == model) & stats["comparison"].fillna("").ne("") & stats["significant"].astype(str).eq("True")]
+    variants = [(strategy, int(k)) for strategy, k in zip(table.values["strategy"], table.values["k"])]
+    for column, (task, metric) in tests.items():
+        tested = rows[(rows["task"] == task) & (rows["metric"] == metric)]
+        vs_full = tested[tested["comparison"] == f"{BASELINE}-k0"]
+        vs_other = tested[tested["comparison"] != f"{BASELINE}-k0"]
+        full = set(zip(vs_full["strategy"], vs_full["k"].astype(int)))
+        paired = set(zip(vs_other["strategy"], vs_other["k"].astype(int)))  # both sides of a pair are marked
+        paired |= {(strategy, int(k)) for strategy, _, k in (c.rpartition("-k") for c in vs_other["comparison"])}
+        flags[column] = [(VS_FULL_MARK if v in full else "") + (VS_STRATEGY_MARK if v in paired else "") for v in variants]
+    return Table(table.values, table.marks, flags)
 
 
 def score_columns(table: pd.DataFrame) -> list[str]:
@@ -397,7 +440,7 @@ def scoring_footnotes(rows: pd.DataFrame) -> list[str]:
                      "(cosine similarity before and after the layer above the threshold in thousandths, "
                      "cls_above_950: 0.95); k = 0 means k follows from the threshold, per task (layers kept: "
                      "the most over tasks; per cell in results/summary.csv).")
-    on_dev = rows[~rows["scored_on"].fillna("").isin(["", "train"])]
+    on_dev = rows[~rows["scored_on"].astype("string").fillna("").isin(["", "train"])]
     if len(on_dev):
         notes.append(f"scored on dev: {', '.join(pd.unique(on_dev['strategy']))} chose the layers to drop on the dev "
                      "split it is evaluated on (scoring.split: dev, as in the paper), which leaks the evaluation data.")
@@ -424,11 +467,13 @@ def _cell_text(value, mark: str) -> str:
 
 
 def _as_text(table: Table) -> pd.DataFrame:
-    """Scores with one decimal, 'missing', 'degenerate' or 'n/a' for gaps (tabulate prints NaN as 'nan')."""
+    """Scores with one decimal, 'missing', 'degenerate' or 'n/a' for gaps (tabulate prints NaN as 'nan'),
+    followed by their significance marks."""
     out = table.values.astype(object)
     for column in table.values.columns:
         if column in score_columns(table.values):
-            out[column] = [_cell_text(v, m) for v, m in zip(table.values[column], table.marks[column])]
+            flags = table.flags[column] if table.flags is not None and column in table.flags else [""] * len(out)
+            out[column] = [_cell_text(v, m) + f for v, m, f in zip(table.values[column], table.marks[column], flags)]
         else:
             out[column] = [MISSING_TEXT if pd.isna(v) else str(v) for v in table.values[column]]
     return out
@@ -446,29 +491,31 @@ TITLES = {
     "metrics": "Every official metric x 100",
     "percent": "Percent of the full model (paper score)",
     "chance": "Full model against chance (paper score x 100)",
+    "retried": "Diverged runs re-run with another seed",
 }
 
 
-def _texts(tables: Mapping[str, Table], chance: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    return {**{slug: _display(_as_text(table)) for slug, table in tables.items()}, "chance": _chance_text(chance)}
+def _texts(tables: Mapping[str, Table], chance: pd.DataFrame, retried: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    texts = {**{slug: _display(_as_text(table)) for slug, table in tables.items()}, "chance": _chance_text(chance)}
+    return texts if retried is None else {**texts, "retried": retried}
 
 
 def model_tables_markdown(model: str, note: str, tables: Mapping[str, Table], chance: pd.DataFrame,
-                          notes: list[str], missing: tuple[int, int]) -> str:
+                          notes: list[str], missing: tuple[int, int], retried: pd.DataFrame | None = None) -> str:
     lines = [f"## {model}", ""]
     if note:
         lines += [f"*{note}*", ""]
     lines += [missing_sentence(*missing), ""]
-    for slug, text in _texts(tables, chance).items():
+    for slug, text in _texts(tables, chance, retried).items():
         lines += [f"### {TITLES[slug]}", "", _markdown(text), ""]
     lines += [f"- {line}" for line in notes] + [""]
     return "\n".join(lines)
 
 
 def model_tables_latex(model: str, note: str, tables: Mapping[str, Table], chance: pd.DataFrame,
-                       notes: list[str], missing: tuple[int, int]) -> str:
+                       notes: list[str], missing: tuple[int, int], retried: pd.DataFrame | None = None) -> str:
     parts = []
-    for slug, text in _texts(tables, chance).items():
+    for slug, text in _texts(tables, chance, retried).items():
         caption = f"{_latex_escape(model)}: {_latex_escape(TITLES[slug])}. {_latex_escape(missing_sentence(*missing))}"
         if note:
             caption += f" {_latex_escape(note)}."
@@ -478,12 +525,12 @@ def model_tables_latex(model: str, note: str, tables: Mapping[str, Table], chanc
 
 
 def model_tables_html(model: str, note: str, tables: Mapping[str, Table], chance: pd.DataFrame,
-                      notes: list[str], missing: tuple[int, int]) -> str:
+                      notes: list[str], missing: tuple[int, int], retried: pd.DataFrame | None = None) -> str:
     body = [f"<h2>{html.escape(model)}</h2>"]
     if note:
         body.append(f"<p class='note'>{html.escape(note)}</p>")
     body.append(f"<p>{html.escape(missing_sentence(*missing))}</p>")
-    for slug, text in _texts(tables, chance).items():
+    for slug, text in _texts(tables, chance, retried).items():
         body += [f"<h3>{html.escape(TITLES[slug])}</h3>", _html_table(text)]
     body += [f"<p class='note'>{html.escape(line)}</p>" for line in notes]
     return _html_page(f"dropbench: {model}", body)
@@ -549,25 +596,76 @@ def aggregate(
     seeds_csv: str | Path,
     missing_csv: str | Path,
     missing_report: str | Path,
-    model_tables: Mapping[str, Mapping[str, str]],
     expected: Iterable[Mapping] | None = None,
     failed_dir: str | Path | None = None,
-    notes: Mapping[str, str] | None = None,
     order: Mapping[str, list] | None = None,
     paper_score_metrics: Mapping[str, str] | None = None,
     latency_paths: Iterable[str | Path] = (),
+    retry_paths: Iterable[str | Path] = (),
 ) -> pd.DataFrame:
-    """Write the tidy summary, the missing cells and, per model, its tables as ``md``, ``tex`` and ``html``.
+    """Write the tidy summary, the statistics per seed group and the missing cells (the per-model tables
+    come after the paired tests: ``tables``). ``retry_paths``: the lists of ``dropbench.retries``."""
+    from dropbench.retries import read_retries
 
-    ``model_tables`` maps each model to ``{"md": path, "tex": path, "html": path}``.
-    """
-    summary = load_summary(metrics_paths, expected, read_failed(failed_dir), order, paper_score_metrics, latency_paths)
+    summary = load_summary(metrics_paths, expected, read_failed(failed_dir), order, paper_score_metrics, latency_paths,
+                           read_retries(retry_paths))
     summary.to_csv(_parent_made(summary_csv), index=False)
     seed_statistics(summary).to_csv(_parent_made(seeds_csv), index=False)
     missing = missing_cells(summary)
     missing.to_csv(_parent_made(missing_csv), index=False)
     _write(missing_report, missing_html(missing, missing_count(summary)[1]))
+    n_missing, n_expected = missing_count(summary)
+    log.info("%d of %d cells have results, %d rows -> %s", n_expected - n_missing, n_expected, len(summary), summary_csv)
+    return summary
 
+
+def read_summary(path: str | Path) -> pd.DataFrame:
+    """results/summary.csv with the column types ``load_summary`` gives them (columns it lacks, empty)."""
+    summary = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"status": str, "reason": str, "dropped_layers": str})
+    summary = summary.reindex(columns=SUMMARY_COLUMNS)
+    summary = summary.astype({column: "Float64" for column in INT_COLUMNS}).astype({column: "Int64" for column in INT_COLUMNS})
+    return summary.astype({"train_subsampled": "boolean", "at_chance": "boolean"})
+
+
+def retried_counts(summary: pd.DataFrame, model: str, tasks: list[str]) -> pd.DataFrame:
+    """Per (strategy, k) row and task: how many diverged runs were replaced by a retry."""
+    rows = summary[(summary["model"] == model) & (summary["metric"] == "task_score")]
+    counts = rows[rows["status"] == RETRIED].groupby(["strategy", "k", "task"]).size()
+    index = _rows(rows[rows["status"] != RETRIED])
+    table = pd.DataFrame(index=index)
+    for task in tasks:
+        table[task] = [int(counts.get((strategy, k, task), 0)) for strategy, k in index]
+    return table.reset_index().astype({task: str for task in tasks})
+
+
+def significance_note(alpha: float, resamples: int) -> str:
+    return (f"{VS_FULL_MARK}: differs from the unpruned model; {VS_STRATEGY_MARK}: differs from another strategy at the same k "
+            "(results/stats.csv says which): paired permutation test on the same dev examples, pooled over seeds, "
+            f"{resamples} resamples, Holm-adjusted over all tests of the metric in the grid, p_adjusted < {alpha:g}. "
+            "avg7 and average are not tested.")
+
+
+def retry_note(retry_diverged: int) -> str:
+    return (f"Re-run after diverging (retry_diverged: {retry_diverged}): a fine-tune at chance while another seed of its "
+            "cell or the unpruned model is clearly above is re-run with seed + 1000 x attempt; both runs stay in "
+            "results/summary.csv (the diverged one with status 'retried', its retry with retry_of), and only the retry "
+            "counts in the means, intervals and tests.")
+
+
+def write_model_tables(
+    summary: pd.DataFrame,
+    model_tables: Mapping[str, Mapping[str, str]],
+    stats: pd.DataFrame | None = None,
+    notes: Mapping[str, str] | None = None,
+    order: Mapping[str, list] | None = None,
+    paper_score_metrics: Mapping[str, str] | None = None,
+    alpha: float = 0.05,
+    resamples: int = 2000,
+    retry_diverged: int = 0,
+) -> None:
+    """Per model, its tables as ``md``, ``tex`` and ``html`` (``model_tables``: model -> {format: path}).
+    ``stats`` (results/stats.csv) marks the significant scores; ``retry_diverged`` > 0 adds the count
+    of re-run diverged runs."""
     tasks = list((order or {}).get("tasks") or pd.unique(summary["task"]))
     for model, paths in model_tables.items():
         rows = summary[summary["model"] == model]
@@ -577,10 +675,24 @@ def aggregate(
                   "percent": percent_of_full(table, rows, model)}
         avg7_reason = avg7_problem({task: 0.0 for task in model_tasks})
         lines = footnotes(list(tables.values()), avg7_reason) + scoring_footnotes(rows)
+        if stats is not None:
+            chosen = paper_metrics(model_tasks, {t: m for t, m in (paper_score_metrics or {}).items() if t in model_tasks})
+            paper = {task: (task, "task_score" if metric == MEAN else metric) for task, metric in chosen.items()}
+            tests = {"scores": paper, "percent": paper, "metrics": metric_columns(rows, model_tasks)}
+            tables = {slug: significance_flags(t, stats, model, tests[slug]) for slug, t in tables.items()}
+            lines.append(significance_note(alpha, resamples))
+        retried = None
+        if retry_diverged:
+            retried = retried_counts(summary, model, model_tasks)
+            lines.append(retry_note(retry_diverged))
         args = (model, (notes or {}).get(model, ""), tables, chance_table(rows, model, model_tasks), lines, missing_count(rows))
-        _write(paths["md"], model_tables_markdown(*args))
-        _write(paths["tex"], model_tables_latex(*args))
-        _write(paths["html"], model_tables_html(*args))
-    n_missing, n_expected = missing_count(summary)
-    log.info("%d of %d cells have results, %d rows -> %s", n_expected - n_missing, n_expected, len(summary), summary_csv)
-    return summary
+        _write(paths["md"], model_tables_markdown(*args, retried))
+        _write(paths["tex"], model_tables_latex(*args, retried))
+        _write(paths["html"], model_tables_html(*args, retried))
+
+
+def tables(summary_csv, stats_csv, model_tables, notes=None, order=None, paper_score_metrics=None,
+           alpha: float = 0.05, resamples: int = 2000, retry_diverged: int = 0) -> None:
+    """The per-model tables from results/summary.csv, marked from results/stats.csv (rule ``tables``)."""
+    stats = pd.read_csv(stats_csv, keep_default_na=False, na_values=[""])
+    write_model_tables(read_summary(summary_csv), model_tables, stats, notes, order, paper_score_metrics, alpha, resamples, retry_diverged)

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from dropbench import architectures, glue, paper_score, sources, strategies
-from dropbench.grid import BASELINE
+from dropbench.grid import BASELINE, RETRY_SEED_STEP
 
 # Model and task names become path components under results/: no separators, no leading dot.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -95,6 +95,8 @@ def _check_grid(config: dict) -> None:
     for seed in config["seeds"]:
         if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
             _fail("seeds", seed, f"integers 0..{MAX_SEED}")
+    if config.get("retry_diverged", 0) and any(seed >= RETRY_SEED_STEP for seed in config["seeds"]):
+        _fail("seeds", max(config["seeds"]), f"integers 0..{RETRY_SEED_STEP - 1} with retry_diverged (retries use seed + {RETRY_SEED_STEP} x attempt)")
     if not _is_int(config["scoring"]["seed"]) or not 0 <= config["scoring"]["seed"] <= MAX_SEED:
         _fail("scoring.seed", config["scoring"]["seed"], f"an integer 0..{MAX_SEED}")
 

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from dropbench import strategies
 
 BASELINE = "none"
+# A re-run of a diverged fine-tune (dropbench.retries) has seed first seed + RETRY_SEED_STEP x attempt,
+# so with retry_diverged the configured seeds stay below it (config_check).
+RETRY_SEED_STEP = 1000
 
 
 @dataclass(frozen=True, order=True)

@@ -6,6 +6,10 @@ variant against the unpruned model, rows with ``comparison`` = ``<strategy>-k<k>
 another strategy at the same k (delta = this row's variant minus the comparison), each on the seeds
 both have (paired permutation test, stats.paired_permutation_test). ``p_adjusted``: Holm over all
 tests of the same metric across the grid. ``n_diverged``: runs of the variant flagged as diverged.
+
+With ``retry_diverged`` (``dropbench.retries``) a diverged run replaced by a retry (summary status
+``retried``) is left out of the intervals and tests, though still counted in ``n_diverged``; the retry
+is paired with the other variants' runs of the seed it replaces.
 """
 
 from __future__ import annotations
@@ -133,6 +137,23 @@ def paired_rows(runs: Mapping[tuple, dict], order: Iterable[tuple], resamples: i
     return pd.DataFrame(rows, columns=[*GROUP, "metric", "comparison", "n_paired_seeds", "delta", "p_value"])
 
 
+def tested_runs(runs: Mapping[tuple, dict], summary: pd.DataFrame) -> dict[tuple, dict]:
+    """``runs`` without those replaced by a retry, each retry keyed by the first seed of its chain."""
+    if "retry_of" not in summary.columns:
+        return dict(runs)
+    scores = summary[summary["metric"] == "task_score"]
+    keys = [(m, s, int(k), t, int(seed)) for m, s, k, t, seed in scores[[*GROUP, "seed"]].itertuples(index=False)]
+    replaced = {key for key, status in zip(keys, scores["status"]) if status == "retried"}
+    retry_of = {key: int(of) for key, of in zip(keys, scores["retry_of"]) if pd.notna(of)}
+
+    def first(cell):
+        while cell in retry_of:
+            cell = (*cell[:4], retry_of[cell])
+        return cell
+
+    return {first(cell): run for cell, run in runs.items() if cell not in replaced}
+
+
 def stats_table(
     summary: pd.DataFrame, runs: Mapping[tuple, dict], diverged: pd.DataFrame, resamples: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> pd.DataFrame:
@@ -176,7 +197,7 @@ def write_stats(summary_csv, predictions_paths, stats_csv, diverged_csv, resampl
     summary = pd.read_csv(summary_csv)
     runs = load_runs(predictions_paths)
     diverged = diverged_runs(runs)
-    table = stats_table(summary, runs, diverged, resamples, alpha, seed)
+    table = stats_table(summary, tested_runs(runs, summary), diverged, resamples, alpha, seed)
     write_csv(table, stats_csv)
     write_csv(diverged, diverged_csv)
     return table

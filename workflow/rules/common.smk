@@ -20,6 +20,7 @@ MODEL_DEPTHS = config_check.check(config)  # model -> depth, None where known on
 CELLS = grid.cells(config)
 STRATEGIES_NEEDING_DATA = set(config_check.data_driven(config))
 PARTIAL_SUMMARY = str(config["partial_summary"]).lower() == "true"
+RETRY_DIVERGED = config["retry_diverged"]  # re-runs of diverged fine-tunes: workflow/rules/retry.smk
 
 def force_when_planning(paths):
     """Add ``paths`` to the --forcerun targets. Snakemake hands its DAG settings (with --forcerun) to the
@@ -177,12 +178,13 @@ def _existing_if_partial(paths):
 
 def summary_metrics(wildcards):
     if not PARTIAL_SUMMARY:
-        return metrics_files()
+        return metrics_files() + [cell.metrics for cell in retried_cells()]
     # A cell whose last attempt failed (e.g. its data changed, then prepare_task failed) shows as
     # failed with the reason, not with its old result.
     from dropbench.integrity import failure_path
 
-    return [cell.metrics for cell in CELLS if os.path.exists(cell.metrics) and not failure_path(cell.__dict__).exists()]
+    cells = CELLS + retried_cells()
+    return [cell.metrics for cell in cells if os.path.exists(cell.metrics) and not failure_path(cell.__dict__).exists()]
 
 
 def layer_score_dirs(wildcards):
@@ -220,7 +222,7 @@ def model_table_outputs():
             caption="../report/model_tables.rst",
             category="Tables",
             subcategory="Scores per model",
-            labels=lambda wildcards, output, model=model: {"model": model, "missing": missing_label(output.summary, model)},
+            labels=lambda wildcards, input, model=model: {"model": model, "missing": missing_label(input.summary, model)},
         )
     return outputs
 
@@ -243,4 +245,4 @@ def figure_outputs(name, title, subcategory, count_missing):
 
 
 def summary_predictions(wildcards):
-    return _existing_if_partial([f"{cell.dir}/predictions.npz" for cell in CELLS])
+    return _existing_if_partial([f"{cell.dir}/predictions.npz" for cell in CELLS + retried_cells()])

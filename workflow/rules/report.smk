@@ -9,6 +9,7 @@ rule aggregate:
     input:
         metrics=summary_metrics,
         latency=latency_files,
+        retries=retry_lists,
         code=[f"{SRC}/dropbench/{name}.py" for name in ("aggregate", "chance", "paper_score")],
     output:
         summary=report(
@@ -27,10 +28,8 @@ rule aggregate:
             subcategory="Missing cells",
             labels=lambda wildcards, output: {"table": "missing cells", "missing": missing_label(output.summary)},
         ),
-        **model_table_outputs(),
     params:
         expected=expected_cells(),
-        notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
         order={"models": list(config["models"]), "strategies": list(config["strategies"]), "tasks": list(config["tasks"])},
         failed_dir="results/failed",
         paper_score=config.get("paper_score", {}),
@@ -114,6 +113,33 @@ rule stats:
         "../scripts/stats.py"
 
 
+# ---- the per-model tables, with the significant differences of results/stats.csv marked (issue 14)
+rule tables:
+    input:
+        summary=rules.aggregate.output.summary,
+        stats=rules.stats.output.stats,
+        code=[f"{SRC}/dropbench/{name}.py" for name in ("aggregate", "chance", "paper_score")],
+    output:
+        **model_table_outputs(),
+    params:
+        notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
+        order={"models": list(config["models"]), "strategies": list(config["strategies"]), "tasks": list(config["tasks"])},
+        paper_score=config.get("paper_score", {}),
+        alpha=config["statistics"]["alpha"],
+        resamples=config["statistics"]["resamples"],
+        retry_diverged=RETRY_DIVERGED,
+    log:
+        "logs/tables.log",
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/tables.py"
+
+
 # ---- the paper beside ours (issue 14): published numbers from resources/paper/.
 rule paper_comparison:
     input:
@@ -167,6 +193,7 @@ rule plot_intervals:
 rule report_only:
     input:
         rules.aggregate.output,
+        rules.tables.output,
         rules.plot.output,
         rules.plot_layer_scores.output,
         rules.stats.output,

@@ -1,0 +1,80 @@
+"""retry_diverged through the real Snakefile on the tiny model: a diverged fine-tune is re-run with
+seed + 1000, both runs are kept, the tables count the retry, and nothing else is recomputed.
+
+Grid: the tiny model unpruned (baseline cells only), sst2, seeds 1 and 2. Whether a tiny random model
+diverges depends on its initialisation, so the divergence is made deterministic: after the first run
+the test rewrites the two runs' dev predictions (with dropbench.predictions.save, so they stay valid
+results): seed 1 gets every example right, seed 2 predicts the minority class everywhere, i.e. at
+chance while another seed of its cell is clearly above. Everything after that is the workflow's own.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_significance import markdown_tables
+from tiny import tiny_config, write_config
+from workflow_runner import planned_jobs, snakemake
+
+from dropbench import predictions
+
+pytestmark = pytest.mark.slow
+
+CELL = "results/cells/tiny/none-k0/sst2/seed{}"
+REPORTS = {"aggregate": 1, "tables": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
+
+
+@pytest.fixture(scope="module")
+def diverged_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("retry")
+    config = tiny_config(workdir, strategies=("top",), k=(1,))
+    config["models"]["tiny"]["prune"] = False
+    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
+    config["seeds"] = [1, 2]
+    write_config(workdir, config)
+    snakemake(workdir, "--cores", "2")
+    return workdir, config
+
+
+def test_retry_diverged_0_is_the_default_and_plans_nothing_new(diverged_run):
+    workdir, config = diverged_run
+    write_config(workdir, {**config, "retry_diverged": 0})
+    assert planned_jobs(workdir) == {}
+    assert not (workdir / "results" / "retries").exists()
+
+
+def test_a_diverged_run_is_retried_once_and_kept(diverged_run):
+    workdir, config = diverged_run
+    labels = predictions.load(workdir / CELL.format(1) / "predictions.npz")["validation"]["label"]
+    minority = int(np.argmin(np.bincount(labels)))
+    predictions.save(workdir / CELL.format(1) / "predictions.npz", {"validation": (labels, labels)})
+    predictions.save(workdir / CELL.format(2) / "predictions.npz", {"validation": (np.full_like(labels, minority), labels)})
+    before = {seed: (workdir / CELL.format(seed) / "metrics.json").stat().st_mtime_ns for seed in (1, 2)}
+
+    write_config(workdir, {**config, "retry_diverged": 1})
+    # which runs diverged is known only after the checkpoint: the plan holds it and the reports
+    assert planned_jobs(workdir) == {"find_diverged": 1, **REPORTS}
+    result = snakemake(workdir, "--cores", "2")
+    ran = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", result.stdout + result.stderr, flags=re.MULTILINE)
+    assert sorted(set(ran) - set(REPORTS)) == ["evaluate", "find_diverged", "finetune"]
+    assert ran.count("finetune") == ran.count("evaluate") == 1
+
+    retries = pd.read_csv(workdir / "results" / "retries" / "attempt1.csv")
+    assert retries[["seed", "retry_seed", "attempt"]].values.tolist() == [[2, 1002, 1]]
+    assert (workdir / CELL.format(1002) / "metrics.json").exists()
+    assert {seed: (workdir / CELL.format(seed) / "metrics.json").stat().st_mtime_ns for seed in (1, 2)} == before
+    summary = pd.read_csv(workdir / "results" / "summary.csv").query("metric == 'task_score'").set_index("seed")
+    assert summary["status"].to_dict()[2] == "retried" and summary.loc[1002, "retry_of"] == 2
+    stats = pd.read_csv(workdir / "results" / "stats.csv", keep_default_na=False, na_values=[""])
+    interval = stats[(stats.metric == "task_score") & stats.comparison.isna()].iloc[0]
+    assert interval["n_seeds"] == 2  # seeds 1 and 1002; the diverged seed 2 is out
+    table = markdown_tables((workdir / "reports" / "tables" / "tiny.md").read_text())
+    assert table["Diverged runs re-run with another seed"] == [{"strategy": "none", "k": "0", "sst2": "1"}]
+
+
+def test_a_second_run_plans_nothing(diverged_run):
+    workdir, _ = diverged_run
+    assert planned_jobs(workdir) == {}
