@@ -6,6 +6,7 @@ run=${1:?usage: snapshot_run.sh RUN_DIR DEST}
 dest=${2:?usage: snapshot_run.sh RUN_DIR DEST}
 [ -f "$run/results/summary.csv" ] || { echo "no $run/results/summary.csv: is $run a finished run?" >&2; exit 2; }
 mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)
 cp "$run"/results/summary.csv "$run"/results/stats.csv "$run"/results/diverged.csv "$dest"/
 cp "$run"/reports/tables/*.md "$dest"/
 cp "$run"/reports/paper_comparison.md "$run"/reports/paper_comparison.csv "$dest"/
