@@ -33,3 +33,16 @@ def test_offline12_plans_without_anything_beside_the_repo(tmp_path):
     counts = planned_jobs(tmp_path)
     assert counts["prepare_task"] == 2 * 5  # two models x five tasks
     assert counts["finetune"] == counts["evaluate"] > 100
+
+
+@pytest.mark.slow
+def test_offline12_cpu_plans_its_reduced_grid_without_anything_beside_the_repo(tmp_path):
+    (tmp_path / "resources").symlink_to(REPO / "resources")
+    (tmp_path / "config.yaml").write_text((REPO / "config" / "offline12_cpu.yaml").read_text())
+    assert not (tmp_path.parent / "shared").exists()
+    counts = planned_jobs(tmp_path)
+    # MPNet: none + top/bottom/symmetric at k=6; MiniLM-L6 unpruned; two tasks, one seed
+    assert counts["prune"] == 3
+    assert counts["finetune"] == counts["evaluate"] == (4 + 1) * 2
+    assert counts["measure_latency"] == 5
+    assert counts["prepare_task"] == 2 * 2
