@@ -54,6 +54,12 @@ def test_unknown_strategy(base):
     rejected(changed(base[1], "strategies", ["top", "middle_out"]), "'strategies'", "'middle_out'", "bottom", "symmetric")
 
 
+def test_strategy_family_needs_a_registered_base(base):
+    rejected(changed(base[1], "strategies", ["task_specific_middle"]), "'strategies'", "'task_specific_middle'",
+             "top", "task_specific_<base>", "iterative_<base>")
+    checked(changed(base[1], "strategies", ["task_specific_top", "iterative_bottom"]))
+
+
 def test_baseline_is_not_a_strategy(base):
     rejected(changed(base[1], "strategies", ["none"]), "'strategies'", "'none'", "always run")
 

@@ -98,8 +98,8 @@ def _check_grid(config: dict) -> None:
     for name in config["strategies"]:
         if name == BASELINE:
             _fail("strategies", name, f"the baseline {BASELINE!r} is always run; list only strategies that drop layers")
-        if name not in strategies.available():
-            _fail("strategies", name, ", ".join(strategies.available()))
+        if not strategies.is_known(name):  # a registered name, or a family's (task_specific_<base>, ...)
+            _fail("strategies", name, strategies.allowed())
     pruned_models = [m for m, cfg in config["models"].items() if cfg.get("prune", True)]
     if pruned_models and not config["strategies"]:
         _fail("strategies", config["strategies"], f"at least one strategy, since {pruned_models} have prune: true")
