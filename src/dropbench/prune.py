@@ -121,6 +121,8 @@ def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | No
         "seed": context.get("seed"),
         "scores": layer_scores.per_layer_contribution(context["similarity"]) if context.get("similarity") is not None else None,
     }
+    if strategies.family_of(strategy)[0] == strategies.ITERATIVE:  # the order iterative_finetune drops them in
+        info["drop_order"] = strategies.drop_order(strategy, before, k, context)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Build in a temp dir beside out_dir and rename, so a crash never leaves a
