@@ -162,3 +162,18 @@ def test_a_plan_of_another_strategy_is_refused(inputs, iterative_plan, tmp_path)
     with pytest.raises(ValueError, match="'iterative_top', not a task_specific_<base> strategy"):
         families.frozen_finetune(inputs[0], iterative_plan, inputs[1], "sst2", tmp_path / "m", tmp_path / "s", CFG,
                                  tmp_path / "log.json")
+
+
+def test_a_damaged_first_stage_is_found_before_its_cell_runs(tmp_path, monkeypatch):
+    from dropbench import integrity
+    from dropbench.grid import Cell
+
+    monkeypatch.chdir(tmp_path)
+    cell = Cell("tiny", "task_specific_top", 1, "sst2", 1)
+    first_stage = tmp_path / cell.dir / "frozen_finetune"
+    first_stage.mkdir(parents=True)
+    (first_stage / "config.json").write_text("{}")
+    (first_stage / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")  # header runs past the end
+    problems = integrity.find_damaged([cell], data_driven=[])
+    assert [str(p.path) for p in problems] == [f"{cell.dir}/frozen_finetune"]
+    assert integrity.find_damaged([Cell("tiny", "top", 1, "sst2", 1)], data_driven=[]) == []
