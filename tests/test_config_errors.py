@@ -54,6 +54,20 @@ def test_unknown_strategy(base):
     rejected(changed(base[1], "strategies", ["top", "middle_out"]), "'strategies'", "'middle_out'", "bottom", "symmetric")
 
 
+def test_strategy_family_needs_a_registered_base(base):
+    rejected(changed(base[1], "strategies", ["task_specific_middle"]), "'strategies'", "'task_specific_middle'",
+             "top", "task_specific_<base>", "iterative_<base>")
+    checked(changed(base[1], "strategies", ["task_specific_top", "iterative_bottom"]))
+
+
+def test_strategy_k_names_a_listed_strategy_and_valid_ks(base):
+    config = changed(base[1], "strategies", ["top", "iterative_top"])
+    checked(changed(config, "strategy_k", {"iterative_top": [3]}))
+    rejected(changed(config, "strategy_k", {"bottom": [1]}), "'strategy_k'", "'bottom'", "top, iterative_top")
+    rejected(changed(config, "strategy_k", {"iterative_top": [4]}), "'strategy_k.iterative_top'", "1..3", "4 layers")
+    rejected(changed(config, "strategy_k", {"iterative_top": [1, 1]}), "'strategy_k.iterative_top'", "each value once")
+
+
 def test_baseline_is_not_a_strategy(base):
     rejected(changed(base[1], "strategies", ["none"]), "'strategies'", "'none'", "always run")
 

@@ -34,11 +34,31 @@ def test_paper_grid_uses_official_glue_sizes_and_scales_with_the_flop_rate():
     config = load("paper.yaml")
     slow = estimate.estimate(config, "a100", 0.02)
     fast = estimate.estimate(config, "h100", 0.04)
-    # three pruned models (six strategies x three k, three [CLS] thresholds), DistilBERT as baseline only
-    assert slow["cells"] == (3 * (1 + 6 * 3 + 3) + 1) * 8
+    # three pruned models (6 strategies x 3 k, three [CLS] thresholds, task_specific_top at k=6,
+    # iterative_top at k=4, 6), DistilBERT unpruned
+    assert slow["cells"] == (3 * (1 + 6 * 3 + 3 + 1 + 2) + 1) * 8
     assert slow["training_tokens"] == fast["training_tokens"] > 3 * 392702 * 39  # MNLI alone for one cell
     assert slow["gpu_hours"] == pytest.approx(fast["gpu_hours"] * (989 * 0.04) / (312 * 0.02))
     assert slow["checkpoint_gb"] > 100  # 464 fine-tuned models of up to 110M parameters
+
+
+def test_strategy_families_count_their_longer_training():
+    config = load("config.yaml")
+    config.update(strategies=["top", "task_specific_top", "iterative_top"], k=[4], tasks={"sst2": config["tasks"]["sst2"]}, seeds=[1])
+    tokens = {}
+    for strategy in config["strategies"]:
+        alone = {**config, "strategies": [strategy]}
+        tokens[strategy] = estimate.estimate(alone, "a100", 0.02, REPO)
+    base = estimate.estimate({**config, "strategies": ["top"], "models": {m: {**c, "prune": False} for m, c in config["models"].items()}},
+                             "a100", 0.02, REPO)
+    per_pass = base["training_tokens"] / 3  # the baseline cell: 3 epochs
+    layer_flops = base["training_flops"] / (3 * 6)  # per epoch and layer of the 6-layer MiniLM
+    top, specific, iterative = (tokens[s]["training_tokens"] - base["training_tokens"] for s in config["strategies"])
+    assert (top, specific, iterative) == (3 * per_pass, 6 * per_pass, (2 * 4 + 3) * per_pass)
+    flops = {s: tokens[s]["training_flops"] - base["training_flops"] for s in config["strategies"]}
+    assert flops["top"] == pytest.approx(3 * 2 * layer_flops)
+    assert flops["task_specific_top"] == pytest.approx((3 * 6 + 3 * 2) * layer_flops)
+    assert flops["iterative_top"] == pytest.approx((2 * (6 + 5 + 4 + 3) + 3 * 2) * layer_flops)
 
 
 def test_cli_prints_the_estimate_and_rejects_unknown_gpus(capsys):

@@ -46,3 +46,16 @@ def test_offline12_cpu_plans_its_reduced_grid_without_anything_beside_the_repo(t
     assert counts["finetune"] == counts["evaluate"] == (4 + 1) * 2
     assert counts["measure_latency"] == 5
     assert counts["prepare_task"] == 2 * 2
+def test_paper_plans_the_section_5_families(tmp_path):
+    """task_specific_top at k=6 and iterative_top at k=4 and 6, for the three pruned models on eight tasks."""
+    (tmp_path / "resources").symlink_to(REPO / "resources")
+    (tmp_path / "config.yaml").write_text((REPO / "config" / "paper.yaml").read_text())
+    counts = planned_jobs(tmp_path)
+    assert counts["frozen_finetune"] == 3 * 8 * 1  # models x tasks x k
+    assert counts["iterative_finetune"] == 3 * 8 * 2
+    # every other cell fine-tunes with `finetune`, task_specific cells (their second stage) and the
+    # three [CLS] threshold cells too
+    assert counts["finetune"] == counts["evaluate"] - counts["iterative_finetune"] == (3 * (1 + 6 * 3 + 1 + 3) + 1) * 8
+    # per model: 5 data-free strategies x 3 k + the 3 family variants, + per task: contribution (3 k) and
+    # the three thresholds
+    assert counts["prune"] == 3 * (5 * 3 + 3 + (3 + 3) * 8)

@@ -167,3 +167,61 @@ def test_user_strategy_errors(tmp_path, isolated_registry):
         strategies.load_user_strategies(["dropbench.strategies:nope"])
     with pytest.raises(ValueError, match="'top' is already registered"):
         strategies.load_user_strategies({"top": "dropbench.strategies:bottom"})
+
+
+# ---------------------------------------------------------------- families (task_specific_<base>, iterative_<base>)
+
+
+@pytest.mark.parametrize("family", ["task_specific_", "iterative_"])
+@pytest.mark.parametrize(("name", "k"), sorted(TWELVE_LAYERS))
+def test_family_drops_the_layers_of_its_base(family, name, k):
+    assert layers_to_drop(family + name, 12, k) == TWELVE_LAYERS[(name, k)]
+    assert strategies.family_of(family + name) == (family, name)
+
+
+def test_family_keeps_its_bases_data_scope():
+    assert strategies.needs_data("task_specific_contribution") and strategies.needs_data("iterative_angular")
+    assert not strategies.needs_data("iterative_top")
+    sim = fake_similarity(12)
+    assert layers_to_drop("iterative_contribution", 12, 4, {"similarity": sim}) == layers_to_drop("contribution", 12, 4, {"similarity": sim})
+    with pytest.raises(ValueError, match="context\\['similarity'\\]"):
+        layers_to_drop("task_specific_contribution", 12, 2)
+
+
+def test_family_with_unknown_base_names_it_and_lists_bases():
+    with pytest.raises(ValueError, match="'task_specific_middle'.*'middle' is not one.*allowed bases: angular.*top"):
+        strategies.validate("task_specific_middle")
+    with pytest.raises(ValueError, match="unknown strategy 'iterative_'.*iterative_<base>.*task_specific_<base>"):
+        strategies.validate("iterative_")
+    with pytest.raises(ValueError, match="'iterative_iterative_top'"):  # families do not nest
+        strategies.validate("iterative_iterative_top")
+    assert not strategies.is_known("task_specific_middle") and strategies.is_known("task_specific_top")
+    assert strategies.family_of("top") == (None, "top")
+
+
+def test_family_of_a_custom_base(tmp_path, isolated_registry):
+    source = tmp_path / "mine.py"
+    source.write_text("def lowest_pair(num_layers, k, context):\n    return [1, 0][:k]\n")
+    assert not strategies.is_known("iterative_lowest_pair")
+    strategies.load_user_strategies([f"{source}:lowest_pair"])
+    assert layers_to_drop("iterative_lowest_pair", 6, 2) == [0, 1]
+    assert strategies.drop_order("iterative_lowest_pair", 6, 2) == [1, 0]  # k=1 gives [1], then 0 joins
+
+
+def test_drop_order_follows_the_base_strategy():
+    assert strategies.drop_order("iterative_top", 12, 4) == [11, 10, 9, 8]
+    assert strategies.drop_order("iterative_bottom", 12, 3) == [0, 1, 2]
+    assert strategies.drop_order("iterative_symmetric", 12, 4) == [6, 5, 7, 4]
+    assert strategies.drop_order("iterative_even_alternate", 12, 3) == [11, 9, 7]
+    sim = np.eye(5)
+    for layer, score in enumerate([0.5, 0.9, 0.2, 0.8]):
+        sim[layer, layer + 1] = sim[layer + 1, layer] = score
+    assert strategies.drop_order("iterative_contribution", 4, 3, {"similarity": sim}) == [1, 3, 0]
+
+
+def test_drop_order_of_a_strategy_whose_choices_are_not_nested(isolated_registry):
+    @strategies.register("jumpy")
+    def jumpy(num_layers, k, context):
+        return [5, 2, 3][:k] if k == 3 else list(range(k))
+
+    assert strategies.drop_order("iterative_jumpy", 6, 3) == [5, 2, 3]  # its own listing order

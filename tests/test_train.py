@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import warnings
@@ -10,11 +9,10 @@ import warnings
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import build_tiny_bert, one_thread, write_tiny_tasks  # noqa: F401 (one_thread: a fixture)
+from tiny import fake_clock, one_thread, tiny_train_inputs  # noqa: F401 (fixtures)
 
 from dropbench import evaluation, features, train
 from dropbench.device import Precision
-from dropbench.prepare import prepare_task
 from dropbench.train import TrainConfig, finetune
 
 CFG = TrainConfig(learning_rate=1e-3, batch_size=8, epochs=2, seed=3, checkpoint_minutes=3)  # 8 steps per epoch; a fake clock ticks 1 minute per step
@@ -24,28 +22,12 @@ class Crash(RuntimeError):
     pass
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fake_clock():
-    """Training state is saved by wall time: a clock that advances one minute per reading makes
-    ``checkpoint_minutes=3`` save after steps 3, 6, 9, ... (one extra reading after each save)."""
-    real = train._clock
-    ticks = itertools.count(step=60.0)
-    train._clock = lambda: next(ticks)
-    yield
-    train._clock = real
+pytestmark = pytest.mark.usefixtures("one_thread", "fake_clock")
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """A tiny BERT (dropout on, so the RNG matters) and 64 tokenized sst2 rows."""
-    root = tmp_path_factory.mktemp("train")
-    model_dir = build_tiny_bert(root / "model")
-    source = write_tiny_tasks(root / "glue", rows=64)["sst2"]["source"]
-    prepare_task(model_dir, "sst2", source, root / "features", max_length=32)
-    return model_dir, root / "features"
+    return tiny_train_inputs(tmp_path_factory.mktemp("train"))
 
 
 def run(inputs, out, cfg=CFG):

@@ -132,3 +132,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fake_clock():
+    """Training state is saved by wall time: a clock that advances one minute per reading makes
+    ``checkpoint_minutes=3`` save after steps 3, 6, 9, ... (one extra reading after each save)."""
+    import itertools
+
+    from dropbench import train
+
+    real = train._clock
+    ticks = itertools.count(step=60.0)
+    train._clock = lambda: next(ticks)
+    yield
+    train._clock = real
+
+
+def tiny_train_inputs(root: Path) -> tuple[Path, Path]:
+    """A tiny BERT (dropout on, so the RNG matters) and 64 tokenized sst2 rows: (model dir, features dir)."""
+    from dropbench.prepare import prepare_task
+
+    model_dir = build_tiny_bert(root / "model")
+    source = write_tiny_tasks(root / "glue", rows=64)["sst2"]["source"]
+    prepare_task(model_dir, "sst2", source, root / "features", max_length=32)
+    return model_dir, root / "features"

@@ -106,8 +106,11 @@ def _check_grid(config: dict) -> None:
         threshold = strategies.cls_threshold_of(name)
         if threshold is not None:
             _fail("strategies", name, f"strategies of fixed k; [CLS] threshold cells come from 'cls_thresholds: [{threshold}]'")
-        if name not in strategies.available():
-            _fail("strategies", name, ", ".join(strategies.available()))
+        if not strategies.is_known(name):  # a registered name, or a family's (task_specific_<base>, ...)
+            _fail("strategies", name, strategies.allowed())
+    for name in config.get("strategy_k", {}):
+        if name not in config["strategies"]:
+            _fail("strategy_k", name, f"strategies listed in 'strategies' ({', '.join(config['strategies'])})")
     for threshold in config.get("cls_thresholds", []):
         try:
             strategies.register_cls_thresholds([threshold])
@@ -167,6 +170,15 @@ def _check_model(model: str, model_cfg: dict, config: dict) -> int | None:
     ks = model_cfg.get("k", config["k"]) if prunes else []
     if prunes and not ks:
         _fail(key, ks, "at least one k > 0")
+    _check_ks(key, ks, model, layers)
+    for strategy, strategy_ks in config.get("strategy_k", {}).items() if prunes else ():
+        if not strategy_ks:
+            _fail(f"strategy_k.{strategy}", strategy_ks, "at least one k > 0")
+        _check_ks(f"strategy_k.{strategy}", strategy_ks, model, layers)
+    return layers
+
+
+def _check_ks(key: str, ks: list, model: str, layers: int | None) -> None:
     _check_unique(key, ks)
     for k in ks:
         if not _is_int(k):
@@ -174,7 +186,6 @@ def _check_model(model: str, model_cfg: dict, config: dict) -> int | None:
         if k <= 0 or (layers is not None and k >= layers):
             upper = f"{layers - 1} (model {model!r} has {layers} layers)" if layers else "the model's depth - 1"
             _fail(key, k, f"1..{upper}")
-    return layers
 
 
 def _check_architecture(model: str, model_cfg: dict, config: dict) -> int | None:

@@ -18,6 +18,10 @@ alone (no downloads), with these documented assumptions:
   (~40 ms for BERT-base, forward, backward and optimizer), which is 1-3% of an A100's peak. Several
   jobs per GPU (``jobs_per_gpu``) raise it; measure yours with benchmarks/gpu_grid_throughput.py
   and pass it.
+- Strategy families (``dropbench.families``) train longer: a ``task_specific_<base>`` cell trains the
+  full model for ``epochs`` (its frozen layers counted as trained) and then the pruned one for
+  ``epochs``, and keeps the first stage's model too; an ``iterative_<base>`` cell trains two epochs per
+  dropped layer at the depth it has then, then ``epochs`` at the final depth (``training_stages``).
 - Disk: each cell keeps its fine-tuned model (fp32, 4 bytes per parameter); a running fine-tune
   holds training state of 12 bytes per parameter (weights and AdamW's two moments), removed when
   it finishes, so state needs that much per job running at once.
@@ -32,7 +36,8 @@ from pathlib import Path
 
 import yaml
 
-from dropbench import glue, grid
+from dropbench import glue, grid, strategies
+from dropbench.job_params import ITERATIVE_EPOCHS_PER_DROP
 
 GLUE_TRAIN_ROWS = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "qqp": 363846, "mnli": 392702,
                    "qnli": 104743, "rte": 2490, "wnli": 635}
@@ -77,6 +82,16 @@ def train_rows(task: str, task_cfg: dict, workdir: Path) -> int:
     return min(rows, cap) if cap else rows
 
 
+def training_stages(strategy: str, layers: int, k: int, epochs: float) -> list[tuple[float, int]]:
+    """(epochs, layers trained) of each stage of one cell's training."""
+    family = strategies.family_of(strategy)[0]
+    if family == strategies.TASK_SPECIFIC:
+        return [(epochs, layers), (epochs, layers - k)]
+    if family == strategies.ITERATIVE:
+        return [(ITERATIVE_EPOCHS_PER_DROP, layers - j) for j in range(k)] + [(epochs, layers - k)]
+    return [(epochs, layers - k)]
+
+
 def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> dict:
     if gpu not in GPU_PEAK_TFLOPS:
         raise ValueError(f"--gpu {gpu!r} unknown; allowed: {', '.join(sorted(GPU_PEAK_TFLOPS))}")
@@ -92,11 +107,13 @@ def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> d
     for cell in cells:
         layers, hidden, vocab = shapes[cell.model]
         kept = layers - cell.k  # [CLS] threshold cells (k = 0, k decided later): counted at full depth, an upper bound
-        cell_tokens = rows[cell.task] * epochs * min(GLUE_MEAN_TOKENS.get(cell.task, 64), training.get("max_length", 128))
+        epoch_tokens = rows[cell.task] * min(GLUE_MEAN_TOKENS.get(cell.task, 64), training.get("max_length", 128))
         params = kept * 12 * hidden**2 + vocab * hidden
-        tokens += cell_tokens
-        flops += 6 * cell_tokens * kept * 12 * hidden**2
-        checkpoint_bytes += 4 * params
+        for stage_epochs, depth in training_stages(cell.strategy, layers, cell.k, epochs):
+            tokens += epoch_tokens * stage_epochs
+            flops += 6 * epoch_tokens * stage_epochs * depth * 12 * hidden**2
+        kept_models = 2 if strategies.family_of(cell.strategy)[0] == strategies.TASK_SPECIFIC else 1
+        checkpoint_bytes += 4 * params * kept_models
         largest_params = max(largest_params, params)
     gpu_hours = flops / (GPU_PEAK_TFLOPS[gpu] * 1e12 * mfu) / 3600
     return {

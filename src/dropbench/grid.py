@@ -44,7 +44,10 @@ def prunes(model_cfg: dict) -> bool:
     return model_cfg.get("prune", True)
 
 
-def ks_for(model_cfg: dict, config: dict) -> list[int]:
+def ks_for(model_cfg: dict, config: dict, strategy: str | None = None) -> list[int]:
+    """k values of a pruned model: ``strategy_k[strategy]`` if given, else the model's or the global k."""
+    if strategy in config.get("strategy_k", {}):
+        return list(config["strategy_k"][strategy])
     return list(model_cfg.get("k", config["k"]))
 
 
@@ -60,7 +63,7 @@ def cells(config: dict) -> list[Cell]:
     for model, model_cfg in config["models"].items():
         variants = [(BASELINE, 0)]
         if prunes(model_cfg):
-            variants += [(s, k) for s in config["strategies"] for k in ks_for(model_cfg, config)]
+            variants += [(s, k) for s in config["strategies"] for k in ks_for(model_cfg, config, s)]
             variants += threshold_variants(config)
         for task in config["tasks"]:
             for seed in config["seeds"]:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropbench import grid, predictions
+from dropbench import grid, predictions, strategies
 from dropbench.atomic import write_json
 from dropbench.records import CorruptResultError, record_problem
 
@@ -191,6 +191,8 @@ def find_damaged(cells: Iterable[grid.Cell], data_driven: Iterable[str], sources
             scope = cell.task if cell.strategy in data_driven else "any"
             checks[grid.pruned_dir(cell.model, cell.strategy, cell.k, scope)] = pruned_problem
         checks[f"{cell.dir}/finetuned"] = checkpoint_problem
+        if strategies.family_of(cell.strategy)[0] == strategies.TASK_SPECIFIC:  # its first stage (dropbench.families)
+            checks[f"{cell.dir}/frozen_finetune"] = checkpoint_problem
         checks[f"{cell.dir}/train_log.json"] = lambda path: json_problem(path, ["train_seconds", "device"])
     for path, check in sorted(checks.items()):
         if Path(path).exists():

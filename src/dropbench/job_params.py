@@ -26,6 +26,8 @@ STAGE_VERSIONS = {"download": 1, "prepare": 1, "prune": 1, "finetune": 1, "evalu
 # max_length is part of prepare_task's params (the features), so it reaches fine-tuning through them.
 WEIGHT_KEYS = ("epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_decay", "max_grad_norm",
                "group_by_length")
+# iterative_<base>: epochs of fine-tuning before each layer drop (dropbench.families).
+ITERATIVE_EPOCHS_PER_DROP = 2
 # Keys of a model source that only verify the staged copy.
 SOURCE_CHECK_KEYS = ("sha256", "size")
 
@@ -69,7 +71,10 @@ def prune_params(strategy: str, k: int, depth: int | None, scoring: dict) -> dic
     context = {"seed": scoring["seed"]}
     if depth is None:  # a hub source without num_layers: the list is known only after download
         return {**params, "seed": scoring["seed"], "code": strategy_code_hash(strategy)}
-    return {**params, "dropped": strategies.layers_to_drop(strategy, depth, k, context)}
+    params["dropped"] = strategies.layers_to_drop(strategy, depth, k, context)
+    if strategies.family_of(strategy)[0] == strategies.ITERATIVE:
+        params["order"] = strategies.drop_order(strategy, depth, k, context)
+    return params
 
 
 def strategy_code_hash(strategy: str) -> str:
@@ -85,6 +90,10 @@ def strategy_code_hash(strategy: str) -> str:
 def finetune_params(training: dict, seed: int) -> dict:
     return {"training": {key: training[key] for key in WEIGHT_KEYS}, "seed": seed,
             "version": STAGE_VERSIONS["finetune"]}
+
+
+def iterative_params(training: dict, seed: int) -> dict:
+    return {**finetune_params(training, seed), "epochs_per_drop": ITERATIVE_EPOCHS_PER_DROP}
 
 
 def train_settings(training: dict, weight_params: dict, seed: int) -> dict:

@@ -142,6 +142,8 @@ def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | No
     }
     if context.get("similarity") is not None:
         info.update(_score_record(strategy, context))
+    if strategies.family_of(strategy)[0] == strategies.ITERATIVE:  # the order iterative_finetune drops them in
+        info["drop_order"] = strategies.drop_order(strategy, before, k, context)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Build in a temp dir beside out_dir and rename, so a crash never leaves a

@@ -52,6 +52,8 @@ class _Strategy:
 
 _REGISTRY: dict[str, _Strategy] = {}
 _FILE_MODULES: dict[Path, object] = {}
+# Families of strategies named by a prefix: prefix -> (resolver of the rest of the name, its pattern).
+_FAMILIES: dict[str, tuple[Callable[[str], _Strategy], str]] = {}
 
 
 def register(name: str, needs_data: bool = False) -> Callable[[StrategyFn], StrategyFn]:
@@ -73,15 +75,50 @@ def _add(name: str, fn: StrategyFn, needs_data: bool, decides_k: bool = False) -
     _REGISTRY[name] = _Strategy(fn, needs_data, decides_k)
 
 
+def register_family(prefix: str, resolve: Callable[[str], _Strategy], pattern: str) -> None:
+    """Names ``<prefix><rest>`` not registered themselves are strategies of this family: ``resolve(rest)``
+    returns the strategy (or raises ValueError saying what is allowed); ``pattern`` (e.g.
+    ``"iterative_<base>"``) is listed in the error for unknown names."""
+    _FAMILIES[prefix] = (resolve, pattern)
+
+
+def family_of(name: str) -> tuple[str | None, str]:
+    """``(prefix, rest)`` of a family strategy's name, ``(None, name)`` for any other name."""
+    if isinstance(name, str) and name not in _REGISTRY:
+        for prefix in sorted(_FAMILIES, key=len, reverse=True):
+            if name.startswith(prefix) and len(name) > len(prefix):
+                return prefix, name[len(prefix):]
+    return None, name
+
+
 def available() -> list[str]:
+    """Registered strategy names (families are listed by ``families()``)."""
     return sorted(_REGISTRY)
 
 
-def _get(name: str) -> _Strategy:
+def families() -> list[str]:
+    return [_FAMILIES[prefix][1] for prefix in sorted(_FAMILIES)]
+
+
+def allowed() -> str:
+    return ", ".join(available() + families())
+
+
+def is_known(name) -> bool:
     try:
+        _get(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _get(name: str) -> _Strategy:
+    if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown strategy {name!r}; available: {', '.join(available())}") from None
+    prefix, rest = family_of(name)
+    if prefix is not None:
+        return _FAMILIES[prefix][0](rest)
+    raise ValueError(f"unknown strategy {name!r}; available: {allowed()}")
 
 
 def needs_data(name: str) -> bool:
@@ -180,6 +217,24 @@ def _import_file(path: Path, spec: str):
         module_spec.loader.exec_module(module)
         _FILE_MODULES[path] = module
     return _FILE_MODULES[path]
+
+
+def drop_order(name: str, num_layers: int, k: int, context: dict | None = None) -> list[int]:
+    """The ``k`` layers of ``layers_to_drop`` in the order to drop them one at a time: the layer the
+    strategy adds going from ``j - 1`` to ``j`` dropped layers, when its choices are nested for
+    j = 1..k (top: the topmost first); otherwise the order in which it lists its ``k`` layers."""
+    final = layers_to_drop(name, num_layers, k, context)
+    fn, context = _get(name).fn, dict(context or {})
+    order, previous = [], set()
+    for j in range(1, k + 1):
+        chosen = set(layers_to_drop(name, num_layers, j, context))
+        if not previous < chosen:
+            raw = [int(i) for i in fn(num_layers, k, context)]
+            return list(dict.fromkeys(raw))
+        order += sorted(chosen - previous)
+        previous = chosen
+    assert sorted(order) == final
+    return order
 
 
 def _is_int(value) -> bool:
@@ -320,3 +375,22 @@ def _cls_threshold_strategy(threshold: float) -> StrategyFn:
 
     cls_above.__qualname__ = cls_threshold_name(threshold)
     return cls_above
+# ---------------------------------------------------------------- families
+
+# ``task_specific_<base>`` and ``iterative_<base>`` drop the layers ``<base>`` drops, but train
+# differently (dropbench.families); ``<base>`` is any registered strategy, built-in or custom.
+TASK_SPECIFIC, ITERATIVE = "task_specific_", "iterative_"
+
+
+def _family_base(prefix: str) -> Callable[[str], _Strategy]:
+    def resolve(base: str) -> _Strategy:
+        if base not in _REGISTRY:
+            raise ValueError(f"unknown strategy {prefix + base!r}: {prefix}<base> needs a registered base strategy, "
+                             f"and {base!r} is not one; allowed bases: {', '.join(available())}")
+        return _REGISTRY[base]
+
+    return resolve
+
+
+register_family(TASK_SPECIFIC, _family_base(TASK_SPECIFIC), f"{TASK_SPECIFIC}<base>")
+register_family(ITERATIVE, _family_base(ITERATIVE), f"{ITERATIVE}<base>")

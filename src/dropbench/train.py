@@ -5,6 +5,9 @@ max length 128, 3 epochs. Speed: dynamic padding with length-grouped batches, fu
 per-step host-device sync (losses are read back in blocks), bf16/fp16 autocast on a GPU (see
 ``dropbench.device``). Robustness: state is saved every ``checkpoint_minutes`` of wall time and a
 killed job resumes bit for bit.
+
+A ``LayerSchedule`` freezes layers during training and drops layers during or after it (the
+``task_specific_<base>`` and ``iterative_<base>`` strategies, ``dropbench.families``).
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from dropbench import features, glue
+from dropbench import features, glue, layer_drop
 from dropbench.atomic import atomic_dir, write_json
 from dropbench.batching import length_grouped_batches
 from dropbench.device import Precision, pick_device
 from dropbench.integrity import sha256_file
-from dropbench.train_state import clear_state, load_state, save_state
+from dropbench.train_state import clear_state, load_state, save_state, saved_step
 
 log = logging.getLogger(__name__)
 LOSS_BLOCK = 50  # steps between reads of the loss from the device
@@ -59,6 +62,47 @@ class TrainConfig:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class LayerSchedule:
+    """Layers (0-based indices of the loaded model) frozen for the whole run, and dropped during it:
+    ``drops`` holds (epochs, layer): drop ``layer`` once that many epochs are trained (the run's length
+    drops it after the last step, before the model is saved). Frozen layers get no gradient and are
+    not in the optimizer; a dropped layer leaves the model and the optimizer, whose state for every
+    other parameter carries on."""
+
+    freeze: tuple[int, ...] = ()
+    drops: tuple[tuple[float, int], ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"freeze": list(self.freeze), "drops": [list(drop) for drop in self.drops]}
+
+
+def freeze_layers(model, layers) -> None:
+    if not layers:
+        return
+    adapter = layer_drop.adapter_for(model)
+    if adapter.shared_layers:
+        raise ValueError(f"cannot freeze layers {list(layers)} of a {model.config.model_type} model: its layers share weights")
+    modules = model.base_model.get_submodule(adapter.layers)
+    for layer in layers:
+        modules[layer].requires_grad_(False)
+
+
+def drop_layer(model, kept: list[int], layer: int, optimizer=None) -> None:
+    """Remove layer ``layer`` (an index of the loaded model; ``kept`` lists the ones still there, and
+    loses it) from ``model``, and its parameters from ``optimizer``."""
+    before = list(model.parameters())
+    layer_drop.drop_layers(model, [kept.index(layer)])
+    kept.remove(layer)
+    if optimizer is not None:
+        remaining = {id(p) for p in model.parameters()}
+        for group in optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) in remaining]
+        for p in before:
+            if id(p) not in remaining:
+                optimizer.state.pop(p, None)
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -85,9 +129,10 @@ def epoch_batches(train: features.Features, cfg: TrainConfig, epoch: int) -> lis
 
 def make_optimizer(model, cfg: TrainConfig):
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # frozen layers stay out
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+        {"params": [p for n, p in trained if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in trained if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     return adamw(groups, cfg.learning_rate)
 
@@ -144,6 +189,23 @@ def run_fingerprint(model_dir, features_dir, task: str, cfg: TrainConfig, total_
     }
 
 
+def _build(model_dir, task: str, device, cfg: TrainConfig, schedule: LayerSchedule, drop_steps: dict, done_step: int,
+           total_steps: int):
+    """The model with the schedule's frozen layers and the drops due by ``done_step`` applied, its
+    optimizer and its learning-rate schedule."""
+    seed_everything(cfg.seed)
+    model = load_for_task(model_dir, task)
+    kept = list(range(layer_drop.num_layers(model.config)))
+    freeze_layers(model, schedule.freeze)
+    for step in sorted(s for s in drop_steps if s <= done_step):
+        for layer in drop_steps[step]:
+            drop_layer(model, kept, layer)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    return model, kept, optimizer, scheduler
+
+
 def finetune(
     model_dir: str | Path,
     features_dir: str | Path,
@@ -152,21 +214,31 @@ def finetune(
     state_dir: str | Path,
     cfg: TrainConfig,
     train_log: str | Path,
+    schedule: LayerSchedule | None = None,
 ) -> dict:
     """Train, save the fine-tuned model to ``out_dir`` and a summary to ``train_log`` (JSON)."""
-    seed_everything(cfg.seed)
+    schedule = schedule or LayerSchedule()
     device = pick_device()
     train = features.load(features.split_path(features_dir, "train"))
-    model = load_for_task(model_dir, task).to(device)
-    pad_id = model.config.pad_token_id or 0
-    optimizer = make_optimizer(model, cfg)
     amp = Precision(device)
     steps_per_epoch = len(epoch_batches(train, cfg, 0))
     total_steps = int(np.ceil(steps_per_epoch * cfg.epochs))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    drop_steps: dict[int, list[int]] = {}  # step -> layers dropped once it is done
+    for epochs, layer in schedule.drops:
+        if not 0 < epochs <= cfg.epochs:
+            raise ValueError(f"a layer drop after {epochs} epochs is outside the run's {cfg.epochs} epochs")
+        drop_steps.setdefault(min(total_steps, int(np.ceil(epochs * steps_per_epoch))), []).append(layer)
 
     fingerprint = run_fingerprint(model_dir, features_dir, task, cfg, total_steps)
+    if schedule != LayerSchedule():
+        fingerprint["layers"] = schedule.as_dict()
+    # A saved state after a drop holds the smaller model: build that one to load it into.
+    saved = saved_step(state_dir) or 0
+    model, kept, optimizer, scheduler = _build(model_dir, task, device, cfg, schedule, drop_steps, saved, total_steps)
     progress = load_state(state_dir, model, optimizer, scheduler, fingerprint)
+    if progress is None and any(step <= saved for step in drop_steps):  # state discarded: start afresh
+        model, kept, optimizer, scheduler = _build(model_dir, task, device, cfg, schedule, drop_steps, 0, total_steps)
+    pad_id = model.config.pad_token_id or 0
     resumed_from_step = progress["step"] if progress else 0
     progress = progress or {"step": 0, "seconds": 0.0, "losses": []}
     if resumed_from_step:
@@ -184,6 +256,9 @@ def finetune(
             pending.append(train_step(model, batch, optimizer, scheduler, cfg.max_grad_norm, amp))
             progress["step"] += 1
             bar.update(1)
+            for layer in drop_steps.get(progress["step"], []):
+                drop_layer(model, kept, layer, optimizer)
+                log.info("step %d: dropped layer %d, %d left", progress["step"], layer, len(kept))
             due = cfg.checkpoint_minutes and _clock() - last_save >= cfg.checkpoint_minutes * 60
             if len(pending) == LOSS_BLOCK or due or progress["step"] >= total_steps:
                 record_losses(pending, progress, total_steps, task, cfg)
@@ -214,6 +289,9 @@ def finetune(
         "final_loss": progress["losses"][-1] if progress["losses"] else None,
         "losses": progress["losses"],
     }
+    if schedule != LayerSchedule():
+        summary["layers"] = {**schedule.as_dict(), "drop_steps": {str(s): ls for s, ls in sorted(drop_steps.items())},
+                             "kept": kept}
     write_json(train_log, summary)
     clear_state(state_dir)
     return summary

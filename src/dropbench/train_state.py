@@ -38,6 +38,15 @@ def save_state(state_dir: Path, model, optimizer, scheduler, progress: dict, fin
         (tmp / "state.json").write_text(json.dumps(meta))
 
 
+def saved_step(state_dir: Path) -> int | None:
+    """The step a saved state reached (read without checking the state; ``load_state`` checks it)."""
+    try:
+        step = json.loads((Path(state_dir) / "state.json").read_text())["progress"]["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return step if isinstance(step, int) else None
+
+
 def load_state(state_dir: Path, model, optimizer, scheduler, fingerprint: dict | None = None) -> dict | None:
     """Restore model, optimizer, scheduler and RNG; return the saved progress, or None to start afresh.
 

@@ -11,7 +11,7 @@ if SRC not in sys.path:
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 
-from dropbench import config_check, grid, job_params  # noqa: E402
+from dropbench import config_check, grid, job_params, strategies  # noqa: E402
 
 # Unknown (e.g. misspelt) keys first, with the closest valid key; then types and defaults; then the rest.
 config_check.check_known_keys(config, Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml")
@@ -90,6 +90,19 @@ def cell_model_dir(wildcards):
     return grid.pruned_dir(wildcards.model, wildcards.strategy, int(wildcards.k), scope)
 
 
+def finetune_model_dir(wildcards):
+    """What ``finetune`` starts from: a task_specific_<base> cell's first stage (``frozen_finetune``),
+    else the cell's encoder."""
+    if strategies.family_of(wildcards.strategy)[0] == strategies.TASK_SPECIFIC:
+        w = wildcards
+        return f"results/cells/{w.model}/{w.strategy}-k{w.k}/{w.task}/seed{w.seed}/frozen_finetune"
+    return cell_model_dir(wildcards)
+
+
+def pretrained_model_dir(wildcards):
+    return grid.pretrained_dir(wildcards.model)
+
+
 def every_core():
     """All of --cores, so that ``measure_latency`` runs with nothing beside it (1 without --cores, as on a
     cluster, where the SLURM profile gives the job its own node)."""
@@ -148,6 +161,10 @@ def prune_params(wildcards):
 
 def finetune_params(wildcards):
     return job_params.finetune_params(config["training"], int(wildcards.seed))
+
+
+def iterative_params(wildcards):
+    return job_params.iterative_params(config["training"], int(wildcards.seed))
 
 
 def evaluate_params(wildcards):

@@ -1,6 +1,6 @@
 rule finetune:
     input:
-        model=cell_model_dir,
+        model=finetune_model_dir,
         features=rules.prepare_task.output[0],
     output:
         model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned"),
@@ -21,3 +21,67 @@ rule finetune:
         runtime=config["resources"]["finetune"]["runtime"],
     script:
         "../scripts/finetune.py"
+
+
+# Strategy families (dropbench.families). task_specific_<base>: this first stage fine-tunes the full
+# model with the layers <base> drops frozen, then removes them; `finetune` above trains the result
+# again. Its own output, so more seeds or a re-run of the second stage reuse it.
+rule frozen_finetune:
+    input:
+        model=pretrained_model_dir,
+        pruned=cell_model_dir,  # pruning.json: the layers to freeze and drop
+        features=rules.prepare_task.output[0],
+    output:
+        model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/frozen_finetune"),
+        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/frozen_train_log.json",
+    wildcard_constraints:
+        strategy=r"task_specific_[a-z0-9_]+",
+    params:
+        job=finetune_params,
+        state_dir="results/train_state/{model}/{strategy}-k{k}/{task}/seed{seed}-frozen",
+    log:
+        "logs/frozen_finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/frozen_finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.tsv"
+    conda:
+        "../../envs/pytorch.yaml"
+    threads: config["resources"]["finetune"]["threads"]
+    resources:
+        gpu=config["resources"]["finetune"]["gpu"],
+        mem_mb=config["resources"]["finetune"]["mem_mb"],
+        runtime=config["resources"]["finetune"]["runtime"],
+    script:
+        "../scripts/family_finetune.py"
+
+
+# iterative_<base>: the full model, one layer dropped every two epochs in <base>'s order, then the
+# configured epochs; writes the cell's fine-tuned model in place of `finetune`.
+rule iterative_finetune:
+    input:
+        model=pretrained_model_dir,
+        pruned=cell_model_dir,  # pruning.json: the order to drop the layers in
+        features=rules.prepare_task.output[0],
+    output:
+        model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned"),
+        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
+    wildcard_constraints:
+        strategy=r"iterative_[a-z0-9_]+",
+    params:
+        job=iterative_params,
+        state_dir="results/train_state/{model}/{strategy}-k{k}/{task}/seed{seed}",
+    log:
+        "logs/iterative_finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.tsv"
+    conda:
+        "../../envs/pytorch.yaml"
+    threads: config["resources"]["finetune"]["threads"]
+    resources:
+        gpu=config["resources"]["finetune"]["gpu"],
+        mem_mb=config["resources"]["finetune"]["mem_mb"],
+        runtime=config["resources"]["finetune"]["runtime"],
+    script:
+        "../scripts/family_finetune.py"
+
+
+ruleorder: iterative_finetune > finetune

@@ -1,0 +1,24 @@
+# Rules frozen_finetune and iterative_finetune: dropbench.families.<rule name>.
+from dropbench import families
+from dropbench.device import set_threads
+from dropbench.gpu_slots import gpu_slot
+from dropbench.integrity import cell_from_wildcards, failure_record
+from dropbench.job_params import train_settings
+from dropbench.jobs import log_to
+from dropbench.train import TrainConfig
+
+params = snakemake.params.job
+extra = {"epochs_per_drop": params["epochs_per_drop"]} if "epochs_per_drop" in params else {}
+with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wildcards), snakemake.rule), gpu_slot():
+    set_threads(snakemake.threads)
+    getattr(families, snakemake.rule)(
+        pretrained_dir=snakemake.input.model,
+        pruned_dir=snakemake.input.pruned,
+        features_dir=snakemake.input.features,
+        task=snakemake.wildcards.task,
+        out_dir=snakemake.output.model,
+        state_dir=snakemake.params.state_dir,
+        cfg=TrainConfig.from_dict(train_settings(snakemake.config["training"], params["training"], params["seed"])),
+        train_log=snakemake.output.train_log,
+        **extra,
+    )
