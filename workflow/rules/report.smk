@@ -31,7 +31,7 @@ rule aggregate:
     params:
         expected=expected_cells(),
         notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
-        order={"models": list(config["models"]), "strategies": list(config["strategies"]), "tasks": list(config["tasks"])},
+        order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         failed_dir="results/failed",
         paper_score=config.get("paper_score", {}),
     log:
