@@ -94,10 +94,6 @@ def single_layer_number(name) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def single_layer_name(layer: int) -> str:
-    return f"layer{layer}"
-
-
 def _single_layer(layer: int) -> StrategyFn:
     def drop_one_layer(num_layers, k, context):
         if k != 1:
