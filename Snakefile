@@ -27,11 +27,13 @@ include: "workflow/rules/latency.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/retry.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/profile.smk"
 
 
-# Every cell's metrics and every table and figure (report_only, in report.smk).
+# Every cell's metrics and every table and figure (report_only, in report.smk; the layer profile's, profile.smk).
 rule all:
     input:
         metrics_files(),
         rules.report_only.input,
+        profile_outputs().values(),
     default_target: True

@@ -316,3 +316,9 @@ def test_snakemake_rejects_a_model_given_twice(base, tmp_path):
 def test_snakemake_rejects_a_misspelt_key_before_any_job(base, tmp_path):
     config = changed(hub_config(base[1]), "training.learnig_rate", 1e-4)
     dry_run_rejects(tmp_path, yaml.safe_dump(config), "'training.learnig_rate' (did you mean 'learning_rate'?")
+
+
+
+@pytest.mark.parametrize("name", ["layer3", "iterative_layer3"])
+def test_single_layer_strategies_come_only_from_layer_profile(base, name):
+    rejected(changed(base[1], "strategies", [name]), "'strategies'", f"'{name}'", "layer_profile")

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from dropbench import architectures, glue, paper_score, sources, strategies
+from dropbench import architectures, glue, grid, paper_score, sources, strategies
 from dropbench.grid import BASELINE, RETRY_SEED_STEP
 
 # Model and task names become path components under results/: no separators, no leading dot.
@@ -78,6 +78,7 @@ def check(config: dict) -> dict[str, int | None]:
     for task_name, task in config["tasks"].items():
         _check_task(task_name, task)
     depths = {model: _check_model(model, model_cfg, config) for model, model_cfg in config["models"].items()}
+    _check_layer_profile(config)
     _check_numbers(config)
     try:
         paper_score.paper_metrics(list(config["tasks"]), config.get("paper_score"))
@@ -106,6 +107,8 @@ def _check_grid(config: dict) -> None:
         threshold = strategies.cls_threshold_of(name)
         if threshold is not None:
             _fail("strategies", name, f"strategies of fixed k; [CLS] threshold cells come from 'cls_thresholds: [{threshold}]'")
+        if strategies.single_layer_number(strategies.family_of(name)[1]) is not None:
+            _fail("strategies", name, f"strategies of the grid; single-layer cells ({name}) come from 'layer_profile'")
         if not strategies.is_known(name):  # a registered name, or a family's (task_specific_<base>, ...)
             _fail("strategies", name, strategies.allowed())
     for name in config.get("strategy_k", {}):
@@ -117,8 +120,22 @@ def _check_grid(config: dict) -> None:
         except ValueError as err:
             raise ConfigError(f"config key 'cls_thresholds': {err}") from None
     pruned_models = [m for m, cfg in config["models"].items() if cfg.get("prune", True)]
-    if pruned_models and not config["strategies"]:
-        _fail("strategies", config["strategies"], f"at least one strategy, since {pruned_models} have prune: true")
+    without_cells = [m for m in pruned_models if m not in grid.profile_models(config)]
+    if without_cells and not config["strategies"]:
+        _fail("strategies", config["strategies"], f"at least one strategy, since {without_cells} have prune: true "
+              "(or name them in layer_profile)")
+
+
+def _check_layer_profile(config: dict) -> None:
+    models = grid.profile_models(config)
+    _check_unique("layer_profile", models)
+    pruned = [m for m, cfg in config["models"].items() if cfg.get("prune", True)]
+    for model in models:
+        if model not in pruned:
+            _fail("layer_profile", model, f"true, false or a list of models with prune: true ({', '.join(pruned) or 'none'})")
+        if config["models"][model].get("num_layers") is None:
+            _fail(f"models.{model}.num_layers", None,
+                  "the model's depth (an integer >= 2): the layer-importance profile plans one cell per layer before any download")
 
 
 def _is_int(value) -> bool:

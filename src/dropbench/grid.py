@@ -57,14 +57,34 @@ def threshold_variants(config: dict) -> list[tuple[str, int]]:
     return [(strategies.cls_threshold_name(t), 0) for t in config.get("cls_thresholds", [])]
 
 
+def profile_models(config: dict) -> list[str]:
+    """The models of the layer-importance profile: config ``layer_profile`` true (every pruned model),
+    false, or a list of model names (``--config layer_profile=true`` passes the string)."""
+    chosen = config.get("layer_profile", False)
+    if chosen in (True, "true"):
+        return [model for model, model_cfg in config["models"].items() if prunes(model_cfg)]
+    if chosen in (False, "false", None):
+        return []
+    return list(chosen)
+
+
+def profile_strategies(model_cfg: dict) -> list[str]:
+    """``layer1`` .. ``layer<L>``: each drops only that layer (1-based), at k = 1."""
+    return [f"layer{i}" for i in range(1, model_cfg["num_layers"] + 1)]
+
+
 def cells(config: dict) -> list[Cell]:
-    """Every cell named by the config, sorted; one baseline per (model, task, seed)."""
+    """Every cell named by the config, sorted; one baseline per (model, task, seed), plus the
+    single-layer cells (``layer<i>``, k = 1) of the models in ``layer_profile``."""
     out = []
+    in_profile = profile_models(config)
     for model, model_cfg in config["models"].items():
         variants = [(BASELINE, 0)]
         if prunes(model_cfg):
             variants += [(s, k) for s in config["strategies"] for k in ks_for(model_cfg, config, s)]
             variants += threshold_variants(config)
+        if model in in_profile:
+            variants += [(s, 1) for s in profile_strategies(model_cfg) if (s, 1) not in variants]
         for task in config["tasks"]:
             for seed in config["seeds"]:
                 out += [Cell(model, strategy, k, task, seed) for strategy, k in variants]

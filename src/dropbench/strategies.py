@@ -34,6 +34,7 @@ import importlib
 import importlib.util
 import math
 import random as _random
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,32 @@ def _get(name: str) -> _Strategy:
     prefix, rest = family_of(name)
     if prefix is not None:
         return _FAMILIES[prefix][0](rest)
-    raise ValueError(f"unknown strategy {name!r}; available: {allowed()}")
+    layer = single_layer_number(name)
+    if layer is not None:
+        return _Strategy(_single_layer(layer), False)
+    raise ValueError(f"unknown strategy {name!r}; available: {allowed()}, "
+                     "or layer<i> (drop only layer i, 1-based, at k = 1)")
+
+
+# ---- the layer-importance profile's family: layer<i> drops only layer i (1-based), at k = 1.
+_SINGLE_LAYER = re.compile(r"layer([1-9][0-9]*)")
+
+
+def single_layer_number(name) -> int | None:
+    """i for a strategy named ``layer<i>``, else None."""
+    match = _SINGLE_LAYER.fullmatch(name) if isinstance(name, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _single_layer(layer: int) -> StrategyFn:
+    def drop_one_layer(num_layers, k, context):
+        if k != 1:
+            raise ValueError(f"strategy 'layer{layer}' drops exactly one layer: k must be 1, got {k}")
+        if layer > num_layers:
+            raise ValueError(f"strategy 'layer{layer}': a {num_layers}-layer model has layers 1..{num_layers}")
+        return [layer - 1]
+
+    return drop_one_layer
 
 
 def needs_data(name: str) -> bool:

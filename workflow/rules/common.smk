@@ -67,6 +67,7 @@ localrules:
     plot_layer_scores,
     paper_comparison,
     plot_intervals,
+    layer_profile,
 
 
 wildcard_constraints:
@@ -263,3 +264,31 @@ def figure_outputs(name, title, subcategory, count_missing):
 
 def summary_predictions(wildcards):
     return _existing_if_partial([f"{cell.dir}/predictions.npz" for cell in CELLS + retried_cells()])
+
+
+# ---- layer-importance profile (issue 15 item 4; config `layer_profile`, rules in profile.smk)
+PROFILE_MODELS = grid.profile_models(config)
+
+
+def profile_strategy_order():
+    """layer1, layer2, ... after the config's strategies in the tables (not layer1, layer10, layer11, ...)."""
+    depth = max((config["models"][model]["num_layers"] for model in PROFILE_MODELS), default=0)
+    return [f"layer{i}" for i in range(1, depth + 1)]
+
+
+def profile_score_files(wildcards=None):
+    return [f"results/layer_profile/{model}/{task}/scores.json" for model in PROFILE_MODELS for task in config["tasks"]]
+
+
+def profile_scores_params(wildcards):
+    return {"scoring": dict(config["scoring"]), "version": job_params.STAGE_VERSIONS["prune"]}
+
+
+def profile_outputs():
+    """The profile's tables, markdown and figures; nothing when `layer_profile` names no model."""
+    if not PROFILE_MODELS:
+        return {}
+    return {"md": "reports/layer_profile.md", "importance_csv": "reports/layer_profile_importance.csv",
+            "halves_csv": "reports/layer_profile_halves.csv", "correlations_csv": "reports/layer_profile_correlations.csv",
+            **figure_outputs("layer_importance", "layer importance", "Layer profile", lambda input: missing_label(input.summary)),
+            **figure_outputs("layer_score_correlation", "cheap scores vs importance", "Layer profile", lambda input: missing_label(input.summary))}

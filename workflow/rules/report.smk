@@ -30,7 +30,7 @@ rule aggregate:
         ),
     params:
         expected=expected_cells(),
-        order={"models": list(config["models"]), "strategies": list(config["strategies"]), "tasks": list(config["tasks"])},
+        order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         failed_dir="results/failed",
         paper_score=config.get("paper_score", {}),
     log:
@@ -123,7 +123,7 @@ rule tables:
         **model_table_outputs(),
     params:
         notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
-        order={"models": list(config["models"]), "strategies": list(config["strategies"]), "tasks": list(config["tasks"])},
+        order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         paper_score=config.get("paper_score", {}),
         alpha=config["statistics"]["alpha"],
         resamples=config["statistics"]["resamples"],

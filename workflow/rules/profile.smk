@@ -1,0 +1,45 @@
+# The layer-importance profile (config `layer_profile`): the single-layer cells layer<i>-k1 are ordinary cells
+# of the grid (common.smk, grid.cells); these rules add the cheap per-layer scores of the unpruned model
+# and the profile report (reports/layer_profile.md, its CSVs and two figures).
+
+
+rule layer_profile_scores:
+    input:
+        model=lambda wildcards: grid.pretrained_dir(wildcards.model),
+        features=lambda wildcards: grid.features_dir(wildcards.model, wildcards.task),
+    output:
+        "results/layer_profile/{model}/{task}/scores.json",
+    params:
+        job=profile_scores_params,
+    log:
+        "logs/layer_profile_scores/{model}/{task}.log",
+    conda:
+        "../../envs/pytorch.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/layer_profile_scores.py"
+
+
+rule layer_profile:
+    input:
+        summary=rules.aggregate.output.summary,
+        stats=rules.stats.output.stats,
+        scores=profile_score_files,
+        code=[f"{SRC}/dropbench/{name}.py" for name in ("layer_profile", "profile_plots", "stats")],
+    output:
+        **profile_outputs(),
+    params:
+        depths={model: config["models"][model]["num_layers"] for model in PROFILE_MODELS},
+        tasks=list(config["tasks"]),
+        style=config["plots"],
+    log:
+        "logs/layer_profile.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/layer_profile.py"
