@@ -322,3 +322,12 @@ def test_snakemake_rejects_a_misspelt_key_before_any_job(base, tmp_path):
 @pytest.mark.parametrize("name", ["layer3", "iterative_layer3"])
 def test_single_layer_strategies_come_only_from_layer_profile(base, name):
     rejected(changed(base[1], "strategies", [name]), "'strategies'", f"'{name}'", "layer_profile")
+
+
+def test_seeds_and_k_given_on_the_command_line_become_integers():
+    config = {"seeds": ["1", "2", " 3"], "k": ["2", 4], "strategies": ["1"]}
+    config_check.integers_from_command_line(config)
+    assert config == {"seeds": [1, 2, 3], "k": [2, 4], "strategies": ["1"]}
+    bad = {"seeds": ["one"]}
+    config_check.integers_from_command_line(bad)
+    assert bad == {"seeds": ["one"]}  # left for the schema to refuse, naming it

@@ -62,6 +62,15 @@ def unknown_keys(config: dict, schema: dict) -> list[str]:
     return found
 
 
+def integers_from_command_line(config: dict) -> None:
+    """``--config 'seeds=[1,2,3]'`` reaches the workflow as a list of strings: turn the integer-looking
+    items of ``seeds`` and ``k`` into integers (anything else is left for the checks to name)."""
+    for key in ("seeds", "k"):
+        value = config.get(key)
+        if isinstance(value, list):
+            config[key] = [int(v) if isinstance(v, str) and v.strip().lstrip("-").isdigit() else v for v in value]
+
+
 def check_known_keys(config: dict, schema_path) -> None:
     import yaml
 

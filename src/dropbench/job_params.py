@@ -60,14 +60,18 @@ def prepare_inputs(task: str, source: dict) -> list[str]:
     return [str(glue.find_split_file(spec, Path(source["path"]), split)) for split in spec.splits]
 
 
+def scoring_params(scoring: dict) -> dict:
+    """The ``scoring`` settings that decide layer scores. The default split is left out, so that jobs
+    planned before ``scoring.split`` existed keep their params."""
+    return {key: value for key, value in scoring.items() if (key, value) != ("split", "train")}
+
+
 def prune_params(strategy: str, k: int, depth: int | None, scoring: dict) -> dict:
     """A data-free strategy's resolved list of dropped layers when the depth is known (so any code
     change that changes the list re-runs exactly its cells); a data-driven one's scoring settings."""
     params = {"strategy": strategy, "k": k, "version": STAGE_VERSIONS["prune"]}
     if strategies.needs_data(strategy):
-        # The default split is left out, so that cells planned before ``scoring.split`` existed keep their params.
-        scoring = {key: value for key, value in scoring.items() if (key, value) != ("split", "train")}
-        return {**params, "scoring": scoring, "code": strategy_code_hash(strategy)}
+        return {**params, "scoring": scoring_params(scoring), "code": strategy_code_hash(strategy)}
     context = {"seed": scoring["seed"]}
     if depth is None:  # a hub source without num_layers: the list is known only after download
         return {**params, "seed": scoring["seed"], "code": strategy_code_hash(strategy)}

@@ -14,6 +14,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 from dropbench import config_check, grid, job_params, strategies  # noqa: E402
 
 # Unknown (e.g. misspelt) keys first, with the closest valid key; then types and defaults; then the rest.
+config_check.integers_from_command_line(config)
 config_check.check_known_keys(config, Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml")
 validate(config, "../schemas/config.schema.yaml")
 MODEL_DEPTHS = config_check.check(config)  # model -> depth, None where known only after download
@@ -281,7 +282,7 @@ def profile_score_files(wildcards=None):
 
 
 def profile_scores_params(wildcards):
-    return {"scoring": dict(config["scoring"]), "version": job_params.STAGE_VERSIONS["prune"]}
+    return {"scoring": job_params.scoring_params(config["scoring"]), "version": job_params.STAGE_VERSIONS["prune"]}
 
 
 def profile_outputs():
