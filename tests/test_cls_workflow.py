@@ -14,7 +14,7 @@ from workflow_runner import finished_tiny_run, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
-REPORTS = {"aggregate": 1, "plot": 1, "plot_layer_scores": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
+REPORTS = {"aggregate": 1, "tables": 1, "plot": 1, "plot_layer_scores": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
 CLS = "results/cells/tiny/cls_above_950-k0/sst2/seed1"
 OLD_CELLS = ["results/cells/tiny/none-k0/sst2/seed1", "results/cells/tiny/top-k1/sst2/seed1"]
 

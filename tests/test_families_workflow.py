@@ -13,7 +13,7 @@ from workflow_runner import planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
-REPORTS = {"aggregate": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
+REPORTS = {"aggregate": 1, "tables": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
 CELLS = "results/cells/tiny/{}-k1/sst2/seed1"
 FAMILIES = ["task_specific_top", "iterative_top"]
 
