@@ -24,33 +24,36 @@ def test_local_task_sources_ship_with_the_repo(config_file):
         assert any(path.glob("train.tsv*")), f"{config_file.name}: task {task}: no train file in {source['path']}"
 
 
+def plan_shipped(tmp_path, name: str) -> dict:
+    """Planned job counts of config/<name> in a scratch work directory with only the repo's resources:
+    no ../shared next to it."""
+    (tmp_path / "resources").symlink_to(REPO / "resources")
+    (tmp_path / "config.yaml").write_text((REPO / "config" / name).read_text())
+    assert not (tmp_path.parent / "shared").exists()
+    return planned_jobs(tmp_path)
+
+
 @pytest.mark.slow
 def test_offline12_plans_without_anything_beside_the_repo(tmp_path):
-    """A scratch work directory with only the repo's resources: no ../shared next to it."""
-    (tmp_path / "resources").symlink_to(REPO / "resources")
-    (tmp_path / "config.yaml").write_text((REPO / "config" / "offline12.yaml").read_text())
-    assert not (tmp_path.parent / "shared").exists()
-    counts = planned_jobs(tmp_path)
+    counts = plan_shipped(tmp_path, "offline12.yaml")
     assert counts["prepare_task"] == 2 * 5  # two models x five tasks
     assert counts["finetune"] == counts["evaluate"] > 100
 
 
 @pytest.mark.slow
 def test_offline12_cpu_plans_its_reduced_grid_without_anything_beside_the_repo(tmp_path):
-    (tmp_path / "resources").symlink_to(REPO / "resources")
-    (tmp_path / "config.yaml").write_text((REPO / "config" / "offline12_cpu.yaml").read_text())
-    assert not (tmp_path.parent / "shared").exists()
-    counts = planned_jobs(tmp_path)
+    counts = plan_shipped(tmp_path, "offline12_cpu.yaml")
     # MPNet: none + top/bottom/symmetric at k=6; MiniLM-L6 unpruned; two tasks, one seed
     assert counts["prune"] == 3
     assert counts["finetune"] == counts["evaluate"] == (4 + 1) * 2
     assert counts["measure_latency"] == 5
     assert counts["prepare_task"] == 2 * 2
+
+
+@pytest.mark.slow
 def test_paper_plans_the_section_5_families(tmp_path):
     """task_specific_top at k=6 and iterative_top at k=4 and 6, for the three pruned models on eight tasks."""
-    (tmp_path / "resources").symlink_to(REPO / "resources")
-    (tmp_path / "config.yaml").write_text((REPO / "config" / "paper.yaml").read_text())
-    counts = planned_jobs(tmp_path)
+    counts = plan_shipped(tmp_path, "paper.yaml")
     assert counts["frozen_finetune"] == 3 * 8 * 1  # models x tasks x k
     assert counts["iterative_finetune"] == 3 * 8 * 2
     # every other cell fine-tunes with `finetune`, task_specific cells (their second stage) and the
