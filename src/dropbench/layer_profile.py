@@ -33,7 +33,6 @@ from scipy import stats as sps
 from dropbench import stats, strategies
 from dropbench.atomic import atomic_file
 from dropbench.grid import BASELINE
-from dropbench.profile_scores import SCORES
 
 METRIC = "task_score"
 ALL_TASKS = "all"
@@ -184,7 +183,7 @@ def rank_correlations(importance: pd.DataFrame, score_records: Iterable[Mapping]
         model, task = record["model"], record["task"]
         sel = importance[(importance["model"] == model) & (importance["task"] == task)].sort_values("layer")
         measured = sel["importance"].to_numpy(dtype=float)
-        for name in SCORES:
+        for name in record["scores"]:  # the cheap scores profile_scores wrote, in its order (SCORES)
             score = np.asarray(record["scores"][name], dtype=float)
             row = {"model": model, "task": task, "score": name, "n_layers": len(score),
                    "spearman_rho": math.nan, "spearman_p": math.nan, "spearman_p_method": "",
