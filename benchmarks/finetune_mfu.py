@@ -13,7 +13,8 @@ With one thread (the default, as the default config's finetune jobs) both the pe
 timed by the thread's CPU time (``time.thread_time``), so other processes on a shared machine do
 not distort the ratio; with several threads, by wall time.
 Prints `mfu_full: X` and `mfu_pruned: Y` last. `--reference` times the loop as it was before
-issue 13 (per-parameter AdamW, per-step `.item()`), for the before/after comparison.
+issue 13 (per-parameter AdamW, per-step `.item()`, freed memory returned to the OS), for the
+before/after comparison.
 
     python benchmarks/finetune_mfu.py [--threads 1] [--steps 30] [--repeats 3]
 """
@@ -29,7 +30,7 @@ from transformers import AutoTokenizer
 
 from dropbench import features, glue
 from dropbench.batching import length_grouped_batches
-from dropbench.device import Precision
+from dropbench.device import Precision, reuse_freed_memory
 from dropbench.layer_drop import drop_layers
 from dropbench.train import TrainConfig, load_for_task, make_optimizer, train_step
 
@@ -105,6 +106,8 @@ def main() -> None:
     parser.add_argument("--model-dir", help="a staged model directory (default: the default config's model)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.reference:
+        reuse_freed_memory()  # as dropbench.train.finetune does
 
     model_dir = args.model_dir or default_model_dir()
     spec = glue.get_task("sst2")

@@ -75,6 +75,12 @@ def test_a_new_latency_protocol_retimes_each_architecture_and_retrains_nothing(f
     assert not {"finetune", "evaluate", "prune", "prepare_task", "download_model"} & set(plan)
 
 
+def test_reordering_the_latency_protocol_plans_nothing(finished_run):
+    workdir, config = finished_run
+    protocol = config["evaluation"]["latency"]
+    assert plan_with(workdir, changed(config, "evaluation.latency", dict(reversed(protocol.items())))) == {}
+
+
 def test_adding_a_sha256_to_the_model_source_plans_nothing(finished_run):
     workdir, config = finished_run
     weights = Path(config["models"]["tiny"]["source"]["path"]) / "model.safetensors"

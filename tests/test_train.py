@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -227,3 +230,29 @@ def test_fp16_steps_with_grad_scaler_train_and_resume_the_scale(inputs):
     resumed.scaler = torch.amp.GradScaler("cpu")
     resumed.load_scaler_state(state)
     assert resumed.scaler.get_scale() == amp.scaler.get_scale()
+
+
+FAULTS_OF_REALLOCATION = """
+import resource, sys, torch
+from dropbench.device import reuse_freed_memory
+if sys.argv[1] == "reuse":
+    assert reuse_freed_memory()
+faults = []
+for _ in range(20):  # a 64 MiB block, freed and allocated again, as a training step's embedding gradient
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = torch.ones(2**24)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    del block
+print(min(faults[-5:]), max(faults[-5:]))  # the heap settles after a few rounds
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="mallopt and minor-fault counts are glibc/Linux")
+def test_freed_blocks_are_reused_instead_of_faulted_in_again():
+    def faults(mode: str) -> list[int]:
+        run = subprocess.run([sys.executable, "-c", FAULTS_OF_REALLOCATION, mode], capture_output=True, text=True, check=True)
+        return [int(n) for n in run.stdout.split()]
+
+    pages = 2**26 // resource.getpagesize()
+    assert min(faults("default")) > pages // 2  # glibc maps every block this large afresh
+    assert max(faults("reuse")) < pages // 20

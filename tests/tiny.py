@@ -69,7 +69,7 @@ def tiny_config(workdir: Path, strategies=("top", "bottom"), k=(1, 2)) -> dict:
         "tasks": write_tiny_tasks(workdir / "glue"),
         "seeds": [1],
         "training": {"epochs": 1, "batch_size": 8, "max_length": 32, "checkpoint_minutes": 0.001},
-        "evaluation": {"batch_size": 16, "latency": {"batch_size": 4, "seq_len": 16, "warmup": 1, "repeats": 2}},
+        "evaluation": {"batch_size": 16, "latency": {"batch_size": 4, "seq_len": 16, "warmup": 1, "repeats": 2, "max_seconds": 1}},
         "resources": {"finetune": {"threads": 1}},
     }
 

@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from dropbench import chance, features, glue, layer_drop, metrics, predictions
 from dropbench.atomic import write_json
 from dropbench.batching import sorted_batches
-from dropbench.device import autocast, pick_device
+from dropbench.device import autocast, pick_device, reuse_freed_memory
 from dropbench.job_params import STAGE_VERSIONS
 from dropbench.records import check_record
 
@@ -43,6 +43,7 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
     measured by ``dropbench.latency``, once per architecture)."""
     spec = glue.get_task(task)
     device = pick_device()
+    reuse_freed_memory()
     model = AutoModelForSequenceClassification.from_pretrained(finetuned_dir, use_safetensors=True).to(device)
     started = time.perf_counter()
     scores, chance_levels, distinct, dev_predictions, dev_rows = {}, {}, {}, {}, {}

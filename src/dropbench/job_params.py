@@ -106,5 +106,10 @@ def train_settings(training: dict, weight_params: dict, seed: int) -> dict:
     return {**operational, **weight_params, "seed": seed}
 
 
+def latency_params(protocol: dict) -> dict:
+    """The latency protocol, keys sorted: reordering them in the YAML must not re-time anything."""
+    return {key: protocol[key] for key in sorted(protocol)}
+
+
 def evaluate_params(cell: dict) -> dict:
     return {"cell": cell, "version": STAGE_VERSIONS["evaluate"]}

@@ -30,7 +30,7 @@ from transformers import (
 from dropbench import features, glue, layer_drop
 from dropbench.atomic import atomic_dir, write_json
 from dropbench.batching import length_grouped_batches
-from dropbench.device import Precision, pick_device
+from dropbench.device import Precision, pick_device, reuse_freed_memory
 from dropbench.integrity import sha256_file
 from dropbench.train_state import clear_state, load_state, save_state, saved_step
 
@@ -219,6 +219,7 @@ def finetune(
     """Train, save the fine-tuned model to ``out_dir`` and a summary to ``train_log`` (JSON)."""
     schedule = schedule or LayerSchedule()
     device = pick_device()
+    reuse_freed_memory()
     train = features.load(features.split_path(features_dir, "train"))
     amp = Precision(device)
     steps_per_epoch = len(epoch_batches(train, cfg, 0))

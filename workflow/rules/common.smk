@@ -169,6 +169,10 @@ def iterative_params(wildcards):
     return job_params.iterative_params(config["training"], int(wildcards.seed))
 
 
+def latency_params(wildcards):
+    return job_params.latency_params(config["evaluation"]["latency"])
+
+
 def evaluate_params(wildcards):
     cell = {"model": wildcards.model, "strategy": wildcards.strategy, "k": int(wildcards.k),
             "task": wildcards.task, "seed": int(wildcards.seed)}

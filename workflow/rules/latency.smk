@@ -14,7 +14,7 @@ rule measure_latency:
     output:
         "results/latency/{model}/{strategy}-k{k}/{scope}.json",
     params:
-        protocol=config["evaluation"]["latency"],
+        protocol=latency_params,
     log:
         "logs/latency/{model}/{strategy}-k{k}/{scope}.log",
     conda:
