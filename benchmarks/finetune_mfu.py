@@ -79,8 +79,10 @@ def useful_flop_rate(model_dir, split, batches, drop: list[int], reference: bool
     model.train()
     cfg = TrainConfig(learning_rate=2e-4, batch_size=16)
     optimizer = make_optimizer(model, cfg)
-    if reference:
-        optimizer = torch.optim.AdamW(optimizer.param_groups, lr=cfg.learning_rate, foreach=False, fused=False)
+    if reference:  # the groups' own settings would win over foreach/fused: pass only params and decay
+        groups = [{"params": group["params"], "weight_decay": group["weight_decay"]} for group in optimizer.param_groups]
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, foreach=False, fused=False)
+        assert not any(group["fused"] or group["foreach"] for group in optimizer.param_groups)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     amp, step = Precision(torch.device("cpu")), reference_step if reference else train_step
     weights, tokens = linear_weights(model), 0
