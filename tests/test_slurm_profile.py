@@ -13,14 +13,24 @@ PROFILE = REPO / "profiles" / "slurm"
 SHARDS_ENV = "DROPBENCH_SLURM_GPU_SHARDS"
 
 
-def finetune_resources(monkeypatch, value: str | None) -> dict[str, str]:
+FINE_TUNES = ("finetune", "frozen_finetune", "iterative_finetune")  # the families' fine-tunes too
+
+
+def parsed_profile(monkeypatch, value: str | None) -> dict:
     monkeypatch.delenv(SHARDS_ENV, raising=False)
     if value is not None:
         monkeypatch.setenv(SHARDS_ENV, value)
     with open(PROFILE / "config.yaml") as profile:
-        settings = ProfileConfigFileParser().parse(profile)
-    pairs = [entry.split(":", 1)[1] for entry in settings["set-resources"] if entry.startswith("finetune:")]
+        return ProfileConfigFileParser().parse(profile)
+
+
+def rule_resources(settings: dict, rule: str) -> dict[str, str]:
+    pairs = [entry.split(":", 1)[1] for entry in settings["set-resources"] if entry.startswith(f"{rule}:")]
     return dict(pair.split("=", 1) for pair in pairs)
+
+
+def finetune_resources(monkeypatch, value: str | None) -> dict[str, str]:
+    return rule_resources(parsed_profile(monkeypatch, value), "finetune")
 
 
 @pytest.mark.parametrize("value", [None, "", " "])
@@ -35,6 +45,14 @@ def test_with_shards_each_fine_tune_asks_for_that_many_shards_and_no_whole_gpu(m
     assert (resources["gpu"], resources["gres"]) == ("0", "shard:3")
     assert resources["slurm_partition"] == "gpu"  # only the GPU request differs
     assert resources["mem_mb"] == "16000 * attempt" and resources["runtime"] == "240 * attempt"
+
+
+@pytest.mark.parametrize("value", [None, "2"])
+def test_the_strategy_families_fine_tunes_ask_for_what_finetune_asks_for(monkeypatch, value):
+    settings = parsed_profile(monkeypatch, value)
+    for rule in FINE_TUNES:
+        assert rule_resources(settings, rule) == rule_resources(settings, "finetune"), rule
+        assert f"{rule}=4" in settings["set-threads"], rule
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
