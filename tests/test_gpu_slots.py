@@ -86,12 +86,13 @@ def test_slots_come_from_cuda_visible_devices_when_it_narrows_the_machine(tmp_pa
     assert first_env["CUDA_VISIBLE_DEVICES"] == "2,5"  # restored after the job body
 
 
-def test_inside_a_scheduler_allocation_the_devices_are_left_alone(tmp_path):
+def test_inside_a_scheduler_allocation_the_devices_are_left_alone(tmp_path, caplog):
     env = {"SLURM_JOB_ID": "17", "CUDA_VISIBLE_DEVICES": "3", COUNT_ENV: "4", LOCK_DIR_ENV: str(tmp_path / "locks")}
-    with gpu_slot(env) as device:
+    with caplog.at_level("INFO", logger="dropbench.gpu_slots"), gpu_slot(env) as device:
         assert device == "3"
         assert env["CUDA_VISIBLE_DEVICES"] == "3"
     assert not (tmp_path / "locks").exists()
+    assert "SLURM job 17, which chose the GPU: CUDA_VISIBLE_DEVICES=3" in caplog.text  # the job log says where it ran
 
 
 def test_without_gpus_nothing_is_set(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from tiny import changed, write_config
-from workflow_runner import finished_tiny_run, planned_jobs, snakemake
+from workflow_runner import REPO, finished_tiny_run, planned_jobs, snakemake
 
 from dropbench.job_params import STAGE_VERSIONS
 
@@ -65,6 +65,12 @@ def test_every_result_records_the_stage_versions(finished_run):
 def test_operational_settings_plan_nothing(finished_run, key, value):
     workdir, config = finished_run
     assert plan_with(workdir, changed(config, key, value)) == {}
+
+
+def test_the_slurm_profile_with_gpu_shards_plans_nothing(finished_run):
+    workdir, _ = finished_run
+    slurm = ["--profile", str(REPO / "profiles" / "slurm"), "--workflow-profile", "none"]
+    assert planned_jobs(workdir, *slurm, env={"DROPBENCH_SLURM_GPU_SHARDS": "2"}) == {}
 
 
 @pytest.mark.parametrize("key, value", [("evaluation.latency.repeats", 3), ("evaluation.latency.seq_len", 12)])

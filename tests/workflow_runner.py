@@ -22,9 +22,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
     return result
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str, env: dict | None = None) -> dict[str, int]:
     """Jobs per rule that a dry run would execute (empty when nothing is to be done)."""
-    result = snakemake(workdir, "-n", *args)
+    result = snakemake(workdir, "-n", *args, env=env)
     text = result.stdout + result.stderr
     if "Nothing to be done" in text:
         return {}

@@ -7,7 +7,8 @@ lock on ``<lock dir>/gpu<id>.lock`` (slot 0) or ``gpu<id>-<slot>.lock``, filling
 device before slot 1 of any, and exports ``CUDA_VISIBLE_DEVICES=<id>`` before torch first touches
 CUDA (importing torch does not): each job still sees exactly one device. The kernel drops the lock when the process ends, even on
 kill -9, so a crashed job never keeps its GPU. Under SLURM the scheduler has already set
-``CUDA_VISIBLE_DEVICES`` for the allocation, so nothing is done there.
+``CUDA_VISIBLE_DEVICES`` for the allocation (one GPU, or the GPU its shards are on), so it is
+only logged there.
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ def gpu_slot(env: MutableMapping[str, str] | None = None, poll_seconds: float = 
     """
     env = os.environ if env is None else env
     if "SLURM_JOB_ID" in env:
-        yield env.get("CUDA_VISIBLE_DEVICES")
+        device = env.get("CUDA_VISIBLE_DEVICES")
+        log.info("inside SLURM job %s, which chose the GPU: CUDA_VISIBLE_DEVICES=%s", env["SLURM_JOB_ID"], device)
+        yield device
         return
     devices = visible_devices(env)
     if not devices:
