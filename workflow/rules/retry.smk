@@ -15,6 +15,9 @@ def retry_lists(wildcards=None, attempts=None):
 
 def retried_cells(attempts=None):
     """The cells of the retries of attempts 1..attempts."""
+    attempts = RETRY_DIVERGED if attempts is None else attempts
+    if attempts == 0:  # no retries: spare every planning run dropbench.retries' import of scipy (~1 s)
+        return []
     from dropbench.retries import read_retries, retry_cells
 
     return retry_cells(read_retries(retry_lists(attempts=attempts)))
