@@ -41,7 +41,7 @@ def test_each_architecture_is_timed_once_with_its_protocol_and_depth(small_bert,
                                         {"model": "small", "strategy": "none", "k": 0, "scope": "any"})
 
     pruned_ms = [f["latency_ms"] for f in figures.values()]
-    # Agreement within 5% is checked on the committed default run (test_shipped_configs.py), not here:
+    # Agreement within 5% is not asserted anywhere: benchmarks/latency_repeatability.py measures it, since
     # a timing taken inside the test suite depends on what else the CI machine runs.
     assert full["latency_ms"] > 1.3 * min(pruned_ms)  # 4 layers against 2: the timing sees the depth
     written = json.loads((tmp_path / "top.json").read_text())

@@ -89,8 +89,8 @@ def reuse_freed_memory() -> bool:
     glibc serves every block above 32 MiB with a fresh mmap and unmaps it on free. A training step
     allocates such blocks anew each time (the word-embedding gradient alone: 47 MB for
     all-MiniLM-L6-v2, 94 MB for bert-base), so the kernel page-faults and zero-fills them at every
-    step: ~11% of a full-depth MiniLM step on one CPU thread and ~25% of a 2-layer one
-    (benchmarks/finetune_mfu.py). Raising the mmap and trim thresholds to 1 GiB keeps those blocks in
+    step: ~11% of a full-depth MiniLM step on one CPU thread and ~25% of a 2-layer one (one process
+    alternating the two settings; README "Benchmarks"). Raising the mmap and trim thresholds to 1 GiB keeps those blocks in
     the heap. Results are unchanged; the process keeps its peak memory instead of returning it.
     Returns whether the setting took (False where the C library has no mallopt, e.g. macOS, musl).
     """

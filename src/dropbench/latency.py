@@ -10,7 +10,8 @@ Protocol: a synthetic batch of ``batch_size`` rows of exactly ``seq_len`` tokens
 are spent: ``converged`` is then false). The figure, ``latency_ms``, is the fastest pass: anything
 else running on the machine (other users, the OS) only ever adds time, so the fastest pass is the
 architecture's own cost, and requiring several passes at that floor keeps one lucky or unlucky pass
-from deciding it (two runs of one architecture agree within 5%: benchmarks/latency_repeatability.py).
+from deciding it. How well two runs of one architecture agree is measured by
+benchmarks/latency_repeatability.py (target 5%; not met on a VM whose own speed drifts, README).
 The median and the spread (interquartile range over median) are reported beside it. On a GPU each
 pass is timed with CUDA events; on a CPU with one thread (what the ``measure_latency`` job uses) by
 the thread's CPU time, with several threads by wall time. The process keeps the memory it frees
