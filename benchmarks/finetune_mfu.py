@@ -1,6 +1,7 @@
 """Model FLOP utilisation of dropbench's fine-tuning loop on this machine.
 
-1. Peak: the best fp32 matrix-product rate (torch.mm, square sizes 256-2048) with the job's threads.
+1. Peak: the fp32 matrix-product rate (torch.mm at the fastest square size of 256-2048) with the job's
+   threads, measured in turn with the loop (below).
 2. Useful FLOP rate of ``dropbench.train.train_step`` (the loop the finetune job runs: dynamic
    padding, fused AdamW, clipping, scheduler) for the default model (all-MiniLM-L6-v2) at full depth
    and with 4 of 6 layers dropped, on real SST-2 train rows at the default batch size (16).
@@ -11,9 +12,12 @@ Not counted: padding tokens, embeddings, pooler and classifier, attention scores
 optimizer. The loop's time includes everything (batch building, optimizer, clipping).
 With one thread (the default, as the default config's finetune jobs) both the peak and the loop are
 timed by the thread's CPU time (``time.thread_time``), so other processes on a shared machine do
-not distort the ratio; with several threads, by wall time. Each round times the peak and then both
-loops (10 warm-up steps, then ``--steps`` timed ones); the printed MFU is the median over rounds of
-loop rate / that round's peak.
+not distort the ratio; with several threads, by wall time. This machine's own speed drifts (other
+tenants of the host share its caches and memory), so the peak is not measured once beforehand: after
+every 5 timed steps, a burst of peak-size matrix products runs for as long as those steps took, and a
+loop's MFU is its useful rate over the rate of its bursts, both taken at the same moments. Each round
+picks the fastest size, then runs both loops (10 warm-up steps, then ``--steps`` timed ones); the
+printed MFU is the median over rounds.
 Prints `mfu_full: X` and `mfu_pruned: Y` last. `--reference` times the loop as it was before
 issue 13 (per-parameter AdamW, per-step `.item()`, freed memory returned to the OS), for the
 before/after comparison.
@@ -41,24 +45,31 @@ from dropbench.train import TrainConfig, load_for_task, make_optimizer, train_st
 # Untimed first steps: lazy optimizer state, and the heap settling so that freed blocks are reused
 # (dropbench.device.reuse_freed_memory; glibc needs a few rounds). A real fine-tune runs hundreds of steps.
 WARMUP_STEPS = 10
+# Timed steps between two matmul bursts.
+CHUNK = 5
 
 
 def clock():
     return time.thread_time() if torch.get_num_threads() == 1 else time.perf_counter()
 
 
-def matmul_peak(seconds: float = 1.0) -> float:
-    """FLOP/s of the fastest square fp32 torch.mm size, each timed for about ``seconds``."""
-    best = 0.0
-    for n in (256, 512, 1024, 2048):
-        a, b = torch.randn(n, n), torch.randn(n, n)
+SIZES = (256, 512, 1024, 2048)
+
+
+def matmul_rate(n: int, seconds: float) -> tuple[float, float]:
+    """(FLOPs done, seconds spent) multiplying two n x n fp32 matrices for about ``seconds``."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    calls, start = 0, clock()
+    while clock() - start < seconds:
         torch.mm(a, b)
-        calls, start = 0, clock()
-        while clock() - start < seconds:
-            torch.mm(a, b)
-            calls += 1
-        best = max(best, 2 * n**3 * calls / (clock() - start))
-    return best
+        calls += 1
+    return 2 * n**3 * calls, clock() - start
+
+
+def best_matmul_size(seconds: float = 0.5) -> int:
+    """The square size at which torch.mm is fastest here."""
+    return max(SIZES, key=lambda n: (lambda flops, spent: flops / spent)(*matmul_rate(n, seconds)))
 
 
 def linear_weights(model) -> int:
@@ -79,7 +90,10 @@ def reference_step(model, batch, optimizer, scheduler, max_grad_norm, amp) -> to
     return loss.detach()
 
 
-def useful_flop_rate(model_dir, split, batches, drop: list[int], reference: bool) -> float:
+def useful_flop_rate(model_dir, split, batches, drop: list[int], reference: bool, peak_size: int) -> tuple[float, float]:
+    """(useful FLOP/s of the loop, matmul FLOP/s) timed in turn: after every ``CHUNK`` timed steps, a burst of
+    peak-size matrix products as long as those steps took. Both rates then see the same moments of this
+    machine, whose speed drifts from second to second (other tenants of the host)."""
     torch.manual_seed(0)
     model = load_for_task(model_dir, "sst2")
     if drop:
@@ -93,17 +107,24 @@ def useful_flop_rate(model_dir, split, batches, drop: list[int], reference: bool
         assert not any(group["fused"] or group["foreach"] for group in optimizer.param_groups)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     amp, step = Precision(torch.device("cpu")), reference_step if reference else train_step
-    weights, tokens = linear_weights(model), 0
+    weights, tokens, loop_seconds, peak_flops, peak_seconds = linear_weights(model), 0, 0.0, 0.0, 0.0
     pending = []
     for i, indices in enumerate(batches):
-        if i == WARMUP_STEPS:
+        if i >= WARMUP_STEPS and (i - WARMUP_STEPS) % CHUNK == 0:
             start = clock()
         batch = split.batch(indices, model.config.pad_token_id or 0)
         pending.append(step(model, batch, optimizer, scheduler, cfg.max_grad_norm, amp))
-        if i >= WARMUP_STEPS:
-            tokens += int(split.lengths()[indices].sum())
-    torch.stack(pending).tolist()
-    return 6 * tokens * weights / (clock() - start)
+        if i < WARMUP_STEPS:
+            continue
+        tokens += int(split.lengths()[indices].sum())
+        if (i - WARMUP_STEPS) % CHUNK == CHUNK - 1 or i == len(batches) - 1:
+            torch.stack(pending).tolist()  # the losses are read back as the loop does (every 50 steps there)
+            pending.clear()
+            chunk_seconds = clock() - start
+            loop_seconds += chunk_seconds
+            flops, spent = matmul_rate(peak_size, chunk_seconds)
+            peak_flops, peak_seconds = peak_flops + flops, peak_seconds + spent
+    return 6 * tokens * weights / loop_seconds, peak_flops / peak_seconds
 
 
 def main() -> None:
@@ -131,17 +152,17 @@ def main() -> None:
           f"{args.threads} thread(s) timed by {'thread CPU time' if args.threads == 1 else 'wall time'}, "
           f"{'reference' if args.reference else 'dropbench'} loop")
 
-    # Each round measures the peak right before the two loops and divides by it: the machine's speed
-    # drifts (other tenants, clocks), and a ratio taken side by side cancels the drift. Median over rounds.
+    # The peak is measured in turn with the loop (useful_flop_rate): the machine's speed drifts, and a
+    # ratio of rates taken at the same moments cancels the drift. Median over rounds.
     ratios = {"full": [], "pruned": []}
     for round_ in range(args.repeats):
-        peak = matmul_peak()
-        rates = {name: useful_flop_rate(model_dir, split, batches, drop, args.reference)
+        size = best_matmul_size()
+        rates = {name: useful_flop_rate(model_dir, split, batches, drop, args.reference, size)
                  for name, drop in (("full", []), ("pruned", [2, 3, 4, 5]))}  # pruned: the `top` strategy, k=4
-        print(f"round {round_ + 1}: matmul peak {peak / 1e9:.1f} GFLOP/s, useful full {rates['full'] / 1e9:.1f}, "
-              f"pruned {rates['pruned'] / 1e9:.1f}", flush=True)
-        for name, rate in rates.items():
-            ratios[name].append(rate / peak)
+        print(f"round {round_ + 1}: matmul {size}x{size}, " + ", ".join(
+            f"{name} useful {loop / 1e9:.1f} GFLOP/s against peak {peak / 1e9:.1f}" for name, (loop, peak) in rates.items()), flush=True)
+        for name, (loop, peak) in rates.items():
+            ratios[name].append(loop / peak)
     mfu = {name: statistics.median(values) for name, values in ratios.items()}
     print(f"mfu_full: {mfu['full']:.2f}")
     print(f"mfu_pruned: {mfu['pruned']:.2f}")

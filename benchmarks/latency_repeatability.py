@@ -1,12 +1,15 @@
 """Do equal-depth architectures, and two runs of one architecture, get latencies within 5%?
 
 Times the default run's architectures (config/config.yaml: all-MiniLM-L6-v2 unpruned and with each of
-its strategies at each k: top and bottom at k = 2 and 4) the way the ``measure_latency`` job does: each in a process of its own
-(``dropbench.latency.measure_architecture`` on the pruned checkpoint, one thread, the default config's
-protocol), in ``--rounds`` rounds, the architectures in a different order each round.
-Prints per architecture each round's figure, then, last:
+its strategies at each k: top and bottom at k = 2 and 4) the way the ``measure_latency`` jobs do: each in a process of its own
+(``dropbench.latency.measure_architecture``, one thread, the default config's protocol), the full model
+first and alone, then each pruned checkpoint beside the full model, and expresses them as the aggregate
+does (``aggregate.in_full_models_figure``: each ratio times the lowest of the full model's timings of
+that round); ``--rounds`` rounds, the pruned architectures in a different order each round.
+Prints per architecture each round's figure, then `relative_repeat_disagreement` (the largest max/min - 1
+over the rounds of one architecture's ratio to the full model), then, last:
 `equal_depth_spread: X` (the largest max/min - 1 among architectures of one depth, within a round) and
-`repeat_disagreement: Y` (the largest max/min - 1 over the rounds of one architecture); target 0.05 each.
+`repeat_disagreement: Y` (the largest max/min - 1 over the rounds of one architecture's latency_ms); target 0.05 each.
 
     python benchmarks/latency_repeatability.py [--rounds 2]
 """
@@ -26,13 +29,14 @@ import yaml
 from common import REPO, default_model_dir
 
 from dropbench import prune
+from dropbench.aggregate import in_full_models_figure
 
 TIME_ONE = """
 import json, sys
 from dropbench.device import set_threads
 from dropbench.latency import measure_architecture
 set_threads(1)  # as workflow/scripts/measure_latency.py
-measure_architecture(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], {})
+measure_architecture(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], {}, full_model_dir=(sys.argv[4:] or [None])[0])
 """
 
 
@@ -53,17 +57,25 @@ def main() -> None:
     print(f"protocol {protocol} (config/config.yaml and the schema's defaults), one process per timing")
 
     figures: dict[tuple, list[float]] = defaultdict(list)
+    relative: dict[tuple, list[float]] = defaultdict(list)
     depth = {}
     for round_ in range(args.rounds):
-        order = random.Random(round_).sample(architectures, len(architectures))
-        for arch in order:
+        pruned = random.Random(round_).sample(architectures[1:], len(architectures) - 1)
+        records = {}
+        for arch in [("none", 0)] + pruned:
             out = work / f"{arch[0]}-k{arch[1]}-{round_}.json"
-            subprocess.run([sys.executable, "-c", TIME_ONE, str(dirs[arch]), json.dumps(protocol), str(out)],
+            beside = [] if arch[1] == 0 else [str(full_dir)]
+            subprocess.run([sys.executable, "-c", TIME_ONE, str(dirs[arch]), json.dumps(protocol), str(out), *beside],
                            check=True, capture_output=True, cwd=REPO)
-            result = json.loads(out.read_text())
+            records[("default", *arch, "any")] = json.loads(out.read_text())
+        # as the aggregate joins them to the cells: each ratio times the full model's lowest timing
+        for (_, *arch, _), result in in_full_models_figure(records).items():
+            arch = tuple(arch)
             figures[arch].append(result["latency_ms"])
+            relative[arch].append(result["relative_to_full"])
             depth[arch] = result["num_layers"]
-            print(f"round {round_ + 1} {arch[0]}-k{arch[1]} ({depth[arch]} layers): {result['latency_ms']:.1f} ms, "
+            print(f"round {round_ + 1} {arch[0]}-k{arch[1]} ({depth[arch]} layers): {result['latency_ms']:.1f} ms "
+                  f"(x{result['relative_to_full']:.4f} of the full model; this job's own figure {result['latency_ms_measured']:.1f}), "
                   f"{result['passes']} passes, converged {result['converged']}", flush=True)
 
     spread = 0.0
@@ -73,6 +85,7 @@ def main() -> None:
             groups[depth[arch]].append(values[round_])
         spread = max([spread] + [max(v) / min(v) - 1 for v in groups.values() if len(v) > 1])
     disagreement = max(max(v) / min(v) - 1 for v in figures.values())
+    print(f"relative_repeat_disagreement: {max(max(v) / min(v) - 1 for v in relative.values()):.3f}")
     print(f"equal_depth_spread: {spread:.3f}")
     print(f"repeat_disagreement: {disagreement:.3f}")
 

@@ -32,7 +32,7 @@ OK, DEGENERATE, MISSING, FAILED = "ok", "degenerate", "missing", "failed"
 HAS_RESULT = (OK, DEGENERATE)
 SUMMARY_COLUMNS = [
     *CELL_COLUMNS[:3], "layers_kept", *CELL_COLUMNS[3:], "status", "metric", "value", "chance", "at_chance",
-    "parameters", "latency_ms", "throughput", "latency_protocol", "num_layers_pretrained", "dropped_layers",
+    "parameters", "latency_ms", "latency_relative", "throughput", "latency_protocol", "num_layers_pretrained", "dropped_layers",
     "train_rows", "train_rows_available", "train_subsampled", "train_seconds", "scored_on", "retry_of", "reason",
 ]
 INT_COLUMNS = ["layers_kept", "parameters", "num_layers_pretrained", "train_rows", "train_rows_available", "retry_of"]
@@ -52,13 +52,36 @@ def cell_key(cell: Mapping) -> tuple:
 
 
 def read_latency(paths: Iterable[str | Path]) -> dict[tuple, dict]:
-    """(model, strategy, k, scope) -> the ``measure_latency`` result of that architecture."""
+    """(model, strategy, k, scope) -> the ``measure_latency`` result of that architecture, its
+    ``latency_ms`` expressed in its full model's figure (``in_full_models_figure``)."""
     latency = {}
     for path in paths:
         result = json.loads(Path(path).read_text())
         arch = result["architecture"]
         latency[(arch["model"], arch["strategy"], int(arch["k"]), arch["scope"])] = result
-    return latency
+    return in_full_models_figure(latency)
+
+
+def in_full_models_figure(latency: Mapping[tuple, dict]) -> dict[tuple, dict]:
+    """A pruned architecture is timed beside its full model (dropbench.latency); its figure is its ratio to
+    the full model times the full model's figure, the lowest of all the full model's timings in the run
+    (its own job's and those beside each pruned architecture): other load only ever adds time, and the
+    machine's speed drifts between jobs, while a ratio taken in one job does not. What each job measured
+    stays in ``latency_ms_measured``. A record without a ratio (made before ratios were taken) keeps its own figure."""
+    full_timings: dict[str, list[float]] = {}
+    for (model, strategy, _, _), result in latency.items():
+        timing = result["latency_ms"] if strategy == BASELINE else result.get("full_latency_ms_beside")
+        if timing is not None:
+            full_timings.setdefault(model, []).append(timing)
+    expressed = {}
+    for key, result in latency.items():
+        model, strategy = key[0], key[1]
+        relative = 1.0 if strategy == BASELINE else result.get("relative_to_full")
+        figure = result["latency_ms"] if relative is None else relative * min(full_timings[model])
+        expressed[key] = {**result, "latency_ms_measured": result["latency_ms"], "latency_ms": figure,
+                          "relative_to_full": relative,
+                          "throughput_examples_per_s": result["protocol"]["batch_size"] / (figure / 1000)}
+    return expressed
 
 
 def cell_latency(record: Mapping, latency: Mapping[tuple, dict]) -> dict | None:
@@ -79,6 +102,7 @@ def tidy_rows(record: dict, paper_metric: str, latency: dict | None = None) -> l
         "dropped_layers": " ".join(map(str, record["dropped_layers"])),
         "parameters": record["parameters"],
         "latency_ms": latency["latency_ms"] if latency else None,
+        "latency_relative": latency["relative_to_full"] if latency else None,
         "throughput": latency["throughput_examples_per_s"] if latency else None,
         "latency_protocol": json.dumps(latency["protocol"], sort_keys=True) if latency else "",
         "train_rows": record["train_rows"],

@@ -235,7 +235,7 @@ def pareto(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
     markers = {"pruned": ("o", 30), "full": ("*", 160), "reference": ("D", 60)}
     colors = _strategy_colors(pd.unique(points.loc[points["kind"] == "pruned", "strategy"]))
     fig, axes = plt.subplots(1, 2, figsize=(2 * style["panel_width"] + 1, style["panel_height"] + 0.6))
-    for ax, cost, axis_label, scale in ((axes[0], "parameters", "parameters (millions)", 1e-6), (axes[1], "latency_ms", "latency (ms per batch, fastest of the repeats)", 1.0)):
+    for ax, cost, axis_label, scale in ((axes[0], "parameters", "parameters (millions)", 1e-6), (axes[1], "latency_ms", "latency (ms per batch; the full model's timing x the ratio timed beside it)", 1.0)):
         for (kind, strategy), group in drawn.groupby(["kind", "strategy"], sort=False):
             marker, size = markers[kind]
             color = colors.get(strategy, "black") if kind == "pruned" else ("black" if kind == "full" else "tab:red")

@@ -116,11 +116,15 @@ def every_core():
         return 1
 
 
-def latency_model_dir(wildcards):
-    """The encoder whose latency ``measure_latency`` times: pre-trained (baseline) or pruned."""
+def latency_inputs(wildcards):
+    """The encoder ``measure_latency`` times (pre-trained for the baseline, else pruned); a pruned one is
+    timed beside its full model (dropbench.latency)."""
     if wildcards.strategy == grid.BASELINE:
-        return grid.pretrained_dir(wildcards.model)
-    return grid.pruned_dir(wildcards.model, wildcards.strategy, int(wildcards.k), wildcards.scope)
+        return {"model": grid.pretrained_dir(wildcards.model)}
+    return {
+        "model": grid.pruned_dir(wildcards.model, wildcards.strategy, int(wildcards.k), wildcards.scope),
+        "full_model": grid.pretrained_dir(wildcards.model),
+    }
 
 
 def latency_files(wildcards=None):
