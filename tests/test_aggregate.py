@@ -179,3 +179,21 @@ def test_several_seeds_give_mean_and_standard_deviation(tmp_path):
     assert row["seeds"] == 3
     assert row["mean"] == pytest.approx(0.7)
     assert row["std"] == pytest.approx(0.1)  # sample standard deviation of 0.6, 0.7, 0.8
+
+
+def test_pruned_latencies_are_their_ratio_times_the_full_models_lowest_timing():
+    protocol = {"batch_size": 32}
+    latency = {
+        ("m", "none", 0, "any"): {"latency_ms": 1200.0, "protocol": protocol},
+        ("m", "top", 2, "any"): {"latency_ms": 560.0, "relative_to_full": 0.5, "full_latency_ms_beside": 1100.0, "protocol": protocol},
+        ("m", "bottom", 4, "any"): {"latency_ms": 400.0, "relative_to_full": 1 / 3, "full_latency_ms_beside": 1150.0, "protocol": protocol},
+        ("other", "none", 0, "any"): {"latency_ms": 90.0, "protocol": protocol},  # another model: its own figure
+    }
+    expressed = aggregate.in_full_models_figure(latency)
+    assert expressed[("m", "none", 0, "any")]["latency_ms"] == 1100.0  # the lowest timing of the full model
+    assert expressed[("m", "none", 0, "any")]["latency_ms_measured"] == 1200.0
+    assert expressed[("m", "top", 2, "any")]["latency_ms"] == pytest.approx(550.0)
+    assert expressed[("m", "bottom", 4, "any")]["latency_ms"] == pytest.approx(1100.0 / 3)
+    assert expressed[("m", "top", 2, "any")]["throughput_examples_per_s"] == pytest.approx(32 / 0.55)
+    assert expressed[("other", "none", 0, "any")]["latency_ms"] == 90.0
+    assert expressed[("other", "none", 0, "any")]["relative_to_full"] == 1.0
