@@ -9,6 +9,8 @@ import pytest
 from tiny import tiny_config, write_config
 from workflow_runner import planned_jobs, snakemake
 
+from dropbench import aggregate
+
 pytestmark = pytest.mark.slow
 
 
@@ -49,7 +51,11 @@ def test_every_cell_has_metrics_and_one_summary_row(finished_run):
     latency = json.loads((workdir / "results/latency/tiny/top-k2/any.json").read_text())
     assert latency["num_layers"] == 2 and latency["architecture"] == {"model": "tiny", "strategy": "top", "k": 2, "scope": "any"}
     top_k2 = scores[(scores["strategy"] == "top") & (scores["k"] == 2)]
-    assert (top_k2["latency_ms"] == latency["latency_ms"]).all()  # every cell of the architecture carries it
+    # every cell of the architecture carries its figure: the ratio timed beside the full model, times the
+    # full model's lowest timing (aggregate.in_full_models_figure)
+    expressed = aggregate.read_latency(sorted((workdir / "results/latency").rglob("*.json")))
+    assert (top_k2["latency_ms"] == expressed[("tiny", "top", 2, "any")]["latency_ms"]).all()
+    assert (top_k2["latency_relative"] == latency["relative_to_full"]).all()
     assert (workdir / "reports" / "figures" / "score_vs_dropped.png").stat().st_size > 0
 
 
