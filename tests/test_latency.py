@@ -120,11 +120,13 @@ def test_both_series_must_reach_their_floor(monkeypatch):
 
 def test_a_pass_is_timed_layer_by_layer_and_the_figure_sums_each_pieces_floor(small_bert):
     model = BertModel.from_pretrained(small_bert)
-    marks = latency.layer_marks(model, latency._clock(torch.device("cpu")))
     inputs = latency.synthetic_inputs(500, 2, 16, torch.device("cpu"))
-    with torch.inference_mode():
+    with torch.inference_mode(), latency.layer_marks(model, latency._clock(torch.device("cpu"))) as marks:
         pieces = latency._timed_pass(model, inputs, torch.device("cpu"), marks)
-    assert len(pieces) == 4 + 1 and len(marks) == 2 * 4 and all(piece > 0 for piece in pieces)
+        assert len(pieces) == 4 + 1 and len(marks) == 2 * 4 and all(piece > 0 for piece in pieces)
+    with torch.inference_mode():
+        model(**inputs)
+    assert len(marks) == 2 * 4  # the hooks are gone once timing is over
     # Slow moments hit a different layer in each pass: each piece's floor comes from the passes where it was quiet.
     passes = [[1.0, 1.3, 0.1], [1.3, 1.0, 0.1], [1.0, 1.0, 0.2]]
     assert latency.piecewise_floor(passes, agree=2) == pytest.approx(1.0 + 1.0 + 0.1)

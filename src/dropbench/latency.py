@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -48,15 +49,21 @@ def _clock(device: torch.device):
     return time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
 
 
-def layer_marks(model, clock) -> list[float]:
-    """Make ``model`` note ``clock()`` before and after each call of an encoder layer (module hooks) in
-    the returned list, so that a pass can be split into its layer calls."""
+@contextmanager
+def layer_marks(model, clock):
+    """While open, ``model`` notes ``clock()`` before and after each call of an encoder layer (module
+    hooks, removed on exit) in the list it yields, so that a pass can be split into its layer calls."""
     marks: list[float] = []
     layers = model.base_model.get_submodule(layer_drop.adapter_for(model).layers)
+    hooks = []
     for layer in layers:
-        layer.register_forward_pre_hook(lambda *args: marks.append(clock()))
-        layer.register_forward_hook(lambda *args: marks.append(clock()))
-    return marks
+        hooks.append(layer.register_forward_pre_hook(lambda *args: marks.append(clock())))
+        hooks.append(layer.register_forward_hook(lambda *args: marks.append(clock())))
+    try:
+        yield marks
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def _timed_pass(model, inputs: dict, device: torch.device, marks: list[float] | None = None) -> list[float]:
@@ -118,11 +125,6 @@ def timed_series(models: list, inputs: dict, device: torch.device, warmup: int, 
     """The pieces of each timed pass of each model (``_timed_pass``), one pass of each model in turn (the
     order reversed every other round, so neither always runs right after the other), until the whole
     passes of every model are at their floor."""
-    marks = [layer_marks(model, _clock(device)) if device.type != "cuda" else None for model in models]
-    for model, model_marks in zip(models, marks):
-        model.eval()
-        for _ in range(warmup):
-            _timed_pass(model, inputs, device, model_marks)
     series: list[list[list[float]]] = [[] for _ in models]
 
     def totals(passes):
@@ -134,10 +136,16 @@ def timed_series(models: list, inputs: dict, device: torch.device, warmup: int, 
         spent = sum(sum(totals(passes)) for passes in series)
         return all(at_floor(totals(passes), agree, tolerance) for passes in series) or spent >= max_seconds
 
-    while not done():
-        order = range(len(models)) if len(series[0]) % 2 == 0 else reversed(range(len(models)))
-        for i in order:
-            series[i].append(_timed_pass(models[i], inputs, device, marks[i]))
+    with ExitStack() as hooks:
+        marks = [None if device.type == "cuda" else hooks.enter_context(layer_marks(model, _clock(device))) for model in models]
+        for model, model_marks in zip(models, marks):
+            model.eval()
+            for _ in range(warmup):
+                _timed_pass(model, inputs, device, model_marks)
+        while not done():
+            order = range(len(models)) if len(series[0]) % 2 == 0 else reversed(range(len(models)))
+            for i in order:
+                series[i].append(_timed_pass(models[i], inputs, device, marks[i]))
     return series
 
 
