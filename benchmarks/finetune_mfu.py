@@ -69,7 +69,11 @@ def matmul_rate(n: int, seconds: float) -> tuple[float, float]:
 
 def best_matmul_size(seconds: float = 0.5) -> int:
     """The square size at which torch.mm is fastest here."""
-    return max(SIZES, key=lambda n: (lambda flops, spent: flops / spent)(*matmul_rate(n, seconds)))
+    def rate(n: int) -> float:
+        flops, spent = matmul_rate(n, seconds)
+        return flops / spent
+
+    return max(SIZES, key=rate)
 
 
 def linear_weights(model) -> int:

@@ -104,6 +104,11 @@ def floor(timings: list[float], agree: int) -> float:
     return sum(fastest) / len(fastest)
 
 
+def whole_passes(passes: list[list[float]]) -> list[float]:
+    """The seconds of each pass, its pieces added up."""
+    return [sum(pieces) for pieces in passes]
+
+
 def piecewise_floor(passes: list[list[float]], agree: int) -> float:
     """The sum over pieces (layer calls, the rest) of each piece's floor across passes: a pass is slowed
     by moments of the machine's own (the development VM: ~25% for a fraction of a second, other tenants),
@@ -127,14 +132,11 @@ def timed_series(models: list, inputs: dict, device: torch.device, warmup: int, 
     passes of every model are at their floor."""
     series: list[list[list[float]]] = [[] for _ in models]
 
-    def totals(passes):
-        return [sum(pieces) for pieces in passes]
-
     def done() -> bool:
         if len(series[0]) < repeats:
             return False
-        spent = sum(sum(totals(passes)) for passes in series)
-        return all(at_floor(totals(passes), agree, tolerance) for passes in series) or spent >= max_seconds
+        spent = sum(sum(whole_passes(passes)) for passes in series)
+        return all(at_floor(whole_passes(passes), agree, tolerance) for passes in series) or spent >= max_seconds
 
     with ExitStack() as hooks:
         marks = [None if device.type == "cuda" else hooks.enter_context(layer_marks(model, _clock(device))) for model in models]
@@ -155,7 +157,7 @@ def measure(model, device: torch.device, batch_size: int = 32, seq_len: int = 12
     inputs = synthetic_inputs(model.config.vocab_size, batch_size, seq_len, device)
     models = [model] if full_model is None else [model, full_model]
     series = timed_series(models, inputs, device, warmup, repeats, agree, tolerance, max_seconds)
-    timings = [sum(pieces) for pieces in series[0]]
+    timings = whole_passes(series[0])
     median = statistics.median(timings)
     quartiles = statistics.quantiles(timings, n=4) if len(timings) > 1 else [median, median, median]
     result = {
@@ -168,7 +170,7 @@ def measure(model, device: torch.device, batch_size: int = 32, seq_len: int = 12
         "latency_spread": (quartiles[2] - quartiles[0]) / median,
         "passes": len(timings),
         "pieces": len(series[0][0]),
-        "converged": all(at_floor([sum(pieces) for pieces in passes], agree, tolerance) for passes in series),
+        "converged": all(at_floor(whole_passes(passes), agree, tolerance) for passes in series),
     }
     if full_model is not None:
         result["full_latency_ms_beside"] = piecewise_floor(series[1], agree) * 1000
