@@ -18,7 +18,7 @@ def test_operational_training_keys_are_not_params_but_reach_the_train_config():
     assert job_params.finetune_params(with_new_key, 1) == job_params.finetune_params(TRAINING, 1)
     assert job_params.finetune_params({**TRAINING, "learning_rate": 2e-4}, 1) != job_params.finetune_params(TRAINING, 1)
     params = job_params.finetune_params(TRAINING, 7)
-    cfg = TrainConfig.from_dict(job_params.train_settings(TRAINING, params["training"], params["seed"]))
+    cfg = TrainConfig.from_dict(job_params.train_settings(TRAINING, params))
     assert (cfg.seed, cfg.checkpoint_minutes, cfg.learning_rate) == (7, 2, 1e-4)
 
 

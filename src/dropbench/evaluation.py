@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig
 
-from dropbench import chance, features, glue, layer_drop, metrics, predictions
+from dropbench import chance, convergence, features, glue, heads, layer_drop, metrics, predictions
 from dropbench.atomic import write_json
 from dropbench.batching import sorted_batches
 from dropbench.device import autocast, pick_device, reuse_freed_memory
@@ -25,16 +25,22 @@ OK, DEGENERATE = "ok", "degenerate"
 
 
 @torch.inference_mode()
-def predict(model, split: features.Features, device, batch_size: int, is_regression: bool, desc: str) -> np.ndarray:
+def predict(model, split: features.Features, device, batch_size: int, is_regression: bool, desc: str,
+            return_logits: bool = False):
+    """The predictions (a score, or a class index) for every row; with ``return_logits`` also the logits."""
     model.eval()
     pad_id = model.config.pad_token_id or 0
     outputs = np.zeros(len(split), dtype=np.float32 if is_regression else np.int64)
+    all_logits = None
     for indices in tqdm(sorted_batches(split.lengths(), batch_size), desc=desc, file=sys.stderr, mininterval=5):
         batch = {k: v.to(device) for k, v in split.batch(indices, pad_id).items() if k != "labels"}
         with autocast(device):
             logits = model(**batch).logits.float()
         outputs[indices] = logits[:, 0].cpu().numpy() if is_regression else logits.argmax(-1).cpu().numpy()
-    return outputs
+        if all_logits is None:
+            all_logits = np.zeros((len(split), logits.shape[1]), dtype=np.float32)
+        all_logits[indices] = logits.cpu().numpy()
+    return (outputs, all_logits) if return_logits else outputs
 
 
 def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str, eval_batch_size: int) -> dict:
@@ -44,13 +50,15 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
     spec = glue.get_task(task)
     device = pick_device()
     reuse_freed_memory()
-    model = AutoModelForSequenceClassification.from_pretrained(finetuned_dir, use_safetensors=True).to(device)
+    model = heads.load_classifier(finetuned_dir).to(device)
     started = time.perf_counter()
-    scores, chance_levels, distinct, dev_predictions, dev_rows = {}, {}, {}, {}, {}
+    scores, chance_levels, distinct, dev_predictions, dev_rows, dev_losses = {}, {}, {}, {}, {}, {}
     for split_name in spec.dev_splits:
         split = features.load(features.split_path(features_dir, split_name))
         dev_rows[split_name] = len(split)
-        predicted = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{split_name}")
+        predicted, logits = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{split_name}",
+                                    return_logits=True)
+        dev_losses[split_name] = convergence.dev_loss(logits, split.labels, spec.is_regression)
         split_scores = metrics.compute(task, predicted, split.labels)
         dev_predictions[split_name] = (predicted, split.labels)
         prefix = "" if len(spec.dev_splits) == 1 else f"{split_name}_"
@@ -66,6 +74,8 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
         "dev_rows": dev_rows,
         "parameters": sum(p.numel() for p in model.parameters()),
         "predictions": dev_predictions,
+        "dev_losses": dev_losses,
+        "head": heads.saved_head(finetuned_dir),
     }
 
 
@@ -123,7 +133,11 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "train_device": train["device"],
         "eval_seconds": result["eval_seconds"],
         "stage_versions": STAGE_VERSIONS,
+        "head": result["head"],
     }
+    fit = convergence.cell_fit(train.get("fit"), result["dev_losses"])
+    if fit is not None:
+        record["fit"] = fit
     check_record(record, out_path)
     if predictions_path is not None:  # written before the metrics, which mark the cell complete
         predictions.save(predictions_path, result["predictions"])

@@ -26,6 +26,8 @@ STAGE_VERSIONS = {"download": 1, "prepare": 1, "prune": 1, "finetune": 1, "evalu
 # max_length is part of prepare_task's params (the features), so it reaches fine-tuning through them.
 WEIGHT_KEYS = ("epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_decay", "max_grad_norm",
                "group_by_length")
+# weight keys added later, part of the params only when set (0 means unset), so older jobs keep theirs
+OPTIONAL_WEIGHT_KEYS = ("min_steps",)
 # iterative_<base>: epochs of fine-tuning before each layer drop (dropbench.families).
 ITERATIVE_EPOCHS_PER_DROP = 2
 # Keys of a model source that only verify the staged copy.
@@ -91,19 +93,27 @@ def strategy_code_hash(strategy: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def finetune_params(training: dict, seed: int) -> dict:
-    return {"training": {key: training[key] for key in WEIGHT_KEYS}, "seed": seed,
-            "version": STAGE_VERSIONS["finetune"]}
+def finetune_params(training: dict, seed: int, head: str = "native") -> dict:
+    """The weight keys, the seed and the model's classifier head. Settings at their old defaults
+    (``min_steps`` 0, the ``native`` head) are left out, so that jobs planned before they existed keep
+    their params."""
+    weights = {key: training[key] for key in WEIGHT_KEYS}
+    weights.update({key: training[key] for key in OPTIONAL_WEIGHT_KEYS if training.get(key, 0)})
+    params = {"training": weights, "seed": seed, "version": STAGE_VERSIONS["finetune"]}
+    if head != "native":
+        params["head"] = head
+    return params
 
 
-def iterative_params(training: dict, seed: int) -> dict:
-    return {**finetune_params(training, seed), "epochs_per_drop": ITERATIVE_EPOCHS_PER_DROP}
+def iterative_params(training: dict, seed: int, head: str = "native") -> dict:
+    return {**finetune_params(training, seed, head), "epochs_per_drop": ITERATIVE_EPOCHS_PER_DROP}
 
 
-def train_settings(training: dict, weight_params: dict, seed: int) -> dict:
-    """The TrainConfig dict of a fine-tune job: weight keys from its params, the rest from the config."""
-    operational = {k: v for k, v in training.items() if k not in WEIGHT_KEYS and k != "max_length"}
-    return {**operational, **weight_params, "seed": seed}
+def train_settings(training: dict, params: dict) -> dict:
+    """The TrainConfig dict of a fine-tune job: weight keys, seed and head from its params, the rest
+    (operational keys) from the config."""
+    operational = {k: v for k, v in training.items() if k not in (*WEIGHT_KEYS, *OPTIONAL_WEIGHT_KEYS, "max_length")}
+    return {**operational, **params["training"], "seed": params["seed"], "head": params.get("head", "native")}
 
 
 def latency_params(protocol: dict) -> dict:

@@ -22,12 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import (
-    AutoModelForSequenceClassification,
-    get_linear_schedule_with_warmup,
-)
+from transformers import get_linear_schedule_with_warmup
 
-from dropbench import features, glue, layer_drop
+from dropbench import convergence, features, glue, heads, layer_drop
 from dropbench.atomic import atomic_dir, write_json
 from dropbench.batching import length_grouped_batches
 from dropbench.device import Precision, pick_device, reuse_freed_memory
@@ -50,6 +47,8 @@ class TrainConfig:
     seed: int = 42
     checkpoint_minutes: float = 10.0
     group_by_length: bool = True
+    min_steps: int = 0  # at least this many optimisation steps, whatever ``epochs`` gives (small subsamples)
+    head: str = heads.NATIVE  # the classifier head (dropbench.heads), a model setting
 
     # Operational: how often state is saved does not change the weights, so it is not fingerprinted.
     OPERATIONAL = ("checkpoint_minutes",)
@@ -108,15 +107,10 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def load_for_task(model_dir, task: str):
+def load_for_task(model_dir, task: str, head: str = heads.NATIVE):
     spec = glue.get_task(task)
-    return AutoModelForSequenceClassification.from_pretrained(
-        model_dir,
-        num_labels=spec.num_labels,
-        problem_type="regression" if spec.is_regression else "single_label_classification",
-        use_safetensors=True,
-        trust_remote_code=False,
-    )
+    problem_type = "regression" if spec.is_regression else "single_label_classification"
+    return heads.build(model_dir, head, spec.num_labels, problem_type)
 
 
 def epoch_batches(train: features.Features, cfg: TrainConfig, epoch: int) -> list[np.ndarray]:
@@ -194,7 +188,7 @@ def _build(model_dir, task: str, device, cfg: TrainConfig, schedule: LayerSchedu
     """The model with the schedule's frozen layers and the drops due by ``done_step`` applied, its
     optimizer and its learning-rate schedule."""
     seed_everything(cfg.seed)
-    model = load_for_task(model_dir, task)
+    model = load_for_task(model_dir, task, cfg.head)
     kept = list(range(layer_drop.num_layers(model.config)))
     freeze_layers(model, schedule.freeze)
     for step in sorted(s for s in drop_steps if s <= done_step):
@@ -223,7 +217,7 @@ def finetune(
     train = features.load(features.split_path(features_dir, "train"))
     amp = Precision(device)
     steps_per_epoch = len(epoch_batches(train, cfg, 0))
-    total_steps = int(np.ceil(steps_per_epoch * cfg.epochs))
+    total_steps = max(int(np.ceil(steps_per_epoch * cfg.epochs)), cfg.min_steps)
     drop_steps: dict[int, list[int]] = {}  # step -> layers dropped once it is done
     for epochs, layer in schedule.drops:
         if not 0 < epochs <= cfg.epochs:
@@ -285,9 +279,10 @@ def finetune(
         "train_rows": len(train),
         "steps": total_steps,
         "train_seconds": progress["seconds"] + session_seconds,
-        "examples_per_second": len(train) * cfg.epochs / (progress["seconds"] + session_seconds),
+        "examples_per_second": total_steps * len(train) / steps_per_epoch / (progress["seconds"] + session_seconds),
         "resumed_from_step": resumed_from_step,
         "final_loss": progress["losses"][-1] if progress["losses"] else None,
+        "fit": convergence.train_fit(progress["losses"], steps_per_epoch, train.labels, glue.get_task(task).is_regression),
         "losses": progress["losses"],
     }
     if schedule != LayerSchedule():

@@ -166,11 +166,13 @@ def prune_params(wildcards):
 
 
 def finetune_params(wildcards):
-    return job_params.finetune_params(config["training"], int(wildcards.seed))
+    head = config["models"][wildcards.model]["head"]
+    return job_params.finetune_params(config["training"], int(wildcards.seed), head)
 
 
 def iterative_params(wildcards):
-    return job_params.iterative_params(config["training"], int(wildcards.seed))
+    head = config["models"][wildcards.model]["head"]
+    return job_params.iterative_params(config["training"], int(wildcards.seed), head)
 
 
 def latency_params(wildcards):

@@ -18,7 +18,7 @@ with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wild
         task=snakemake.wildcards.task,
         out_dir=snakemake.output.model,
         state_dir=snakemake.params.state_dir,
-        cfg=TrainConfig.from_dict(train_settings(snakemake.config["training"], params["training"], params["seed"])),
+        cfg=TrainConfig.from_dict(train_settings(snakemake.config["training"], params)),
         train_log=snakemake.output.train_log,
         **extra,
     )
