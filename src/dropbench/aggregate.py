@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from dropbench.chance import CHANCE_MARGINS, at_chance
+from dropbench.convergence import UNDERFIT_FIT
 from dropbench.grid import BASELINE
 from dropbench.paper_score import AVG7_TASKS, MEAN, avg7_problem, metric_keys, paper_metrics, paper_score
 from dropbench.records import read_cell_metrics
@@ -34,6 +35,7 @@ SUMMARY_COLUMNS = [
     *CELL_COLUMNS[:3], "layers_kept", *CELL_COLUMNS[3:], "status", "metric", "value", "chance", "at_chance",
     "parameters", "latency_ms", "latency_relative", "throughput", "latency_protocol", "num_layers_pretrained", "dropped_layers",
     "train_rows", "train_rows_available", "train_subsampled", "train_seconds", "scored_on", "retry_of", "reason",
+    "head", "train_fit", "dev_fit", "underfit",
 ]
 INT_COLUMNS = ["layers_kept", "parameters", "num_layers_pretrained", "train_rows", "train_rows_available", "retry_of"]
 AVERAGE = "average"
@@ -42,6 +44,8 @@ MISSING_TEXT = "missing"
 NA_TEXT = "n/a"
 CHANCE_TEXT = "n/a (chance)"
 DEGENERATE_MARK = "*"
+UNDERFIT = "underfit"  # a table entry with a result, one of whose seeds is underfit (dropbench.convergence)
+UNDERFIT_MARK = "\u00b0"
 RETRIED = "retried"  # a diverged run re-run with another seed (retry_diverged): kept, but left out of every mean
 # significance marks (stats.csv): against the unpruned model; against another strategy at the same k
 VS_FULL_MARK, VS_STRATEGY_MARK = "\u2020", "\u2021"
@@ -111,6 +115,8 @@ def tidy_rows(record: dict, paper_metric: str, latency: dict | None = None) -> l
         "train_seconds": record["train_seconds"],
         "scored_on": record.get("scored_on", ""),
         "reason": "",
+        "head": record.get("head", NATIVE_HEAD),
+        **fit_columns(record.get("fit")),
     }
     values = {**record["metrics"], "task_score": record["task_score"], "paper_score": paper_score(paper_metric, record["metrics"])}
     chance = {**record["chance"], "task_score": sum(record["chance"].values()) / len(record["chance"])}
@@ -123,6 +129,17 @@ def tidy_rows(record: dict, paper_metric: str, latency: dict | None = None) -> l
         rows.append({**shared, "metric": name, "value": float("nan") if value is None else value,
                      "chance": chance[name], "at_chance": flag})
     return rows
+
+
+NATIVE_HEAD = "native"  # records written before the head was a setting
+
+
+def fit_columns(fit: Mapping | None) -> dict:
+    """train_fit, dev_fit (mean over the dev splits) and underfit of a record's ``fit`` block (empty without)."""
+    if not fit:
+        return {"train_fit": None, "dev_fit": None, "underfit": None}
+    dev = [split["fit"] for split in fit["dev"].values() if split["fit"] is not None]
+    return {"train_fit": fit["train_fit"], "dev_fit": sum(dev) / len(dev) if dev else None, "underfit": fit["underfit"]}
 
 
 def read_failed(failed_dir: str | Path | None) -> dict[tuple, str]:
@@ -208,6 +225,7 @@ def load_summary(
     summary["layers_kept"] = summary["layers_kept"].fillna((summary["num_layers_pretrained"] - summary["k"]).mask(threshold_cell))
     summary["train_subsampled"] = summary["train_subsampled"].astype("boolean")
     summary["at_chance"] = summary["at_chance"].astype("boolean")
+    summary["underfit"] = summary["underfit"].astype("boolean")
     summary = summary.astype({column: "Int64" for column in INT_COLUMNS})
     return sort_cells(summary, order)
 
@@ -257,6 +275,8 @@ def cell_means(summary: pd.DataFrame, metric: str = "task_score") -> pd.DataFram
     replaced by a retry (status ``retried``) are left out.
     """
     scores = summary[(summary["metric"] == metric) & (summary["status"] != RETRIED)]
+    if "underfit" not in scores:  # a summary made before convergence was recorded
+        scores = scores.assign(underfit=pd.NA)
     grouped = scores.groupby(["model", "strategy", "k", "task"], sort=False, dropna=False)
     means = grouped.agg(
         value=("value", "mean"),
@@ -268,6 +288,7 @@ def cell_means(summary: pd.DataFrame, metric: str = "task_score") -> pd.DataFram
         layers_kept=("layers_kept", "max"),
         parameters=("parameters", "mean"),
         latency_ms=("latency_ms", "mean"),
+        underfit=("underfit", lambda flags: bool(flags.astype("boolean").fillna(False).any())),
     ).reset_index()
     means.loc[~means["complete"], "value"] = float("nan")
     return means
@@ -306,6 +327,7 @@ def _entries(summary: pd.DataFrame, task: str, metric: str, rows: pd.MultiIndex)
     means = cell_means(summary[summary["task"] == task], metric).set_index(["strategy", "k"])
     entries = means.reindex(rows)
     entries["status"] = entries["status"].fillna(MISSING)
+    entries.loc[(entries["status"] == OK) & entries["underfit"].astype("boolean").fillna(False).astype(bool), "status"] = UNDERFIT
     return entries
 
 
@@ -442,6 +464,11 @@ def footnotes(tables: list[Table], avg7_reason: str | None) -> list[str]:
     if (marks == DEGENERATE).any().any():
         notes.append(f"{DEGENERATE_MARK} degenerate: the model predicts one value on a dev split (for at least one seed); "
                      "its undefined metrics (correlations) read 'degenerate'.")
+    if (marks == UNDERFIT).any().any():
+        notes.append(f"{UNDERFIT_MARK} underfit: for at least one seed the fine-tune's training loss (mean over its last "
+                     f"epoch) stayed above {UNDERFIT_FIT:g} x the loss of the trivial predictor (label variance; entropy of "
+                     "the class prior), so the score may say more about the head, budget or learning rate than about the "
+                     "layers kept (per cell: train_fit, dev_fit and underfit in results/summary.csv).")
     if (marks == "chance").any().any():
         margins = ", ".join(f"{metric} +{margin:g}" for metric, margin in CHANCE_MARGINS.items())
         notes.append(f"{CHANCE_TEXT}: the full model scores at chance on this task (chance levels from the dev labels: "
@@ -487,7 +514,7 @@ def _cell_text(value, mark: str) -> str:
         return MISSING_TEXT
     if pd.isna(value):
         return DEGENERATE if mark == DEGENERATE else NA_TEXT
-    return f"{value:.1f}" + (DEGENERATE_MARK if mark == DEGENERATE else "")
+    return f"{value:.1f}" + {DEGENERATE: DEGENERATE_MARK, UNDERFIT: UNDERFIT_MARK}.get(mark, "")
 
 
 def _as_text(table: Table) -> pd.DataFrame:
@@ -516,30 +543,32 @@ TITLES = {
     "percent": "Percent of the full model (paper score)",
     "chance": "Full model against chance (paper score x 100)",
     "retried": "Diverged runs re-run with another seed",
+    "fit": "Training fit: loss / trivial predictor's loss, train (last epoch) and dev; underfit seeds",
 }
 
 
-def _texts(tables: Mapping[str, Table], chance: pd.DataFrame, retried: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+def _texts(tables: Mapping[str, Table], chance: pd.DataFrame, extra: Mapping[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
+    """The tables as text; ``extra``: tables already text (slug -> frame), e.g. ``fit`` and ``retried``."""
     texts = {**{slug: _display(_as_text(table)) for slug, table in tables.items()}, "chance": _chance_text(chance)}
-    return texts if retried is None else {**texts, "retried": retried}
+    return {**texts, **(extra or {})}
 
 
 def model_tables_markdown(model: str, note: str, tables: Mapping[str, Table], chance: pd.DataFrame,
-                          notes: list[str], missing: tuple[int, int], retried: pd.DataFrame | None = None) -> str:
+                          notes: list[str], missing: tuple[int, int], extra: Mapping[str, pd.DataFrame] | None = None) -> str:
     lines = [f"## {model}", ""]
     if note:
         lines += [f"*{note}*", ""]
     lines += [missing_sentence(*missing), ""]
-    for slug, text in _texts(tables, chance, retried).items():
+    for slug, text in _texts(tables, chance, extra).items():
         lines += [f"### {TITLES[slug]}", "", _markdown(text), ""]
     lines += [f"- {line}" for line in notes] + [""]
     return "\n".join(lines)
 
 
 def model_tables_latex(model: str, note: str, tables: Mapping[str, Table], chance: pd.DataFrame,
-                       notes: list[str], missing: tuple[int, int], retried: pd.DataFrame | None = None) -> str:
+                       notes: list[str], missing: tuple[int, int], extra: Mapping[str, pd.DataFrame] | None = None) -> str:
     parts = []
-    for slug, text in _texts(tables, chance, retried).items():
+    for slug, text in _texts(tables, chance, extra).items():
         caption = f"{_latex_escape(model)}: {_latex_escape(TITLES[slug])}. {_latex_escape(missing_sentence(*missing))}"
         if note:
             caption += f" {_latex_escape(note)}."
@@ -549,12 +578,12 @@ def model_tables_latex(model: str, note: str, tables: Mapping[str, Table], chanc
 
 
 def model_tables_html(model: str, note: str, tables: Mapping[str, Table], chance: pd.DataFrame,
-                      notes: list[str], missing: tuple[int, int], retried: pd.DataFrame | None = None) -> str:
+                      notes: list[str], missing: tuple[int, int], extra: Mapping[str, pd.DataFrame] | None = None) -> str:
     body = [f"<h2>{html.escape(model)}</h2>"]
     if note:
         body.append(f"<p class='note'>{html.escape(note)}</p>")
     body.append(f"<p>{html.escape(missing_sentence(*missing))}</p>")
-    for slug, text in _texts(tables, chance, retried).items():
+    for slug, text in _texts(tables, chance, extra).items():
         body += [f"<h3>{html.escape(TITLES[slug])}</h3>", _html_table(text)]
     body += [f"<p class='note'>{html.escape(line)}</p>" for line in notes]
     return _html_page(f"dropbench: {model}", body)
@@ -648,7 +677,33 @@ def read_summary(path: str | Path) -> pd.DataFrame:
     summary = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"status": str, "reason": str, "dropped_layers": str})
     summary = summary.reindex(columns=SUMMARY_COLUMNS)
     summary = summary.astype({column: "Float64" for column in INT_COLUMNS}).astype({column: "Int64" for column in INT_COLUMNS})
-    return summary.astype({"train_subsampled": "boolean", "at_chance": "boolean"})
+    return summary.astype({"train_subsampled": "boolean", "at_chance": "boolean", "underfit": "boolean"})
+
+
+def model_note(note: str, rows: pd.DataFrame) -> str:
+    """The config's note on a model, and the classifier head(s) its cells were fine-tuned with."""
+    used = sorted(set(rows["head"].dropna())) if "head" in rows else []
+    head = f"classifier head: {', '.join(used)}" if used else ""
+    return "; ".join(part for part in (note, head) if part)
+
+
+def fit_table(rows: pd.DataFrame, tasks: list[str]) -> pd.DataFrame | None:
+    """Per (strategy, k) row and task: mean train fit / mean dev fit over seeds, and how many seeds are
+    underfit (dropbench.convergence); None when no cell recorded its fit."""
+    scores = rows[(rows["metric"] == "task_score") & (rows["status"] != RETRIED)]
+    if "train_fit" not in scores or scores["train_fit"].isna().all():
+        return None
+    index = _rows(scores)
+    table = pd.DataFrame(index=index)
+    for task in tasks:
+        grouped = scores[scores["task"] == task].groupby(["strategy", "k"], sort=False)
+        stats = grouped.agg(train=("train_fit", "mean"), dev=("dev_fit", "mean"),
+                            underfit=("underfit", lambda flags: int(flags.astype("boolean").fillna(False).sum())),
+                            seeds=("train_fit", "count")).reindex(index)
+        table[task] = [MISSING_TEXT if pd.isna(row.train) else
+                       f"{row.train:.2f} / {row.dev:.2f}" + (f" ({int(row.underfit)} of {int(row.seeds)} underfit)" if row.underfit else "")
+                       for row in stats.itertuples()]
+    return table.reset_index()
 
 
 def retried_counts(summary: pd.DataFrame, model: str, tasks: list[str]) -> pd.DataFrame:
@@ -705,14 +760,18 @@ def write_model_tables(
             tests = {"scores": paper, "percent": paper, "metrics": metric_columns(rows, model_tasks)}
             tables = {slug: significance_flags(t, stats, model, tests[slug]) for slug, t in tables.items()}
             lines.append(significance_note(alpha, resamples))
-        retried = None
+        extra = {}
+        fit = fit_table(rows, model_tasks)
+        if fit is not None:
+            extra["fit"] = fit
         if retry_diverged:
-            retried = retried_counts(summary, model, model_tasks)
+            extra["retried"] = retried_counts(summary, model, model_tasks)
             lines.append(retry_note(retry_diverged))
-        args = (model, (notes or {}).get(model, ""), tables, chance_table(rows, model, model_tasks), lines, missing_count(rows))
-        _write(paths["md"], model_tables_markdown(*args, retried))
-        _write(paths["tex"], model_tables_latex(*args, retried))
-        _write(paths["html"], model_tables_html(*args, retried))
+        note = model_note((notes or {}).get(model, ""), rows)
+        args = (model, note, tables, chance_table(rows, model, model_tasks), lines, missing_count(rows))
+        _write(paths["md"], model_tables_markdown(*args, extra))
+        _write(paths["tex"], model_tables_latex(*args, extra))
+        _write(paths["html"], model_tables_html(*args, extra))
 
 
 def tables(summary_csv, stats_csv, model_tables, notes=None, order=None, paper_score_metrics=None,

@@ -305,8 +305,9 @@ def figure_paths(outputs: Mapping[str, str], name: str) -> tuple[str, str, str]:
 
 
 def plot_all(summary_csv: str | Path, outputs: Mapping[str, str], style: Mapping | None = None,
-             reference_models: Iterable[str] = ()) -> None:
-    """Draw every summary figure; ``outputs`` maps ``<figure>``, ``<figure>_pdf`` and ``<figure>_data`` to paths."""
+             reference_models: Iterable[str] = (), train_logs: Iterable[str | Path] = ()) -> None:
+    """Draw every summary figure; ``outputs`` maps ``<figure>``, ``<figure>_pdf`` and ``<figure>_data`` to paths.
+    With a ``training_loss`` output, the cells' ``train_logs`` draw it (dropbench.training_plots)."""
     style = check_style(style)
     summary = pd.read_csv(summary_csv)
     means = cell_means(summary)
@@ -315,6 +316,10 @@ def plot_all(summary_csv: str | Path, outputs: Mapping[str, str], style: Mapping
         for name, draw in (("score_vs_dropped", score_vs_dropped), ("retained_heatmap", retained_heatmap), ("pareto", pareto)):
             fig, data = draw(means, reference_models, style)
             save(fig, data, *figure_paths(outputs, name), dpi=style["dpi"])
+        if "training_loss" in outputs:
+            from dropbench.training_plots import plot_training_loss
+
+            plot_training_loss(train_logs, *figure_paths(outputs, "training_loss"), style)
 
 
 def plot_layer_scores(pruning_dirs: Iterable[str | Path], outputs: Mapping[str, str], style: Mapping | None = None) -> None:

@@ -205,6 +205,11 @@ def _existing_if_partial(paths):
     return [path for path in paths if os.path.exists(path)] if PARTIAL_SUMMARY else paths
 
 
+def summary_train_logs(wildcards):
+    """The grid's train logs (the training-loss figure): every cell's, or those that exist in a partial summary."""
+    return _existing_if_partial([f"{cell.dir}/train_log.json" for cell in CELLS])
+
+
 def summary_metrics(wildcards):
     if not PARTIAL_SUMMARY:
         return metrics_files() + [cell.metrics for cell in retried_cells()]

@@ -47,11 +47,13 @@ rule aggregate:
 rule plot:
     input:
         summary=rules.aggregate.output.summary,
-        code=[f"{SRC}/dropbench/plots.py", f"{SRC}/dropbench/aggregate.py"],
+        train_logs=summary_train_logs,
+        code=[f"{SRC}/dropbench/{name}.py" for name in ("plots", "aggregate", "training_plots", "convergence")],
     output:
         **figure_outputs("score_vs_dropped", "score vs layers dropped", "Scores", lambda input: missing_label(input.summary)),
         **figure_outputs("retained_heatmap", "percent retained", "Scores", lambda input: missing_label(input.summary)),
         **figure_outputs("pareto", "score vs parameters and latency", "Scores", lambda input: missing_label(input.summary)),
+        **figure_outputs("training_loss", "training loss against the trivial predictor", "Training", lambda input: missing_label(input.summary)),
     params:
         style=config["plots"],
         reference_models=[model for model, model_cfg in config["models"].items() if not grid.prunes(model_cfg)],

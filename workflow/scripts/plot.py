@@ -7,4 +7,5 @@ with log_to(snakemake.log[0]):
         outputs=dict(snakemake.output.items()),
         style=snakemake.params.style,
         reference_models=snakemake.params.reference_models,
+        train_logs=snakemake.input.train_logs,
     )
