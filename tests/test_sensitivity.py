@@ -1,0 +1,62 @@
+"""The sensitivity report on a hand-built grid: scores per setting and which orderings hold where."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from test_aggregate import metrics_record
+
+from dropbench import aggregate, sensitivity
+
+# (setting, strategy, k) -> score; setting "cls" collapses when layers go, "mean" keeps the paper's ordering
+SCORES = {("mean", "none", 0): 0.80, ("mean", "top", 2): 0.78, ("mean", "bottom", 2): 0.70,
+          ("cls", "none", 0): 0.75, ("cls", "top", 2): 0.10, ("cls", "bottom", 2): 0.12}
+
+
+@pytest.fixture
+def summary_csv(tmp_path):
+    paths = []
+    for (model, strategy, k), score in SCORES.items():
+        for seed in (1, 2):
+            record = metrics_record(model=model, strategy=strategy, k=k, task="stsb", seed=seed, score=score + 0.01 * seed)
+            record["fit"] = {"train_loss": 0.8, "trivial_loss": 1.0, "train_fit": 0.8 if model == "cls" and k else 0.2,
+                             "underfit": bool(model == "cls" and k), "underfit_above": 0.5, "dev": {}}
+            path = tmp_path / f"{model}-{strategy}-{seed}.json"
+            path.write_text(json.dumps(record))
+            paths.append(path)
+    csv = tmp_path / "summary.csv"
+    aggregate.load_summary(paths).to_csv(csv, index=False)
+    return csv
+
+
+def test_scores_per_setting_and_best(summary_csv, tmp_path):
+    sensitivity.write_sensitivity(summary_csv, ["mean", "cls"], tmp_path / "out")
+    scores = pd.read_csv(tmp_path / "out/sensitivity_scores.csv").set_index(["strategy", "k"])
+    assert scores.loc[("top", 2), "mean"] == pytest.approx(79.5) and scores.loc[("top", 2), "cls"] == pytest.approx(11.5)
+    assert scores.loc[("bottom", 2), sensitivity.BEST] == pytest.approx(71.5)
+    assert scores.loc[("top", 2), "cls underfit"] and not scores.loc[("top", 2), "mean underfit"]
+
+
+def test_claims_say_under_which_settings_they_hold(summary_csv, tmp_path):
+    sensitivity.write_sensitivity(summary_csv, ["mean", "cls"], tmp_path / "out")
+    claims = pd.read_csv(tmp_path / "out/sensitivity_claims.csv").set_index("claim")
+    assert claims.loc["top-k2 above bottom-k2", "verdict"] == "holds only under mean; holds under the best per variant"
+    assert claims.loc["top-k2 below full", "verdict"] == "holds under every setting"
+    text = (tmp_path / "out/sensitivity.md").read_text()
+    assert "| top-k2 | 79.5 | 11.5° | 79.5 |" in text
+
+
+def test_unknown_setting_is_refused_naming_the_models(summary_csv, tmp_path):
+    with pytest.raises(ValueError, match=r"settings \['mpnet'\] are not models .* its models: \['cls', 'mean'\]"):
+        sensitivity.write_sensitivity(summary_csv, ["mean", "mpnet"], tmp_path / "out")
+
+
+def test_verdicts():
+    settings = ["a", "b"]
+    assert sensitivity.verdict({"a": None, "b": None, sensitivity.BEST: None}, settings) == "not run"
+    assert sensitivity.verdict({"a": False, "b": False, sensitivity.BEST: False}, settings) == \
+        "holds under no setting (nor under the best per variant)"
+    assert sensitivity.verdict({"a": False, "b": True, sensitivity.BEST: False}, settings) == \
+        "holds only under b; fails under the best per variant"
