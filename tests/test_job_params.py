@@ -64,3 +64,15 @@ def test_bumping_a_stage_version_changes_exactly_that_stages_params(monkeypatch,
     monkeypatch.setitem(job_params.STAGE_VERSIONS, stage, job_params.STAGE_VERSIONS[stage] + 1)
     assert params() != before
     assert {name: job_params.STAGE_VERSIONS[name] for name in others} == others
+
+
+def test_head_and_min_steps_are_params_only_when_set():
+    plain = job_params.finetune_params(TRAINING, 1)
+    assert job_params.finetune_params(TRAINING, 1, "native") == plain  # jobs planned before the head existed keep their params
+    assert job_params.finetune_params({**TRAINING, "min_steps": 0}, 1) == plain
+    assert job_params.finetune_params(TRAINING, 1, "mean_pooling") == {**plain, "head": "mean_pooling"}
+    with_steps = job_params.finetune_params({**TRAINING, "min_steps": 200}, 1)
+    assert with_steps["training"]["min_steps"] == 200
+    cfg = TrainConfig.from_dict(job_params.train_settings({**TRAINING, "min_steps": 200}, {**with_steps, "head": "mean_pooling"}))
+    assert (cfg.min_steps, cfg.head) == (200, "mean_pooling")
+    assert TrainConfig.from_dict(job_params.train_settings(TRAINING, plain)).head == "native"
