@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_architectures import LAYERED, TINY, tiny_model
-from test_padding import LENGTHS, logits, ragged_rows, tokenizer_padding_side
-from test_train import Crash, crash_at_step
-from tiny import fake_clock, one_thread, tiny_train_inputs  # noqa: F401 (fixtures)
+from test_padding import LENGTHS, assert_each_row_gets_its_logits_alone, logits, ragged_rows, tokenizer_padding_side
+from test_train import Crash, crash_at_step, inputs, run  # noqa: F401 (fixture)
+from tiny import fake_clock, one_thread  # noqa: F401 (fixtures)
 from transformers import AutoModel
 
 from dropbench import evaluation, heads, layer_drop
-from dropbench.train import TrainConfig, finetune
+from dropbench.train import TrainConfig
 
 CFG = TrainConfig(learning_rate=1e-3, batch_size=8, epochs=2, seed=3, checkpoint_minutes=3, head=heads.MEAN_POOLING)
 
@@ -28,11 +28,7 @@ def mean_pooling_model(model_type, num_labels=2, problem_type="single_label_clas
 
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_mean_pooling_gives_each_row_its_logits_alone(model_type):
-    model = mean_pooling_model(model_type)
-    split = ragged_rows(tokenizer_padding_side(model_type))
-    batched = logits(model, split, range(len(LENGTHS)))
-    for row in range(len(LENGTHS)):
-        torch.testing.assert_close(batched[row], logits(model, split, [row])[0], atol=1e-5, rtol=0)
+    assert_each_row_gets_its_logits_alone(mean_pooling_model(model_type), model_type)
 
 
 def test_mean_pooling_is_the_masked_mean_of_the_last_layer():
@@ -92,24 +88,14 @@ def test_unknown_head_is_refused_with_what_is_allowed():
 pytestmark = pytest.mark.usefixtures("one_thread", "fake_clock")
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return tiny_train_inputs(tmp_path_factory.mktemp("heads"))
-
-
-def run(inputs, out, cfg=CFG):
-    model_dir, features_dir = inputs
-    return finetune(model_dir, features_dir, "sst2", out / "model", out / "state", cfg, out / "train_log.json")
-
-
 def test_mean_pooling_fine_tune_resumes_bit_for_bit_and_evaluates(inputs, tmp_path, monkeypatch):
-    whole = run(inputs, tmp_path / "whole")
+    whole = run(inputs, tmp_path / "whole", CFG)
     assert whole["config"]["head"] == heads.MEAN_POOLING
     crash_at_step(monkeypatch, 11)
     with pytest.raises(Crash):
-        run(inputs, tmp_path / "crashed")
+        run(inputs, tmp_path / "crashed", CFG)
     monkeypatch.undo()
-    resumed = run(inputs, tmp_path / "crashed")
+    resumed = run(inputs, tmp_path / "crashed", CFG)
     assert resumed["resumed_from_step"] == 9
     for name in ("model.safetensors", heads.HEAD_WEIGHTS):
         a, b = load_file(str(tmp_path / "whole/model" / name)), load_file(str(tmp_path / "crashed/model" / name))

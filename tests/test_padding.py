@@ -38,13 +38,16 @@ def logits(model, split: features.Features, indices) -> torch.Tensor:
         return model(**batch).logits
 
 
-@pytest.mark.parametrize("model_type", sorted(TINY))
-def test_padded_batch_gives_each_row_its_logits_alone(model_type):
-    model = tiny_model(model_type)
+def assert_each_row_gets_its_logits_alone(model, model_type) -> None:
     split = ragged_rows(tokenizer_padding_side(model_type))
     batched = logits(model, split, range(len(LENGTHS)))
     for row in range(len(LENGTHS)):
         torch.testing.assert_close(batched[row], logits(model, split, [row])[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("model_type", sorted(TINY))
+def test_padded_batch_gives_each_row_its_logits_alone(model_type):
+    assert_each_row_gets_its_logits_alone(tiny_model(model_type), model_type)
 
 
 def test_xlnet_pads_left_and_right_padding_would_change_its_logits():
