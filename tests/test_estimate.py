@@ -72,3 +72,62 @@ def test_cli_prints_the_estimate_and_rejects_unknown_gpus(capsys):
 def test_console_entry_point_is_declared():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["dropbench"] == "dropbench.estimate:main"
+
+
+# ------------------------------------------------------------------ the workflow's checks (issue 24 item 4)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The suite's tiny config (a local 4-layer BERT) written to a file, and its directory."""
+    from tiny import tiny_config, write_config
+
+    workdir = tmp_path_factory.mktemp("estimate_checks")
+    return workdir, tiny_config(workdir, strategies=("top",), k=(1, 2)), write_config
+
+
+def refused(capsys, path, directory, *fragments):
+    assert estimate.main(["estimate", "--configfile", str(path), "--directory", str(directory)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1
+    for fragment in fragments:
+        assert fragment in captured.err, f"{fragment!r} not in {captured.err!r}"
+
+
+def test_estimate_refuses_what_the_workflow_refuses_with_the_same_message(tiny, capsys, tmp_path):
+    from tiny import changed
+
+    workdir, config, write_config = tiny
+    # a misspelt section was priced at the default 3 epochs
+    write_config(tmp_path, changed(config, "trainng", {"epochs": 30}))
+    refused(capsys, tmp_path / "config.yaml", workdir, "unknown config key(s): 'trainng' (did you mean 'training'?")
+    # k beyond the depth of the 4-layer model printed negative FLOPs, GPU-hours and disk
+    write_config(tmp_path, changed(config, "k", [9]))
+    refused(capsys, tmp_path / "config.yaml", workdir, "config key 'k': bad value 9; allowed: 1..3 (model 'tiny' has 4 layers)")
+    write_config(tmp_path, changed(config, "training.epochs", "thirty"))
+    refused(capsys, tmp_path / "config.yaml", workdir, "config key 'training.epochs': 'thirty' is not of type 'number'")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("", "empty; expected a mapping of config keys"),
+    ("# only a comment\n", "empty; expected a mapping of config keys"),
+    ("- a\n- b\n", "expected a mapping of config keys (models, tasks, ...), found a list"),
+    ("models: {tiny: [\n", "not valid YAML ("),
+    ("models:\n\tk: 1\n", "not valid YAML ("),
+])
+def test_an_empty_or_broken_config_file_is_one_line_naming_the_file(capsys, tmp_path, text, fragment):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    refused(capsys, path, tmp_path, f"dropbench estimate: config file {path}: ", fragment)
+    refused(capsys, tmp_path / "absent.yaml", tmp_path, f"config file {tmp_path / 'absent.yaml'}: cannot read it")
+
+
+def test_several_config_files_merge_as_snakemakes_do(tiny, capsys, tmp_path):
+    workdir, config, write_config = tiny
+    base = write_config(tmp_path, config)
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("k: [9]\ntraining: {epochs: 2}\n")
+    merged = estimate.config_check.merge_config_files([base, overlay])
+    assert merged["k"] == [9] and merged["training"] == {**config["training"], "epochs": 2}
+    assert estimate.main(["estimate", "--configfile", str(base), str(overlay), "--directory", str(workdir)]) == 2
+    assert "config key 'k': bad value 9" in capsys.readouterr().err

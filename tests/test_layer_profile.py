@@ -190,3 +190,60 @@ def test_the_markdown_states_the_claim_per_model():
     assert "| 1 | +12.0 [" in text and "| 0.004 |" in text
     assert "**The paper's first claim (the lower layers are the most critical), m**: not distinguishable" in text
     assert "+7.5 [" in text
+
+
+# ------------------------------------------------------------------ no conclusion from a full model at chance (issue 24 item 3)
+
+
+def _with_statuses(scores: dict, baseline_status: str, baseline_at_chance: bool) -> pd.DataFrame:
+    """HAND-like task_score and paper_score rows with the aggregate's status, chance and at_chance columns."""
+    rows = _summary(scores)
+    rows = pd.concat([rows, rows.assign(metric="paper_score")], ignore_index=True)
+    base = rows["strategy"] == "none"
+    return rows.assign(status=["ok" if not b else baseline_status for b in base], chance=0.5, layers_kept=4, parameters=1, latency_ms=1.0,
+                       at_chance=[bool(b and baseline_at_chance) for b in base])
+
+
+@pytest.mark.parametrize("status, at_chance, reason", [
+    ("ok", True, "the full model scores at chance on sst2"),
+    ("degenerate", False, "the full model is degenerate on sst2"),
+])
+def test_no_layer_is_ranked_and_no_claim_drawn_when_the_full_model_is_at_chance(status, at_chance, reason):
+    tied = {key: 0.5 for key in HAND if key[0] != "top"}  # a full model at chance: every cell scores the same
+    summary = _with_statuses(tied, status, at_chance)
+    from dropbench import aggregate, claims
+
+    # the same status the tables print as n/a (chance)
+    assert aggregate.chance_table(summary, "m", ["sst2"])["at chance"].tolist() == ["yes" if at_chance else "no"]
+    withheld = claims.withheld_tasks(summary, ["m"], ["sst2"])
+    assert list(withheld) == [("m", "sst2")] and withheld[("m", "sst2")].startswith(reason)
+    per_seed = layer_profile.seed_importance(summary)
+    importance = layer_profile.importance_table(per_seed, {"m": 4}, ["sst2"], withheld)
+    assert importance["rank"].isna().all()  # before: four layers tied at rank 1
+    halves = layer_profile.lower_vs_upper(per_seed, {"m": 4}, ["sst2"], withheld)
+    assert halves["verdict"].tolist() == ["withheld"] and halves["ranking"].tolist() == [""]
+    assert halves["most_important"].isna().all() and halves["withheld"].iloc[0].startswith(reason)
+    records = [{"model": "m", "task": "sst2", "scores": {"contribution": [0.1, 0.4, 0.2, 0.3]}}]
+    correlations = layer_profile.rank_correlations(importance, records, withheld)
+    assert correlations["spearman_rho"].isna().all() and correlations["withheld"].iloc[0].startswith(reason)
+    tests = pd.DataFrame(columns=["model", "task", "layer", "p_adjusted"])
+    text = layer_profile.markdown(importance, halves, correlations, tests)
+    assert "most important layer:" not in text
+    assert f"**The paper's first claim (the lower layers are the most critical), m**: withheld: {reason}" in text
+    assert f"Withheld for m on sst2: {reason}" in text and "| m | sst2 | contribution | 4 | withheld |" in text
+
+
+def test_a_task_at_chance_is_left_out_of_the_verdict_over_all_tasks():
+    scores = {key: value for key, value in HAND.items() if key[0] != "top"}
+    scores.update({(s, k, "stsb", seed): 0.0 for (s, k, _, seed) in list(scores)})
+    summary = _with_statuses(scores, "ok", False)
+    summary.loc[(summary["strategy"] == "none") & (summary["task"] == "stsb"), "at_chance"] = True
+    from dropbench import claims
+
+    withheld = claims.withheld_tasks(summary, ["m"], ["sst2", "stsb"])
+    assert list(withheld) == [("m", "stsb")]
+    per_seed = layer_profile.seed_importance(summary)
+    halves = layer_profile.lower_vs_upper(per_seed, {"m": 4}, ["sst2", "stsb"], withheld).set_index("task")
+    alone = layer_profile.lower_vs_upper(per_seed, {"m": 4}, ["sst2"]).set_index("task")
+    assert halves.loc["all", "tasks"] == "sst2" and halves.loc["all", "difference"] == pytest.approx(alone.loc["sst2", "difference"])
+    assert halves.loc["all", "most_important"] == 1 and halves.loc["stsb", "verdict"] == "withheld"

@@ -138,3 +138,22 @@ def test_written_files_start_with_the_side_by_side_table(tmp_path):
     md = (tmp_path / "c.md").read_text()
     assert md.index("## percent retained beside BERT-base and XLNet-base") < md.index("## score")
     assert "| mpnet   | bottom     | 2   | mean(sst2, stsb)" in md
+
+
+def test_no_percent_retained_from_a_full_model_at_chance(tmp_path):
+    """Issue 24 item 3: the tables print n/a (chance) for this baseline; the comparison drew percents from it."""
+    rows = []
+    for (model, strategy, k, task, seed, value) in two_task_run().itertuples(index=False):
+        at_chance = strategy == "none" and task == "stsb"
+        rows += [{"model": model, "strategy": strategy, "k": k, "task": task, "seed": seed, "metric": metric, "value": value,
+                  "status": "ok", "chance": 0.0, "at_chance": at_chance} for metric in ("paper_score", "task_score")]
+    summary_csv = tmp_path / "summary.csv"
+    pd.DataFrame(rows).to_csv(summary_csv, index=False)
+    paper_csv = tmp_path / "paper.csv"
+    PAPER.to_csv(paper_csv, index=False)
+    table = pc.paper_comparison(summary_csv, paper_csv, tmp_path / "c.md", tmp_path / "c.html", tmp_path / "c.csv")
+    retained = table[table["kind"] == "percent_retained"]
+    assert set(retained["task"]) == {"sst2"}  # neither stsb nor the mean over sst2 and stsb
+    md = (tmp_path / "c.md").read_text()
+    assert "No percent retained (nor a mean over tasks that includes it) for mpnet on stsb: the full model scores at chance on stsb" in md
+    assert "n/a (chance)" in md and "mean(sst2, stsb)" not in md

@@ -30,13 +30,12 @@ alone (no downloads), with these documented assumptions:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from dropbench import glue, grid, strategies
+from dropbench import config_check, glue, grid, strategies
 from dropbench.job_params import ITERATIVE_EPOCHS_PER_DROP
 
 GLUE_TRAIN_ROWS = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "qqp": 363846, "mnli": 392702,
@@ -101,6 +100,8 @@ def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> d
     epochs = training.get("epochs", 3)
     cells = grid.cells(config)
     shapes = {name: model_shape(name, cfg, workdir) for name, cfg in config["models"].items()}
+    for name, cfg in config["models"].items():  # a hub model's depth is known only now
+        config_check.check_model_ks(name, cfg, config, shapes[name][0])
     rows = {task: train_rows(task, cfg, workdir) for task, cfg in config["tasks"].items()}
     tokens = flops = checkpoint_bytes = 0.0
     largest_params = 0
@@ -133,13 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dropbench", description="dropbench utilities")
     commands = parser.add_subparsers(dest="command", required=True)
     est = commands.add_parser("estimate", help="cells, training tokens, GPU-hours and disk of a config, before launch")
-    est.add_argument("--configfile", required=True, type=Path)
+    est.add_argument("--configfile", required=True, type=Path, nargs="+",
+                     help="config file(s); several are merged in order, as snakemake --configfile a.yaml b.yaml merges them")
     est.add_argument("--gpu", default="a100", help=f"GPU class: {', '.join(sorted(GPU_PEAK_TFLOPS))} (default a100)")
     est.add_argument("--mfu", type=float, default=0.02, help="fraction of the GPU's peak the fine-tunes reach (default 0.02)")
     est.add_argument("--directory", type=Path, default=Path("."), help="workflow directory (staged models, relative paths)")
     args = parser.parse_args(argv)
     try:
-        config = yaml.safe_load(args.configfile.read_text())
+        # the workflow's checks (config_check.load_and_check), relative paths read from the workflow directory
+        config = config_check.merge_config_files(args.configfile)
+        files = [path.resolve() for path in args.configfile]
+        with contextlib.chdir(args.directory):
+            config_check.load_and_check(config, config_check.SCHEMA, files)
         result = estimate(config, args.gpu, args.mfu, args.directory)
     except (OSError, ValueError) as error:
         print(f"dropbench estimate: {error}", file=sys.stderr)

@@ -16,6 +16,9 @@ From the summary:
   all n! orderings for n <= 8, else 100,000 seeded random orderings, p = (1 + #) / (1 + 100,000)) and
   Kendall's tau with scipy's p-value (exact for small n without ties). Both two-sided, not adjusted
   for the several scores and tasks. Positive: the cheap score predicts the damage.
+- **withheld**: where the full model is at chance or degenerate on a task (``dropbench.claims``, the
+  statuses the tables use), no layer of that task is ranked, no verdict, most important layer or rank
+  correlation is drawn from it, and the task is left out of the verdict over all tasks; the report says why.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from dropbench import stats, strategies
+from dropbench import claims, stats, strategies
 from dropbench.atomic import atomic_file
 from dropbench.grid import BASELINE
 
@@ -60,9 +63,11 @@ def seed_importance(summary: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame
     return pd.DataFrame(out, columns=["model", "task", "layer", "seed", "baseline", "score", "importance"])
 
 
-def importance_table(per_seed: pd.DataFrame, depths: Mapping[str, int], tasks: Iterable[str]) -> pd.DataFrame:
+def importance_table(per_seed: pd.DataFrame, depths: Mapping[str, int], tasks: Iterable[str],
+                     withheld: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Per (model, task, layer 1..L): seeds, mean baseline and cell score, mean importance with its
-    sd and 95% t-interval, and ``rank`` (1 = most important; empty without a result)."""
+    sd and 95% t-interval, and ``rank`` (1 = most important; empty without a result, and for the
+    (model, task) pairs in ``withheld``, whose full model is at chance or degenerate)."""
     rows = []
     tasks = list(tasks)
     for model, depth in depths.items():
@@ -76,6 +81,8 @@ def importance_table(per_seed: pd.DataFrame, depths: Mapping[str, int], tasks: I
     table = pd.DataFrame(rows, columns=["model", "task", "layer", "num_layers", "n_seeds", "baseline_mean", "score_mean",
                                         "importance", "sd", "ci_low", "ci_high"])
     table["rank"] = table.groupby(["model", "task"])["importance"].rank(ascending=False, method="min").astype("Int64")
+    unranked = [(m, t) in (withheld or {}) for m, t in zip(table["model"], table["task"])]
+    table.loc[unranked, "rank"] = pd.NA
     return table
 
 
@@ -103,12 +110,16 @@ def ranking(means: Mapping[int, float]) -> str:
     return " > ".join(str(layer) for layer, _ in sorted(known, key=lambda item: (-item[1], item[0])))
 
 
-def lower_vs_upper(per_seed: pd.DataFrame, depths: Mapping[str, int], tasks: Iterable[str]) -> pd.DataFrame:
+def lower_vs_upper(per_seed: pd.DataFrame, depths: Mapping[str, int], tasks: Iterable[str],
+                   withheld: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Per (model, task) and per model over all tasks (task ``all``): the lower-minus-upper-half mean
     importance over seeds with its 95% t-interval, the verdict, and the ranking of the layers.
-    A seed counts only where every layer (and, for ``all``, every task) has a result."""
+    A seed counts only where every layer (and, for ``all``, every task) has a result. A (model, task)
+    in ``withheld`` gets no verdict, ranking or most important layer (column ``withheld`` says why) and
+    is left out of ``all`` (column ``tasks``: those it averages)."""
     rows = []
     tasks = list(tasks)
+    withheld = withheld or {}
     for model, depth in depths.items():
         lower, upper = halves(depth)
         differences, layer_means = {}, {}
@@ -119,26 +130,31 @@ def lower_vs_upper(per_seed: pd.DataFrame, depths: Mapping[str, int], tasks: Ite
             differences[task] = (by_seed[lower].mean(axis=1) - by_seed[upper].mean(axis=1)).to_dict()
             layer_means[task] = {layer: _mean(sel.loc[sel["layer"] == layer, "importance"]) for layer in range(1, depth + 1)}
             rows.append(_halves_row(model, task, depth, differences[task], by_seed[lower].mean(axis=1).mean(),
-                                    by_seed[upper].mean(axis=1).mean(), layer_means[task]))
+                                    by_seed[upper].mean(axis=1).mean(), layer_means[task], [task], withheld.get((model, task))))
         if len(tasks) > 1:
-            seeds = set.intersection(*(set(d) for d in differences.values()))
-            overall = {seed: float(np.mean([differences[task][seed] for task in tasks])) for seed in sorted(seeds)}
-            means = {layer: float(np.mean([layer_means[task][layer] for task in tasks])) for layer in range(1, depth + 1)}
+            usable = [task for task in tasks if (model, task) not in withheld]
+            reason = None if usable else "; ".join(withheld[(model, task)] for task in tasks)
+            used = usable or tasks
+            seeds = set.intersection(*(set(differences[task]) for task in used))
+            overall = {seed: float(np.mean([differences[task][seed] for task in used])) for seed in sorted(seeds)}
+            means = {layer: float(np.mean([layer_means[task][layer] for task in used])) for layer in range(1, depth + 1)}
             rows.append(_halves_row(model, ALL_TASKS, depth, overall, np.mean([means[i] for i in lower]),
-                                    np.mean([means[i] for i in upper]), means))
+                                    np.mean([means[i] for i in upper]), means, used, reason))
     return pd.DataFrame(rows)
 
 
-def _halves_row(model, task, depth, differences: Mapping[int, float], lower_mean, upper_mean, layer_means) -> dict:
+def _halves_row(model, task, depth, differences: Mapping[int, float], lower_mean, upper_mean, layer_means,
+                tasks: list[str], withheld: str | None) -> dict:
     lower, upper = halves(depth)
     interval = stats.seed_interval(list(differences.values()))
-    known = {layer: value for layer, value in layer_means.items() if not math.isnan(value)}
-    return {"model": model, "task": task, "num_layers": depth,
+    known = {layer: value for layer, value in layer_means.items() if not math.isnan(value)} if not withheld else {}
+    return {"model": model, "task": task, "tasks": " ".join(tasks), "num_layers": depth,
             "lower_layers": f"1-{lower[-1]}", "upper_layers": f"{upper[0]}-{depth}",
             "n_seeds": interval["n_seeds"], "lower_mean": float(lower_mean), "upper_mean": float(upper_mean),
             "difference": interval["mean"], "sd": interval["sd"], "ci_low": interval["ci_low"], "ci_high": interval["ci_high"],
-            "verdict": verdict(interval), "ranking": ranking(layer_means),
-            "most_important": max(known, key=lambda layer: (known[layer], -layer)) if known else None}
+            "verdict": "withheld" if withheld else verdict(interval), "ranking": ranking(known),
+            "most_important": max(known, key=lambda layer: (known[layer], -layer)) if known else None,
+            "withheld": withheld or ""}
 
 
 def _mean(values) -> float:
@@ -175,10 +191,13 @@ def spearman_permutation(x, y, exact_up_to: int = EXACT_UP_TO, resamples: int = 
     return {"rho": rho, "p": min(1.0, p), "p_method": method}
 
 
-def rank_correlations(importance: pd.DataFrame, score_records: Iterable[Mapping]) -> pd.DataFrame:
+def rank_correlations(importance: pd.DataFrame, score_records: Iterable[Mapping],
+                      withheld: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Per (model, task, cheap score): n layers, Spearman rho and p, Kendall tau and p between the
-    score and the mean importance; empty values where a layer has no importance yet."""
+    score and the mean importance; empty values where a layer has no importance yet, and where the
+    (model, task) is in ``withheld`` (column ``withheld`` says why)."""
     rows = []
+    withheld = withheld or {}
     for record in score_records:
         model, task = record["model"], record["task"]
         sel = importance[(importance["model"] == model) & (importance["task"] == task)].sort_values("layer")
@@ -187,15 +206,15 @@ def rank_correlations(importance: pd.DataFrame, score_records: Iterable[Mapping]
             score = np.asarray(record["scores"][name], dtype=float)
             row = {"model": model, "task": task, "score": name, "n_layers": len(score),
                    "spearman_rho": math.nan, "spearman_p": math.nan, "spearman_p_method": "",
-                   "kendall_tau": math.nan, "kendall_p": math.nan}
-            if len(measured) == len(score) >= 3 and not np.isnan(measured).any():
+                   "kendall_tau": math.nan, "kendall_p": math.nan, "withheld": withheld.get((model, task), "")}
+            if not row["withheld"] and len(measured) == len(score) >= 3 and not np.isnan(measured).any():
                 spearman = spearman_permutation(score, measured)
                 kendall = sps.kendalltau(score, measured)
                 row.update(spearman_rho=spearman["rho"], spearman_p=spearman["p"], spearman_p_method=spearman["p_method"],
                            kendall_tau=float(kendall.statistic), kendall_p=float(kendall.pvalue))
             rows.append(row)
     return pd.DataFrame(rows, columns=["model", "task", "score", "n_layers", "spearman_rho", "spearman_p",
-                                       "spearman_p_method", "kendall_tau", "kendall_p"])
+                                       "spearman_p_method", "kendall_tau", "kendall_p", "withheld"])
 
 
 # ---- the paired tests against the full model, from results/stats.csv
@@ -258,10 +277,10 @@ def markdown(importance: pd.DataFrame, halves_table: pd.DataFrame, correlations:
         for row in model_halves.to_dict("records"):
             lines.append(f"| {row['task']} | {row['n_seeds']} | {row['lower_layers']}: {_points(row['lower_mean'])} | "
                          f"{row['upper_layers']}: {_points(row['upper_mean'])} | {_interval(row)} | {row['verdict']} | {row['ranking']} |")
+        reasons = {(model, row["task"]): row["withheld"] for row in model_halves.to_dict("records")
+                   if row["withheld"] and row["task"] != ALL_TASKS}
         overall = model_halves.iloc[-1]
-        lines += ["", f"**The paper's first claim (the lower layers are the most critical), {model}**: "
-                  f"{overall['verdict']} over {'all tasks' if overall['task'] == ALL_TASKS else overall['task']} "
-                  f"(lower - upper = {_interval(overall)} points; most important layer: {overall['most_important']}).", ""]
+        lines += ["", *claims.notes(reasons), *([""] if reasons else []), _claim(model, overall, bool(reasons)), ""]
     lines += [
         "## Does a cheap score predict the damage?",
         "",
@@ -276,9 +295,25 @@ def markdown(importance: pd.DataFrame, halves_table: pd.DataFrame, correlations:
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in correlations.to_dict("records"):
+        if row["withheld"]:
+            lines.append(f"| {row['model']} | {row['task']} | {row['score']} | {row['n_layers']} | withheld | | withheld | |")
+            continue
         lines.append(f"| {row['model']} | {row['task']} | {row['score']} | {row['n_layers']} | {_rho(row['spearman_rho'])} | "
                      f"{_p(row['spearman_p'])} | {_rho(row['kendall_tau'])} | {_p(row['kendall_p'])} |")
+    if correlations["withheld"].astype(bool).any():
+        lines += ["", "withheld: the full model is at chance or degenerate on the task (see the model's section above)."]
     return "\n".join(lines) + "\n"
+
+
+def _claim(model: str, overall: Mapping, some_withheld: bool) -> str:
+    head = f"**The paper's first claim (the lower layers are the most critical), {model}**: "
+    if overall["withheld"]:
+        return head + f"withheld: {overall['withheld']}; no verdict and no most important layer."
+    scope = overall["task"]
+    if scope == ALL_TASKS:
+        scope = f"the tasks not withheld ({overall['tasks']})" if some_withheld else "all tasks"
+    return (head + f"{overall['verdict']} over {scope} "
+            f"(lower - upper = {_interval(overall)} points; most important layer: {overall['most_important']}).")
 
 
 def _rho(value) -> str:
@@ -296,13 +331,14 @@ def write_layer_profile(summary_csv, stats_csv, score_jsons: Iterable[str | Path
 
     tasks = list(tasks)
     summary = pd.read_csv(summary_csv)
+    withheld = claims.withheld_tasks(summary, depths, tasks)
     per_seed = seed_importance(summary)
-    importance = importance_table(per_seed, depths, tasks)
+    importance = importance_table(per_seed, depths, tasks, withheld)
     tests = tests_against_full(pd.read_csv(stats_csv))
     importance = importance.merge(tests, on=["model", "task", "layer"], how="left")
-    halves_table = lower_vs_upper(per_seed, depths, tasks)
+    halves_table = lower_vs_upper(per_seed, depths, tasks, withheld)
     records = [json.loads(Path(path).read_text()) for path in score_jsons]
-    correlations = rank_correlations(importance, records)
+    correlations = rank_correlations(importance, records, withheld)
     for key, table in (("importance_csv", importance), ("halves_csv", halves_table), ("correlations_csv", correlations)):
         with atomic_file(outputs[key]) as tmp:
             table.to_csv(tmp, index=False)

@@ -9,16 +9,21 @@ percentages are of averages (mean pruned / mean unpruned), as the paper's is.
 
 Scores are x 100. ``ours`` has columns model, strategy, k, task, seed, value (0-1 scale), one metric
 per task: the summary's ``paper_score`` rows if present, else PAPER_METRICS.
+
+Where our full model is at chance or degenerate on a task (``dropbench.claims``, the statuses the
+tables use), no percent retained is reported for it, nor a mean over tasks that includes it; the
+report says which and why.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from dropbench import stats
+from dropbench import claims, stats
 from dropbench.atomic import atomic_file
 from dropbench.grid import BASELINE
 
@@ -99,34 +104,41 @@ def _references(paper: pd.DataFrame) -> pd.DataFrame:
                                       "source": "paper_source", "exact": "paper_exact"})
 
 
-def _retained(ours: pd.DataFrame) -> pd.DataFrame:
+def _retained(ours: pd.DataFrame, withheld: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Our percent retained per variant, per task and averaged, with intervals; ``paper_task`` is the
-    paper's task it compares with."""
-    per_task = _intervals(_retained_per_seed(ours))
-    mean = _intervals(_retained_per_seed(averaged(ours)))
+    paper's task it compares with. None for the (model, task) pairs in ``withheld``, nor a mean of a
+    model over tasks that include one."""
+    withheld = withheld or {}
+    kept = ours[[(model, task) not in withheld for model, task in zip(ours["model"], ours["task"])]]
+    per_task = _intervals(_retained_per_seed(kept))
+    means = averaged(ours)
+    averaged_tasks = set(ours.loc[ours["task"].isin(PAPER_AVERAGE_TASKS), "task"])
+    left_out = {model for model, task in withheld if task in averaged_tasks}
+    mean = _intervals(_retained_per_seed(means[~means["model"].isin(left_out)]))
     return pd.concat([per_task.assign(paper_task=per_task["task"]), mean.assign(paper_task=PAPER_AVERAGE)],
                      ignore_index=True)
 
 
-def compare(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """The tidy comparison: ``kind`` = ``score`` (same model, strategy, k, task) or ``percent_retained``."""
+def compare(ours: pd.DataFrame, paper: pd.DataFrame, withheld: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
+    """The tidy comparison: ``kind`` = ``score`` (same model, strategy, k, task) or ``percent_retained``
+    (none for the pairs in ``withheld``, see ``_retained``)."""
     paper = paper.drop(columns="kind")
     paper_cols = {"score": "paper", "source": "paper_source", "exact": "paper_exact"}
     scaled = ours.assign(value=100 * ours["value"])
     scores = _intervals(pd.concat([scaled, averaged(scaled).query("task == @PAPER_AVERAGE")])).merge(paper, on=GROUP)
     scores = scores.assign(paper_model=scores["model"], paper_task=scores["task"]).rename(columns=paper_cols)
     scores["kind"] = "score"
-    retained = _retained(ours).merge(_references(paper), on=["strategy", "k", "paper_task"])
+    retained = _retained(ours, withheld).merge(_references(paper), on=["strategy", "k", "paper_task"])
     retained["kind"] = "percent_retained"
     table = pd.concat([scores, retained], ignore_index=True)
     table["difference"] = table["ours_mean"] - table["paper"]
     return table.reindex(columns=COLUMNS)
 
 
-def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame, withheld: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Every pruned variant of ours, its percent retained beside BERT-base's and XLNet-base's at the same
-    strategy, k and task (empty where the paper published none), one row each."""
-    table = _retained(ours)
+    strategy, k and task (empty where the paper published none), one row each (none for ``withheld``)."""
+    table = _retained(ours, withheld)
     if table.empty:
         return pd.DataFrame(columns=[*GROUP, "n_seeds", "ours_mean", "ours_ci_low", "ours_ci_high", "paper_task", *BESIDE.values()])
     references = _references(paper.drop(columns="kind"))
@@ -157,8 +169,12 @@ BESIDE_INTRO = ("Every pruned variant of ours beside BERT-base's and XLNet-base'
                 "beside our mean over this run's tasks (paper_task). Empty: not published.")
 
 
-def write(table: pd.DataFrame, md_path, html_path, csv_path, beside: pd.DataFrame | None = None) -> None:
+def write(table: pd.DataFrame, md_path, html_path, csv_path, beside: pd.DataFrame | None = None,
+          notes: list[str] | None = None) -> None:
     md, page = ["# Our scores beside the paper's (Sajjad et al., arXiv:2004.03844 v1)", ""], []
+    for note in notes or []:
+        md += [note, ""]
+        page.append(f"<p>{html.escape(note)}</p>")
     sections = [(kind.replace("_", " "), intro, table[table["kind"] == kind].drop(columns="kind"))
                 for kind, intro in INTRO.items()]
     if beside is not None:
@@ -183,7 +199,11 @@ def write(table: pd.DataFrame, md_path, html_path, csv_path, beside: pd.DataFram
 
 
 def paper_comparison(summary_csv, paper_csv, md_path, html_path, csv_path) -> pd.DataFrame:
-    ours, paper = ours_from_summary(pd.read_csv(summary_csv)), read_paper(paper_csv)
-    table = compare(ours, paper)
-    write(table, md_path, html_path, csv_path, beside=side_by_side(ours, paper))
+    summary = pd.read_csv(summary_csv)
+    ours, paper = ours_from_summary(summary), read_paper(paper_csv)
+    withheld = claims.withheld_tasks(summary, pd.unique(summary["model"]), pd.unique(summary["task"]))
+    notes = [f"No percent retained (nor a mean over tasks that includes it) for {model} on {task}: {reason}."
+             for (model, task), reason in withheld.items()]
+    table = compare(ours, paper, withheld)
+    write(table, md_path, html_path, csv_path, beside=side_by_side(ours, paper, withheld), notes=notes)
     return table

@@ -2,7 +2,6 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
 
 # The scripts import the dropbench package from src/; jobs inherit this environment.
 SRC = str(Path(workflow.current_basedir).parents[1] / "src")
@@ -13,11 +12,12 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 
 from dropbench import config_check, grid, job_params, strategies  # noqa: E402
 
-# Unknown (e.g. misspelt) keys first, with the closest valid key; then types and defaults; then the rest.
-config_check.integers_from_command_line(config)
-config_check.check_known_keys(config, Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml")
-validate(config, "../schemas/config.schema.yaml")
-MODEL_DEPTHS = config_check.check(config)  # model -> depth, None where known only after download
+# Keys given twice in a config file, command-line strings to the schema's types, unknown (e.g. misspelt)
+# keys with the closest valid key, the schema (which fills the defaults), then the rest: the same function
+# as `dropbench estimate`.
+MODEL_DEPTHS = config_check.load_and_check(  # model -> depth, None where known only after download
+    config, Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml", workflow.configfiles
+)
 CELLS = grid.cells(config)
 STRATEGIES_NEEDING_DATA = set(config_check.data_driven(config))
 PARTIAL_SUMMARY = str(config["partial_summary"]).lower() == "true"
@@ -43,11 +43,10 @@ def force_when_planning(paths):
     workflow.dag_settings = settings
 
 
-# ---- integrity: keys given twice in a config file are errors. Damaged results of this grid (corrupt
-# metrics, and damaged intermediates of cells without valid metrics) are forced to re-run, exactly as
-# `--forcerun <path>` would: planning only reads files; the job that rebuilds one replaces it. Any
-# invocation (-n, --lint, --summary, ...) leaves files untouched. Main snakemake process only.
-config_check.check_config_files(workflow.configfiles)
+# ---- integrity: damaged results of this grid (corrupt metrics, and damaged intermediates of cells
+# without valid metrics) are forced to re-run, exactly as `--forcerun <path>` would: planning only reads
+# files; the job that rebuilds one replaces it. Any invocation (-n, --lint, --summary, ...) leaves files
+# untouched. Main snakemake process only.
 if workflow.is_main_process:
     from dropbench import integrity
 
