@@ -60,3 +60,19 @@ def test_verdicts():
         "holds under no setting (nor under the best per variant)"
     assert sensitivity.verdict({"a": False, "b": True, sensitivity.BEST: False}, settings) == \
         "holds only under b; fails under the best per variant"
+
+
+def test_a_setting_whose_full_model_is_at_chance_answers_nothing(tmp_path):
+    paths = []
+    for (model, strategy, k), score in SCORES.items():
+        score = 0.02 if model == "cls" and strategy == "none" else score  # correlation at chance (< 0.1)
+        record = metrics_record(model=model, strategy=strategy, k=k, task="stsb", seed=1, score=score)
+        path = tmp_path / f"{model}-{strategy}.json"
+        path.write_text(json.dumps(record))
+        paths.append(path)
+    csv = tmp_path / "summary.csv"
+    aggregate.load_summary(paths).to_csv(csv, index=False)
+    sensitivity.write_sensitivity(csv, ["mean", "cls"], tmp_path / "out")
+    claims = pd.read_csv(tmp_path / "out/sensitivity_claims.csv").set_index("claim")
+    assert claims["cls"].isna().all() and claims.loc["top-k2 above bottom-k2", "verdict"] == "holds under every setting (n/a under cls)"
+    assert "Withheld for cls on stsb: the full model scores at chance" in (tmp_path / "out/sensitivity.md").read_text()

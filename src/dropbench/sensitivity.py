@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from dropbench.aggregate import DEGENERATE, OK, UNDERFIT, cell_means, read_summary
+from dropbench.claims import notes, withheld_tasks
 from dropbench.grid import BASELINE
 
 BEST = "best per variant"
@@ -39,8 +40,11 @@ def setting_scores(summary: pd.DataFrame, settings: Sequence[str]) -> pd.DataFra
     return out.reset_index()
 
 
-def claims(scores: pd.DataFrame, settings: Sequence[str]) -> pd.DataFrame:
-    """Per task and claim: whether it holds under each setting and under the best per variant, and a verdict."""
+def claims(scores: pd.DataFrame, settings: Sequence[str], withheld: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
+    """Per task and claim: whether it holds under each setting and under the best per variant, and a verdict.
+    A setting whose full model is at chance or degenerate on the task (``withheld``: (setting, task) -> why,
+    ``dropbench.claims``) gives no answer (n/a)."""
+    withheld = withheld or {}
     rows = []
     for task, table in scores.groupby("task", sort=False):
         table = table.set_index(["strategy", "k"])
@@ -54,7 +58,7 @@ def claims(scores: pd.DataFrame, settings: Sequence[str]) -> pd.DataFrame:
             row = {"task": task, "claim": claim}
             for column in [*settings, BEST]:
                 a, b = table.loc[higher, column], table.loc[lower, column]
-                row[column] = None if pd.isna(a) or pd.isna(b) else bool(a > b)
+                row[column] = None if pd.isna(a) or pd.isna(b) or (column, task) in withheld else bool(a > b)
             row["verdict"] = verdict(row, settings)
             rows.append(row)
     return pd.DataFrame(rows, columns=["task", "claim", *settings, BEST, "verdict"])
@@ -65,12 +69,14 @@ def verdict(row: Mapping, settings: Sequence[str]) -> str:
     known = [s for s in settings if row[s] is not None]
     if not known:
         return "not run"
+    silent = [s for s in settings if row[s] is None]
+    unknown = f" (n/a under {', '.join(silent)})" if silent else ""
     if len(held) == len(known):
-        return "holds under every setting"
+        return "holds under every setting" + unknown
     if not held:
-        return "holds under no setting" + (" (nor under the best per variant)" if row[BEST] is not True else "")
+        return "holds under no setting" + (" (nor under the best per variant)" if row[BEST] is not True else "") + unknown
     best = "; holds under the best per variant" if row[BEST] else "; fails under the best per variant"
-    return f"holds only under {', '.join(held)}{best}"
+    return f"holds only under {', '.join(held)}{best}{unknown}"
 
 
 def _fmt(value) -> str:
@@ -79,10 +85,11 @@ def _fmt(value) -> str:
     return "n/a" if pd.isna(value) else f"{value:.1f}"
 
 
-def markdown(scores: pd.DataFrame, claim_table: pd.DataFrame, settings: Sequence[str]) -> str:
+def markdown(scores: pd.DataFrame, claim_table: pd.DataFrame, settings: Sequence[str], notes: Sequence[str] = ()) -> str:
     lines = ["# Sensitivity: the same checkpoint under several settings", "",
              f"Settings (model entries): {', '.join(settings)}. Mean dev task score x 100 over seeds; "
-             "° = at least one seed underfit (dropbench.convergence).", ""]
+             "° = at least one seed underfit (dropbench.convergence).", "", *[f"- {note}" for note in notes],
+             *([""] if notes else [])]
     for task, table in scores.groupby("task", sort=False):
         lines += [f"## {task}", "", "| variant | " + " | ".join([*settings, BEST]) + " |",
                   "|---|" + "---|" * (len(settings) + 1)]
@@ -106,12 +113,13 @@ def write_sensitivity(summary_csv, settings: Sequence[str], out_dir) -> None:
     if unknown:
         raise ValueError(f"settings {unknown} are not models of {summary_csv}; its models: {sorted(set(summary['model']))}")
     scores = setting_scores(summary, settings)
-    claim_table = claims(scores, settings)
+    reasons = withheld_tasks(summary, settings, pd.unique(scores["task"]))
+    claim_table = claims(scores, settings, reasons)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out / "sensitivity_scores.csv", index=False)
     claim_table.to_csv(out / "sensitivity_claims.csv", index=False)
-    (out / "sensitivity.md").write_text(markdown(scores, claim_table, settings))
+    (out / "sensitivity.md").write_text(markdown(scores, claim_table, settings, notes(reasons)))
 
 
 def main(argv=None) -> None:
