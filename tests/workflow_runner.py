@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -48,3 +49,14 @@ def finished_tiny_run(workdir: Path, strategies=("top",), k=(1,)) -> dict:
     write_config(workdir, config)
     snakemake(workdir, "--cores", "2")
     return config
+
+
+def planned_params(workdir: Path, configfile: Path) -> dict[str, list[str]]:
+    """The params of every job ``configfile`` plans in ``workdir`` (forced: as if nothing existed), per
+    rule, as Snakemake compares them (``tests/plan_params.py``)."""
+    command = [sys.executable, str(REPO / "tests" / "plan_params.py"), str(REPO), str(configfile), str(workdir)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("PARAMS ")]
+    if result.returncode != 0 or not lines:
+        raise AssertionError(f"planning {configfile} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return json.loads(lines[-1].removeprefix("PARAMS "))

@@ -9,12 +9,19 @@ evaluation batch size, checksums that only verify). The scripts read operational
 number when a code change alters what that stage produces (e.g. a change to the training loop in
 ``train.py`` that changes the weights; see README "What re-runs when"), so exactly that stage and
 everything below it re-run; code edits that keep results the same need no bump.
+
+Snakemake compares params as written (their ``repr``), so every params function returns ``canonical``
+values (decorator ``job``): a config written with its keys in another order, or its numbers spelt
+differently, gives the same params and re-runs nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
+import numbers
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dropbench import glue, strategies
@@ -33,7 +40,54 @@ ITERATIVE_EPOCHS_PER_DROP = 2
 # Keys of a model source that only verify the staged copy.
 SOURCE_CHECK_KEYS = ("sha256", "size")
 
+# The keys of a cell, as evaluate_params holds them.
+CELL_KEYS = ("model", "strategy", "k", "task", "seed")
+# Canonical key order of the mappings named here (for config mappings, the order the shipped configs and
+# config/README.md write them in), so that the params of every shipped config are those planned before
+# issue 27 and nothing re-runs; every other mapping's keys, and keys not listed, are sorted.
+KEY_ORDER = {
+    "training": WEIGHT_KEYS,
+    "cell": CELL_KEYS,
+    "source": ("kind", "repo_id", "dataset", "revision", "package", "pip_name", "path", "packages", "member",
+               "subdir"),
+    "scoring": ("sample_size", "seed", "batch_size", "split"),
+    "plots": ("style", "dpi", "panel_width", "panel_height", "font_size"),
+    "statistics": ("resamples", "alpha", "seed"),
+}
 
+
+def canonical(value, name: str | None = None):
+    """``value`` as one spelling of itself: mappings become dicts with their keys in canonical order
+    (``KEY_ORDER[name]`` first, where ``name`` is the key the mapping sits under, then the others
+    sorted), tuples become lists, integers ``int`` and other real numbers ``float`` (YAML reads
+    ``2.0e-4`` and ``0.0002`` as the same float; ``3`` and ``3.0`` stay different); recursively."""
+    if isinstance(value, Mapping):
+        rank = {key: i for i, key in enumerate(KEY_ORDER.get(name, ()))}
+        keys = sorted(value, key=lambda key: (rank.get(key, len(rank)), str(key)))
+        return {key: canonical(value[key], key) for key in keys}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item, name) for item in value]
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
+def job(fn: Callable[..., dict]) -> Callable[..., dict]:
+    """A params function whose result is canonical: its own keys in the order it builds them (the same
+    for every config), each value canonical under its key."""
+
+    @functools.wraps(fn)
+    def params(*args, **kwargs) -> dict:
+        return {key: canonical(value, key) for key, value in fn(*args, **kwargs).items()}
+
+    return params
+
+
+@job
 def download_params(source: dict) -> dict:
     return {"source": {k: v for k, v in source.items() if k not in SOURCE_CHECK_KEYS},
             "version": STAGE_VERSIONS["download"]}
@@ -48,6 +102,7 @@ def download_inputs(source: dict) -> list[str]:
     return sorted(str(p) for p in root.iterdir() if p.is_file()) if root.is_dir() else []
 
 
+@job
 def prepare_params(task_cfg: dict, max_length: int, subsample_seed: int) -> dict:
     return {"source": task_cfg["source"], "max_length": max_length,
             "max_train_examples": task_cfg.get("max_train_examples"), "subsample_seed": subsample_seed,
@@ -68,6 +123,7 @@ def scoring_params(scoring: dict) -> dict:
     return {key: value for key, value in scoring.items() if (key, value) != ("split", "train")}
 
 
+@job
 def prune_params(strategy: str, k: int, depth: int | None, scoring: dict) -> dict:
     """A data-free strategy's resolved list of dropped layers when the depth is known (so any code
     change that changes the list re-runs exactly its cells); a data-driven one's scoring settings."""
@@ -93,6 +149,7 @@ def strategy_code_hash(strategy: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@job
 def finetune_params(training: dict, seed: int, head: str = "native") -> dict:
     """The weight keys, the seed and the model's classifier head. Settings at their old defaults
     (``min_steps`` 0, the ``native`` head) are left out, so that jobs planned before they existed keep
@@ -105,6 +162,7 @@ def finetune_params(training: dict, seed: int, head: str = "native") -> dict:
     return params
 
 
+@job
 def iterative_params(training: dict, seed: int, head: str = "native") -> dict:
     return {**finetune_params(training, seed, head), "epochs_per_drop": ITERATIVE_EPOCHS_PER_DROP}
 
@@ -116,10 +174,17 @@ def train_settings(training: dict, params: dict) -> dict:
     return {**operational, **params["training"], "seed": params["seed"], "head": params.get("head", "native")}
 
 
+@job
 def latency_params(protocol: dict) -> dict:
     """The latency protocol, keys sorted: reordering them in the YAML must not re-time anything."""
-    return {key: protocol[key] for key in sorted(protocol)}
+    return canonical(protocol)
 
 
+@job
 def evaluate_params(cell: dict) -> dict:
     return {"cell": cell, "version": STAGE_VERSIONS["evaluate"]}
+
+
+@job
+def profile_scores_params(scoring: dict) -> dict:
+    return {"scoring": scoring_params(scoring), "version": STAGE_VERSIONS["prune"]}

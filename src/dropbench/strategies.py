@@ -10,7 +10,9 @@ Adding a strategy takes one function and one config line:
 1. Write the function anywhere, e.g. ``my_strategies.py``::
 
        def every_third(num_layers, k, context):
-           return list(range(num_layers - 1, -1, -3))[:k]
+           # every third layer from the top, then the layers below those: k distinct layers for any k
+           order = [layer for start in range(num_layers - 1, num_layers - 4, -1) for layer in range(start, -1, -3)]
+           return order[:k]
 
    Set ``every_third.needs_data = True`` if it reads ``context["similarity"]``.
    (Inside this package use the ``@register("name", needs_data=...)`` decorator.)

@@ -140,7 +140,10 @@ def prune_inputs(wildcards):
     return inputs
 
 
-# ---- params: exactly what determines each job's output (dropbench.job_params)
+# ---- params: exactly what determines each job's output (dropbench.job_params), canonical: a config
+# written with its keys in another order plans the same params. The report rules' params that come from
+# config mappings go through job_params.canonical too (report.smk, profile.smk); they follow the order of
+# `models` and `tasks`, which is the order of the tables' rows.
 
 
 def download_params(wildcards):
@@ -296,7 +299,7 @@ def profile_score_files(wildcards=None):
 
 
 def profile_scores_params(wildcards):
-    return {"scoring": job_params.scoring_params(config["scoring"]), "version": job_params.STAGE_VERSIONS["prune"]}
+    return job_params.profile_scores_params(config["scoring"])
 
 
 def profile_outputs():

@@ -33,7 +33,7 @@ rule layer_profile:
     params:
         depths={model: config["models"][model]["num_layers"] for model in PROFILE_MODELS},
         tasks=list(config["tasks"]),
-        style=config["plots"],
+        style=job_params.canonical(config["plots"], "plots"),
     log:
         "logs/layer_profile.log",
     conda:

@@ -32,7 +32,7 @@ rule aggregate:
         expected=expected_cells(),
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         failed_dir="results/failed",
-        paper_score=config.get("paper_score", {}),
+        paper_score=job_params.canonical(config.get("paper_score", {})),
     log:
         "logs/aggregate.log",
     conda:
@@ -55,7 +55,7 @@ rule plot:
         **figure_outputs("pareto", "score vs parameters and latency", "Scores", lambda input: missing_label(input.summary)),
         **figure_outputs("training_loss", "training loss against the trivial predictor", "Training", lambda input: missing_label(input.summary)),
     params:
-        style=config["plots"],
+        style=job_params.canonical(config["plots"], "plots"),
         reference_models=[model for model, model_cfg in config["models"].items() if not grid.prunes(model_cfg)],
     log:
         "logs/plot.log",
@@ -75,7 +75,7 @@ rule plot_layer_scores:
     output:
         **figure_outputs("layer_scores", "per-layer scores", "Layer scores", lambda input: f"{len(input.pruned)} scorings"),
     params:
-        style=config["plots"],
+        style=job_params.canonical(config["plots"], "plots"),
     log:
         "logs/plot_layer_scores.log",
     conda:
@@ -103,7 +103,7 @@ rule stats:
         ),
         diverged="results/diverged.csv",
     params:
-        statistics=config["statistics"],
+        statistics=job_params.canonical(config["statistics"], "statistics"),
     log:
         "logs/stats.log",
     conda:
@@ -126,7 +126,7 @@ rule tables:
     params:
         notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
-        paper_score=config.get("paper_score", {}),
+        paper_score=job_params.canonical(config.get("paper_score", {})),
         alpha=config["statistics"]["alpha"],
         resamples=config["statistics"]["resamples"],
         retry_diverged=RETRY_DIVERGED,
@@ -178,7 +178,7 @@ rule plot_intervals:
     output:
         **figure_outputs("score_intervals", "score with 95% intervals", "Scores", lambda input: missing_label(input.summary)),
     params:
-        style=config["plots"],
+        style=job_params.canonical(config["plots"], "plots"),
     log:
         "logs/plot_intervals.log",
     conda:
