@@ -157,3 +157,11 @@ def test_no_percent_retained_from_a_full_model_at_chance(tmp_path):
     md = (tmp_path / "c.md").read_text()
     assert "No percent retained (nor a mean over tasks that includes it) for mpnet on stsb: the full model scores at chance on stsb" in md
     assert "n/a (chance)" in md and "mean(sst2, stsb)" not in md
+
+
+def test_the_heads_of_our_models_are_named_beside_the_papers_protocol():
+    from dropbench.paper_comparison import head_note
+
+    summary = pd.DataFrame({"model": ["a", "a", "b"], "head": ["mean_pooling", "mean_pooling", "native"]})
+    assert head_note(summary).startswith("Classifier heads: a: mean_pooling; b: native. The paper fine-tuned")
+    assert "native (records without a head)" in head_note(pd.DataFrame({"model": ["a"]}))

@@ -204,6 +204,17 @@ def paper_comparison(summary_csv, paper_csv, md_path, html_path, csv_path) -> pd
     withheld = claims.withheld_tasks(summary, pd.unique(summary["model"]), pd.unique(summary["task"]))
     notes = [f"No percent retained (nor a mean over tasks that includes it) for {model} on {task}: {reason}."
              for (model, task), reason in withheld.items()]
+    notes.append(head_note(summary))
     table = compare(ours, paper, withheld)
     write(table, md_path, html_path, csv_path, beside=side_by_side(ours, paper, withheld), notes=notes)
     return table
+
+
+def head_note(summary: pd.DataFrame) -> str:
+    """Which classifier head each of our models was fine-tuned with, against the paper's protocol."""
+    heads = summary.dropna(subset=["head"]).groupby("model", sort=False)["head"].agg(lambda h: ", ".join(sorted(set(h)))) \
+        if "head" in summary else pd.Series(dtype=str)
+    ours = "; ".join(f"{model}: {head}" for model, head in heads.items()) or "native (records without a head)"
+    return (f"Classifier heads: {ours}. The paper fine-tuned each model with its own sequence-classification head "
+            "(native: [CLS] + pooler for BERT, <s> for RoBERTa, the last token for XLNet); mean_pooling averages the "
+            "last kept layer's tokens instead (README \"Classifier head and convergence\").")
