@@ -35,6 +35,15 @@ def with_config(workdir, config, **changes):
     write_config(workdir, {**config, **changes})
 
 
+def test_every_cell_draws_its_training_loss_and_records_its_fit(finished_run):
+    workdir, config, _ = finished_run
+    curves = figure_data(workdir, "training_loss")
+    assert set(zip(curves["strategy"], curves["k"])) == {("none", 0), ("top", 2)}
+    summary = pd.read_csv(workdir / "results" / "summary.csv")
+    scores = summary[summary["metric"] == "task_score"]
+    assert scores["train_fit"].notna().all() and set(scores["head"]) == {"native"}
+
+
 def test_first_run_plans_every_report_job_once(finished_run):
     workdir, _, first_plan = finished_run
     assert first_plan == {
@@ -101,7 +110,7 @@ def test_report_is_one_html_file_with_every_figure_table_and_the_missing_count(f
     snakemake(workdir, "--report", str(report))
     text = report.read_text()
     # every result is embedded in the one file, not linked
-    for name in ("score_vs_dropped", "retained_heatmap", "pareto", "layer_scores", "score_intervals"):
+    for name in ("score_vs_dropped", "retained_heatmap", "pareto", "layer_scores", "score_intervals", "training_loss"):
         assert re.search(rf"data:image/png;[^\"]*filename={name}\.png;base64,iVBOR", text), name
     for name in ("tiny.html", "missing_cells.html", "paper_comparison.html"):
         assert f"data:text/html;charset=utf8;filename={name};base64," in text
