@@ -139,3 +139,12 @@ def test_smoothing_is_a_trailing_mean():
     from dropbench.training_plots import smoothed
 
     assert list(smoothed(np.array([1.0, 3.0, 5.0, 7.0]), 2)) == [1.0, 2.0, 4.0, 6.0]
+
+
+def test_score_figure_crosses_out_underfit_points(tmp_path):
+    from dropbench import plots
+
+    summary = summary_with_fits(tmp_path, {("none", 1): 0.2, ("top", 1): 0.8})
+    _, data = plots.score_vs_dropped(aggregate.cell_means(summary), [], plots.check_style({}))
+    flags = data.set_index("k")["underfit"]
+    assert flags[2] and not flags[0]

@@ -50,6 +50,8 @@ def save(fig, data: pd.DataFrame, png: str | Path, pdf: str | Path, csv: str | P
 def with_average(means: pd.DataFrame) -> pd.DataFrame:
     """Per-task means plus an ``average`` task per (model, strategy, k): missing when any task is, and
     degenerate when a task is (and none is missing); a baseline at chance on any task makes the average's."""
+    if "underfit" not in means:  # means made before convergence was recorded
+        means = means.assign(underfit=False)
     grouped = means.groupby(["model", "strategy", "k"], sort=False)
     average = grouped.agg(
         value=("value", lambda v: v.mean() if v.notna().all() else np.nan),
@@ -58,6 +60,7 @@ def with_average(means: pd.DataFrame) -> pd.DataFrame:
         parameters=("parameters", "mean"),
         latency_ms=("latency_ms", "mean"),
         layers_kept=("layers_kept", "max"),
+        underfit=("underfit", "any"),
     ).reset_index()
     average["task"] = AVERAGE
     return pd.concat([means, average], ignore_index=True)
@@ -124,8 +127,13 @@ def score_vs_dropped(means: pd.DataFrame, reference_models: Iterable[str], style
                 label = strategy if len(models) == 1 else f"{model} {strategy}"
                 ax.plot(line["k"], line["value"], marker="o", color=colors[strategy],
                         linestyle=LINESTYLES[m % len(LINESTYLES)], label=label)
-                rows += [{"panel": task, "model": model, "strategy": strategy, "k": k, "value": v, "status": status}
-                         for k, v, status in zip(line["k"], line["value"], line["status"])]
+                underfit = line.get("underfit", pd.Series(False, index=line.index)).astype("boolean").fillna(False).astype(bool)
+                # An underfit point (dropbench.convergence) is crossed out: its score is the budget's, not the layers'.
+                labelled = "underfit" in ax.get_legend_handles_labels()[1]
+                ax.scatter(line["k"][underfit], line["value"][underfit], marker="x", color="black", zorder=4,
+                           label=None if labelled or not underfit.any() else "underfit")
+                rows += [{"panel": task, "model": model, "strategy": strategy, "k": k, "value": v, "status": status,
+                          "underfit": bool(u)} for k, v, status, u in zip(line["k"], line["value"], line["status"], underfit)]
             ax.scatter(base["k"], base["value"], color="black", zorder=3)
         for status, color in ((MISSING, "grey"), (DEGENERATE, "tab:red")):
             gap_ks = [r["k"] for r in rows if r["panel"] == task and r["status"] == status and pd.isna(r["value"])]
@@ -148,7 +156,7 @@ def score_vs_dropped(means: pd.DataFrame, reference_models: Iterable[str], style
     if axes and axes[-1].get_legend_handles_labels()[0]:
         axes[-1].legend(fontsize="small", loc="best")
     fig.tight_layout()
-    return fig, pd.DataFrame(rows, columns=["panel", "model", "strategy", "k", "value", "status"])
+    return fig, pd.DataFrame(rows, columns=["panel", "model", "strategy", "k", "value", "status", "underfit"])
 
 
 def percent_retained(means: pd.DataFrame, reference_models: Iterable[str]) -> pd.DataFrame:
