@@ -109,7 +109,8 @@ def _retained(ours: pd.DataFrame, withheld: Mapping[tuple[str, str], str] | None
     paper's task it compares with. None for the (model, task) pairs in ``withheld``, nor a mean of a
     model over tasks that include one."""
     withheld = withheld or {}
-    kept = ours[[(model, task) not in withheld for model, task in zip(ours["model"], ours["task"])]]
+    kept = ours[pd.Series([(model, task) not in withheld for model, task in zip(ours["model"], ours["task"])],
+                          index=ours.index, dtype=bool)]  # a plain list would select columns when empty
     per_task = _intervals(_retained_per_seed(kept))
     means = averaged(ours)
     averaged_tasks = set(ours.loc[ours["task"].isin(PAPER_AVERAGE_TASKS), "task"])
