@@ -44,6 +44,7 @@ def test_claims_say_under_which_settings_they_hold(summary_csv, tmp_path):
     claims = pd.read_csv(tmp_path / "out/sensitivity_claims.csv").set_index("claim")
     assert claims.loc["top-k2 above bottom-k2", "verdict"] == "holds only under mean; holds under the best per variant"
     assert claims.loc["top-k2 below full", "verdict"] == "holds under every setting"
+    assert claims.loc["top-k2 above bottom-k2", "rests on underfit cells under"] == "cls"  # cls's pruned cells underfit
     text = (tmp_path / "out/sensitivity.md").read_text()
     assert "| top-k2 | 79.5 | 11.5° | 79.5 |" in text
 

@@ -60,8 +60,11 @@ def claims(scores: pd.DataFrame, settings: Sequence[str], withheld: Mapping[tupl
                 a, b = table.loc[higher, column], table.loc[lower, column]
                 row[column] = None if pd.isna(a) or pd.isna(b) or (column, task) in withheld else bool(a > b)
             row["verdict"] = verdict(row, settings)
+            shaky = [s for s in settings if row[s] is not None and
+                     any(bool(table.loc[cell, f"{s} underfit"]) is True for cell in (higher, lower) if pd.notna(table.loc[cell, f"{s} underfit"]))]
+            row["rests on underfit cells under"] = ", ".join(shaky)
             rows.append(row)
-    return pd.DataFrame(rows, columns=["task", "claim", *settings, BEST, "verdict"])
+    return pd.DataFrame(rows, columns=["task", "claim", *settings, BEST, "verdict", "rests on underfit cells under"])
 
 
 def verdict(row: Mapping, settings: Sequence[str]) -> str:
@@ -99,9 +102,11 @@ def markdown(scores: pd.DataFrame, claim_table: pd.DataFrame, settings: Sequence
         lines.append("")
         task_claims = claim_table[claim_table["task"] == task]
         if len(task_claims):
-            lines += ["| claim | " + " | ".join([*settings, BEST]) + " | verdict |", "|---|" + "---|" * (len(settings) + 2)]
+            lines += ["| claim | " + " | ".join([*settings, BEST]) + " | verdict | rests on underfit cells under |",
+                      "|---|" + "---|" * (len(settings) + 3)]
             for row in task_claims.to_dict("records"):
-                lines.append(f"| {row['claim']} | " + " | ".join(_fmt(row[c]) for c in [*settings, BEST]) + f" | {row['verdict']} |")
+                lines.append(f"| {row['claim']} | " + " | ".join(_fmt(row[c]) for c in [*settings, BEST])
+                             + f" | {row['verdict']} | {row['rests on underfit cells under'] or '-'} |")
             lines.append("")
     return "\n".join(lines)
 
