@@ -168,8 +168,8 @@ def test_the_estimate_counts_the_selection_fine_tunes():
 
 # ------------------------------------------------------------------ the workflow (slow)
 # The runs target the cells' metrics and reports/tuning.csv (not the report rules, which a tuned run
-# plans as usual): a finished tiny tuned run with two candidates, then a third candidate, then poisoned
-# dev labels (last: it re-prepares the task).
+# plans as usual): a finished tiny tuned run with two candidates, then a third candidate, then the chosen
+# one withdrawn, then poisoned dev labels (last: it re-prepares the task).
 
 
 def choices(workdir: Path) -> dict:
@@ -177,7 +177,7 @@ def choices(workdir: Path) -> dict:
 
 
 def finetune_times(workdir: Path) -> dict:
-    return {v: (workdir / f"results/cells/tiny/{v}/sst2/seed1/{name}").stat().st_mtime_ns
+    return {(v, name): (workdir / f"results/cells/tiny/{v}/sst2/seed1/{name}").stat().st_mtime_ns
             for v in VARIANTS for name in ("train_log.json", "metrics.json")}
 
 
@@ -227,9 +227,30 @@ def test_a_new_candidate_runs_its_selection_jobs_and_re_runs_only_the_variants_w
     moved = {v for v in VARIANTS if after[v]["chosen"] != before[v]["chosen"]}
     assert moved != set(VARIANTS), after  # NEW_RATE trains as 1e-3 does: it ties with it at best, and loses the tie
     for variant in VARIANTS:  # fine-tuned and evaluated again exactly when its choice changed
-        assert all((new_times[key] != times[key]) == (variant in moved) for key in times if key[0] == variant), result.stderr
+        for name in ("train_log.json", "metrics.json"):
+            assert (new_times[variant, name] != times[variant, name]) == (variant in moved), (variant, name, result.stderr)
     executed = result.stdout + result.stderr
     assert executed.count("rule finetune:") == executed.count("rule evaluate:") == len(moved), executed
+    assert planned_jobs(workdir, *TARGETS) == {}
+
+
+@pytest.mark.slow
+def test_a_changed_choice_re_runs_its_variants_cells_at_the_new_rate(tuned_run):
+    workdir, config = tuned_run
+    before, times = choices(workdir), finetune_times(workdir)
+    kept = [lr for lr in config["tuning"]["learning_rates"] if lr != before["top-k1"]["chosen"]]
+    write_config(workdir, changed(config, "tuning.learning_rates", kept))  # the chosen rate withdrawn
+    result = snakemake(workdir, "--cores", "2", *TARGETS)
+    after, new_times = choices(workdir), finetune_times(workdir)
+    assert after["top-k1"]["chosen"] != before["top-k1"]["chosen"]
+    assert "tune_learning_rate" not in result.stdout + result.stderr  # the remaining candidates' results are reused
+    for variant in VARIANTS:
+        moved = after[variant]["chosen"] != before[variant]["chosen"]
+        for name in ("train_log.json", "metrics.json"):
+            assert (new_times[variant, name] != times[variant, name]) == moved, (variant, name)
+        cell = workdir / f"results/cells/tiny/{variant}/sst2/seed1"
+        assert json.loads((cell / "train_log.json").read_text())["config"]["learning_rate"] == after[variant]["chosen"]
+        assert json.loads((cell / "metrics.json").read_text())["tuning"]["chosen"] == after[variant]["chosen"]
     assert planned_jobs(workdir, *TARGETS) == {}
 
 
