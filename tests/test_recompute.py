@@ -88,6 +88,22 @@ def test_reordering_the_latency_protocol_plans_nothing(finished_run):
     assert plan_with(workdir, changed(config, "evaluation.latency", dict(reversed(protocol.items())))) == {}
 
 
+def test_a_rewritten_config_plans_nothing(finished_run):
+    """Issue 27: the finished run's config written back with its keys sorted, or shuffled, is the same config."""
+    import random
+
+    from test_canonical_params import shuffled
+
+    workdir, _ = finished_run
+    with restored(workdir / "config.yaml") as path:
+        config = yaml.safe_load(path.read_text())  # the finished grid, before the tests below change it
+        assert planned_jobs(workdir) == {}
+        path.write_text(yaml.safe_dump(config, sort_keys=True))
+        assert planned_jobs(workdir) == {}
+        for seed in range(2):
+            assert plan_with(workdir, shuffled(config, random.Random(seed))) == {}
+
+
 def test_adding_a_sha256_to_the_model_source_plans_nothing(finished_run):
     workdir, config = finished_run
     weights = Path(config["models"]["tiny"]["source"]["path"]) / "model.safetensors"
@@ -186,19 +202,3 @@ def test_a_failed_prepare_is_recorded_for_its_cells_with_its_reason(finished_run
     assert sorted(f"{s}-k{k}" for s, k in zip(missing["strategy"], missing["k"])) == variants
     assert set(missing["status"]) == {"failed"}
     assert missing["reason"].str.contains("expected 2 tab-separated fields").all()
-
-
-def test_a_rewritten_config_plans_nothing(finished_run):
-    """Issue 27: the finished run's config written back with its keys sorted, or shuffled, is the same config."""
-    import random
-
-    from test_canonical_params import shuffled
-
-    workdir, _ = finished_run
-    with restored(workdir / "config.yaml") as path:
-        config = yaml.safe_load(path.read_text())  # the grid the earlier tests left (a custom strategy added)
-        assert planned_jobs(workdir) == {}
-        path.write_text(yaml.safe_dump(config, sort_keys=True))
-        assert planned_jobs(workdir) == {}
-        for seed in range(2):
-            assert plan_with(workdir, shuffled(config, random.Random(seed))) == {}

@@ -218,8 +218,11 @@ def _existing_if_partial(paths):
 
 
 def summary_train_logs(wildcards):
-    """The grid's train logs (the training-loss figure): every cell's, or those that exist in a partial summary."""
-    return _existing_if_partial([f"{cell.dir}/train_log.json" for cell in CELLS])
+    """The train logs of the cells the summary reads (the training-loss figure). A finished cell whose train
+    log was deleted (an intermediate, like its weights) is left out of the figure rather than trained again."""
+    metrics = summary_metrics(wildcards)
+    logs = [os.path.join(os.path.dirname(path), "train_log.json") for path in metrics]
+    return [log for log, path in zip(logs, metrics) if os.path.exists(log) or not os.path.exists(path)]
 
 
 def summary_metrics(wildcards):
