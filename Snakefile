@@ -22,6 +22,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/prune.smk"
+include: "workflow/rules/tuning.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/latency.smk"
 include: "workflow/rules/evaluate.smk"
@@ -36,4 +37,5 @@ rule all:
         metrics_files(),
         rules.report_only.input,
         profile_outputs().values(),
+        tuning_outputs(),
     default_target: True

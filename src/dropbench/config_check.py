@@ -226,6 +226,7 @@ def check(config: dict) -> dict[str, int | None]:
         _check_task(task_name, task)
     depths = {model: _check_model(model, model_cfg, config) for model, model_cfg in config["models"].items()}
     _check_layer_profile(config)
+    _check_tuning(config)
     _check_numbers(config)
     try:
         paper_score.paper_metrics(list(config["tasks"]), config.get("paper_score"))
@@ -283,6 +284,23 @@ def _check_layer_profile(config: dict) -> None:
         if config["models"][model].get("num_layers") is None:
             _fail(f"models.{model}.num_layers", None,
                   "the model's depth (an integer >= 2): the layer-importance profile plans one cell per layer before any download")
+
+
+def _check_tuning(config: dict) -> None:
+    """``tuning`` (learning-rate selection, dropbench.tuning): distinct candidates, a seed numpy takes, and
+    no strategy family (their cells fine-tune in several stages; a selection for them is not built)."""
+    tuning = config.get("tuning")
+    if not tuning:
+        return
+    rates = [float(lr) for lr in tuning["learning_rates"]]
+    _check_unique("tuning.learning_rates", rates)
+    if not _is_int(tuning["seed"]) or not 0 <= tuning["seed"] <= MAX_SEED:
+        _fail("tuning.seed", tuning["seed"], f"an integer 0..{MAX_SEED}")
+    for name in config["strategies"]:
+        family = strategies.family_of(name)[0]
+        if family in (strategies.TASK_SPECIFIC, strategies.ITERATIVE):
+            _fail("strategies", name, "strategies outside the task_specific_* and iterative_* families with 'tuning' "
+                  "(learning-rate selection is not built for them; remove 'tuning' to run them)")
 
 
 def _is_int(value) -> bool:

@@ -68,7 +68,7 @@ def model_shape(name: str, model_cfg: dict, workdir: Path) -> tuple[int, int, in
     return KNOWN_SHAPES[key]
 
 
-def train_rows(task: str, task_cfg: dict, workdir: Path) -> int:
+def train_rows(task: str, task_cfg: dict, workdir: Path, tuning: dict | None = None) -> int:
     source = task_cfg["source"]
     if source["kind"] == "local":
         path = Path(source["path"])
@@ -77,6 +77,7 @@ def train_rows(task: str, task_cfg: dict, workdir: Path) -> int:
         rows = GLUE_TRAIN_ROWS[task]
     else:
         raise ValueError(f"task {task}: no documented train size for a {source['kind']} source; known: {sorted(GLUE_TRAIN_ROWS)}")
+    rows -= (tuning or {}).get("held_out", 0)  # config tuning: held-out rows are trained on by no cell
     cap = task_cfg.get("max_train_examples")
     return min(rows, cap) if cap else rows
 
@@ -102,13 +103,14 @@ def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> d
     shapes = {name: model_shape(name, cfg, workdir) for name, cfg in config["models"].items()}
     for name, cfg in config["models"].items():  # a hub model's depth is known only now
         config_check.check_model_ks(name, cfg, config, shapes[name][0])
-    rows = {task: train_rows(task, cfg, workdir) for task, cfg in config["tasks"].items()}
+    rows = {task: train_rows(task, cfg, workdir, config.get("tuning")) for task, cfg in config["tasks"].items()}
+    epoch_tokens_of = {task: rows[task] * min(GLUE_MEAN_TOKENS.get(task, 64), training.get("max_length", 128)) for task in rows}
     tokens = flops = checkpoint_bytes = 0.0
     largest_params = 0
     for cell in cells:
         layers, hidden, vocab = shapes[cell.model]
         kept = layers - cell.k  # [CLS] threshold cells (k = 0, k decided later): counted at full depth, an upper bound
-        epoch_tokens = rows[cell.task] * min(GLUE_MEAN_TOKENS.get(cell.task, 64), training.get("max_length", 128))
+        epoch_tokens = epoch_tokens_of[cell.task]
         params = kept * 12 * hidden**2 + vocab * hidden
         for stage_epochs, depth in training_stages(cell.strategy, layers, cell.k, epochs):
             tokens += epoch_tokens * stage_epochs
@@ -116,9 +118,17 @@ def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> d
         kept_models = 2 if strategies.family_of(cell.strategy)[0] == strategies.TASK_SPECIFIC else 1
         checkpoint_bytes += 4 * params * kept_models
         largest_params = max(largest_params, params)
+    # config tuning: one selection fine-tune per candidate learning rate and (model, strategy, k, task)
+    candidates = len(config["tuning"]["learning_rates"]) if config.get("tuning") else 0
+    variants = dict.fromkeys((c.model, c.strategy, c.k, c.task) for c in cells) if candidates else {}
+    for model, _, k, task in variants:
+        layers, hidden, _ = shapes[model]
+        tokens += candidates * epoch_tokens_of[task] * epochs
+        flops += candidates * 6 * epoch_tokens_of[task] * epochs * (layers - k) * 12 * hidden**2
     gpu_hours = flops / (GPU_PEAK_TFLOPS[gpu] * 1e12 * mfu) / 3600
     return {
         "cells": len(cells),
+        **({"tuning_fine_tunes": candidates * len(variants)} if candidates else {}),
         "training_tokens": int(tokens),
         "training_flops": flops,
         "gpu": gpu,

@@ -105,7 +105,9 @@ def pruning_info(model_dir: str | Path) -> dict:
 
 
 def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir, train_log, eval_batch_size: int,
-                       out_path, predictions_path=None) -> dict:
+                       out_path, predictions_path=None, tuning_choice=None) -> dict:
+    """``tuning_choice``: the variant's learning-rate selection (config tuning, dropbench.tuning), copied
+    into the record's ``tuning`` block."""
     pruned = pruning_info(source_model_dir)
     train = json.loads(Path(train_log).read_text())
     train_split = features.read_info(features_dir)["splits"]["train"]
@@ -135,6 +137,10 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "stage_versions": STAGE_VERSIONS,
         "head": result["head"],
     }
+    if tuning_choice is not None:
+        from dropbench.tuning import read_choice
+
+        record["tuning"] = read_choice(tuning_choice)
     fit = convergence.cell_fit(train.get("fit"), result["dev_losses"])
     if fit is not None:
         record["fit"] = fit

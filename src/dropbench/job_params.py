@@ -103,10 +103,19 @@ def download_inputs(source: dict) -> list[str]:
 
 
 @job
-def prepare_params(task_cfg: dict, max_length: int, subsample_seed: int) -> dict:
-    return {"source": task_cfg["source"], "max_length": max_length,
-            "max_train_examples": task_cfg.get("max_train_examples"), "subsample_seed": subsample_seed,
-            "version": STAGE_VERSIONS["prepare"]}
+def prepare_params(task_cfg: dict, max_length: int, subsample_seed: int, tuning: dict | None = None) -> dict:
+    """With ``tuning`` (learning-rate selection, dropbench.tuning), also the rows held out of the train
+    split and their seed; without it the params are those planned before ``tuning`` existed."""
+    params = {"source": task_cfg["source"], "max_length": max_length,
+              "max_train_examples": task_cfg.get("max_train_examples"), "subsample_seed": subsample_seed}
+    if tuning:
+        params["held_out"] = held_out(tuning)
+    return {**params, "version": STAGE_VERSIONS["prepare"]}
+
+
+def held_out(tuning: dict) -> dict:
+    """The held-out rows of config ``tuning``, as ``prepare.prepare_task`` takes them."""
+    return {"rows": tuning["held_out"], "seed": tuning["seed"]}
 
 
 def prepare_inputs(task: str, source: dict) -> list[str]:
@@ -160,6 +169,13 @@ def finetune_params(training: dict, seed: int, head: str = "native") -> dict:
     if head != "native":
         params["head"] = head
     return params
+
+
+@job
+def tune_params(training: dict, tuning: dict, learning_rate: float, head: str = "native") -> dict:
+    """A selection fine-tune (``tune_learning_rate``): the cell's weight keys at one candidate learning
+    rate, with seed tuning.seed; its held-out rows come with its features input."""
+    return finetune_params({**training, "learning_rate": learning_rate}, tuning["seed"], head)
 
 
 @job

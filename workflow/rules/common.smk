@@ -22,6 +22,7 @@ CELLS = grid.cells(config)
 STRATEGIES_NEEDING_DATA = set(config_check.data_driven(config))
 PARTIAL_SUMMARY = str(config["partial_summary"]).lower() == "true"
 RETRY_DIVERGED = config["retry_diverged"]  # re-runs of diverged fine-tunes: workflow/rules/retry.smk
+TUNING = config.get("tuning")  # learning-rate selection on held-out train rows: workflow/rules/tuning.smk
 
 def force_when_planning(paths):
     """Add ``paths`` to the --forcerun targets. Snakemake hands its DAG settings (with --forcerun) to the
@@ -155,7 +156,8 @@ def download_inputs(wildcards):
 
 
 def prepare_params(wildcards):
-    return job_params.prepare_params(config["tasks"][wildcards.task], config["training"]["max_length"], config["subsample_seed"])
+    return job_params.prepare_params(config["tasks"][wildcards.task], config["training"]["max_length"], config["subsample_seed"],
+                                     TUNING)
 
 
 def prepare_inputs(wildcards):
@@ -168,8 +170,16 @@ def prune_params(wildcards):
 
 
 def finetune_params(wildcards):
+    """With ``tuning``, the learning rate is the variant's choice (checkpoint choose_learning_rate, an input
+    of the job: Snakemake evaluates this once the checkpoint is done): an unchanged choice leaves the params
+    as they were, a changed one re-runs that variant's cells."""
     head = config["models"][wildcards.model]["head"]
-    return job_params.finetune_params(config["training"], int(wildcards.seed), head)
+    training = config["training"]
+    if TUNING:
+        from dropbench.tuning import chosen_learning_rate
+
+        training = {**training, "learning_rate": chosen_learning_rate(tuning_choice(wildcards))}
+    return job_params.finetune_params(training, int(wildcards.seed), head)
 
 
 def iterative_params(wildcards):
@@ -313,3 +323,59 @@ def profile_outputs():
             "halves_csv": "reports/layer_profile_halves.csv", "correlations_csv": "reports/layer_profile_correlations.csv",
             **figure_outputs("layer_importance", "layer importance", "Layer profile", lambda input: missing_label(input.summary)),
             **figure_outputs("layer_score_correlation", "cheap scores vs importance", "Layer profile", lambda input: missing_label(input.summary))}
+
+
+# ---- learning-rate selection (config `tuning`; rules in tuning.smk, dropbench.tuning)
+
+
+def tuning_choice(wildcards):
+    """The variant's choice.json, once the checkpoint has made it (IncompleteCheckpointException before)."""
+    return checkpoints.choose_learning_rate.get(model=wildcards.model, strategy=wildcards.strategy, k=wildcards.k,
+                                                task=wildcards.task).output[0]
+
+
+def tuning_choice_input(wildcards):
+    """The finetune and evaluate input: the choice, ancient (the checkpoint rewrites it whenever a candidate
+    is added; an unchanged choice must not re-run a fine-tune by its time), or nothing without `tuning`."""
+    return [ancient(tuning_choice(wildcards))] if TUNING else []
+
+
+def tuning_candidates(wildcards):
+    from dropbench.tuning import candidate_file
+
+    w = wildcards
+    return [candidate_file(w.model, w.strategy, w.k, w.task, lr) for lr in TUNING["learning_rates"]]
+
+
+def tune_params(wildcards):
+    from dropbench.tuning import lr_name
+
+    head = config["models"][wildcards.model]["head"]
+    lr = float(wildcards.lr)
+    if lr_name(lr) != wildcards.lr:  # one file per learning rate: lr1e-4 would duplicate lr0.0001
+        raise ValueError(f"learning rate {wildcards.lr!r} is not written as {lr_name(lr)!r}")
+    return job_params.tune_params(config["training"], TUNING, lr, head)
+
+
+def tuning_choice_files(wildcards=None):
+    """Every variant's choice of the grid (reports/tuning.csv), or those that exist in a partial summary."""
+    from dropbench.tuning import choice_file
+
+    if not TUNING:
+        return []
+    files = dict.fromkeys(choice_file(c.model, c.strategy, c.k, c.task) for c in CELLS)
+    return _existing_if_partial(list(files))
+
+
+def tuning_outputs():
+    """reports/tuning.csv (every candidate's held-out score and the choice per variant); nothing without `tuning`."""
+    return ["reports/tuning.csv"] if TUNING else []
+
+
+def tuning_variants(wildcards=None):
+    """The (model, strategy, k, task) of each choice file, in the order of tuning_choice_files."""
+    from dropbench.tuning import choice_file
+
+    variants = dict.fromkeys((c.model, c.strategy, c.k, c.task) for c in CELLS)
+    files = set(tuning_choice_files())
+    return [list(v) for v in variants if choice_file(*v) in files]

@@ -4,6 +4,7 @@ rule evaluate:
         train_log=rules.finetune.output.train_log,
         features=rules.prepare_task.output[0],
         source_model=cell_model_dir,
+        tuning=tuning_choice_input,  # the learning-rate selection (config tuning), else nothing
     output:
         "results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/metrics.json",
         predictions="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/predictions.npz",

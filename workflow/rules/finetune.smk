@@ -2,6 +2,7 @@ rule finetune:
     input:
         model=finetune_model_dir,
         features=rules.prepare_task.output[0],
+        tuning=tuning_choice_input,  # the chosen learning rate (config tuning), else nothing
     output:
         model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned"),
         train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",

@@ -16,4 +16,5 @@ with log_to(snakemake.log[0]), failure_record(cell_from_wildcards(snakemake.wild
         eval_batch_size=snakemake.config["evaluation"]["batch_size"],
         out_path=snakemake.output[0],
         predictions_path=snakemake.output.predictions,
+        tuning_choice=snakemake.input.tuning[0] if snakemake.input.get("tuning") else None,
     )

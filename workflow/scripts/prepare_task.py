@@ -12,4 +12,5 @@ with log_to(snakemake.log[0]), stage_failure_record(cells_below(snakemake.config
         max_length=params["max_length"],
         max_train_examples=params["max_train_examples"],
         seed=params["subsample_seed"],
+        held_out=params.get("held_out"),
     )

@@ -1,0 +1,65 @@
+# Learning-rate selection (config `tuning`; dropbench.tuning). Per (model, strategy, k, task) one selection
+# fine-tune per candidate learning rate, with seed tuning.seed, on the train split less the held-out rows
+# (prepare_task's split held_out), scored on those rows; the checkpoint picks one, which every seed of the
+# variant is fine-tuned at (finetune_params in common.smk). Without `tuning` nothing here is planned.
+
+# Its input and params functions are in common.smk (section tuning).
+
+
+rule tune_learning_rate:
+    input:
+        model=cell_model_dir,
+        features=rules.prepare_task.output[0],
+    output:
+        "results/tuning/{model}/{strategy}-k{k}/{task}/lr{lr}.json",
+    wildcard_constraints:
+        lr=r"[0-9][0-9.e\-]*",
+    params:
+        job=tune_params,
+        state_dir="results/train_state/tuning/{model}/{strategy}-k{k}/{task}/lr{lr}",
+    log:
+        "logs/tune_learning_rate/{model}/{strategy}-k{k}/{task}/lr{lr}.log",
+    benchmark:
+        "results/benchmarks/tune_learning_rate/{model}/{strategy}-k{k}/{task}/lr{lr}.tsv"
+    conda:
+        "../../envs/pytorch.yaml"
+    threads: config["resources"]["finetune"]["threads"]
+    resources:
+        gpu=config["resources"]["finetune"]["gpu"],
+        mem_mb=config["resources"]["finetune"]["mem_mb"],
+        runtime=config["resources"]["finetune"]["runtime"],
+    script:
+        "../scripts/tune_learning_rate.py"
+
+
+checkpoint choose_learning_rate:
+    input:
+        tuning_candidates,
+    output:
+        "results/tuning/{model}/{strategy}-k{k}/{task}/choice.json",
+    log:
+        "logs/choose_learning_rate/{model}/{strategy}-k{k}/{task}.log",
+    localrule: True
+    conda:
+        "../../envs/pytorch.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/choose_learning_rate.py"
+
+
+rule tuning_table:
+    input:
+        tuning_choice_files,
+    output:
+        "reports/tuning.csv",
+    params:
+        variants=tuning_variants,
+    log:
+        "logs/tuning_table.log",
+    localrule: True
+    conda:
+        "../../envs/pytorch.yaml"
+    script:
+        "../scripts/tuning_table.py"
