@@ -144,7 +144,7 @@ def test_empty_grid(base, key, empty):
     rejected(changed(base[1], key, empty), f"'{key}'", expected)
 
 
-@pytest.mark.parametrize("key", ["training.learning_rate", "training.batch_size", "training.epochs"])
+@pytest.mark.parametrize("key", ["training.learning_rate", "training.batch_size", "training.epochs", "models.tiny.learning_rate"])
 @pytest.mark.parametrize("value", [0, -1])
 def test_non_positive_training_value(base, key, value):
     rejected(changed(base[1], key, value), f"'{key}'", f"bad value {value}", "> 0")

@@ -76,3 +76,10 @@ def test_head_and_min_steps_are_params_only_when_set():
     cfg = TrainConfig.from_dict(job_params.train_settings({**TRAINING, "min_steps": 200}, {**with_steps, "head": "mean_pooling"}))
     assert (cfg.min_steps, cfg.head) == (200, "mean_pooling")
     assert TrainConfig.from_dict(job_params.train_settings(TRAINING, plain)).head == "native"
+
+
+def test_a_models_own_learning_rate_overrides_the_training_one_for_its_fine_tunes_only():
+    training = {"learning_rate": 5e-5, "epochs": 3}
+    assert job_params.model_training(training, {"learning_rate": 2e-4}) == {"learning_rate": 2e-4, "epochs": 3}
+    assert job_params.model_training(training, {"head": "mean_pooling"}) is training
+    assert training["learning_rate"] == 5e-5

@@ -116,6 +116,13 @@ def test_a_weight_setting_plans_every_fine_tune(finished_run):
     assert plan_with(workdir, changed(config, "training.learning_rate", 1e-3)) == {"finetune": 2, "evaluate": 2, **REPORTS}
 
 
+def test_a_models_own_learning_rate_re_runs_its_fine_tunes_only_when_it_differs(finished_run):
+    workdir, config = finished_run
+    same = config["training"]["learning_rate"]
+    assert plan_with(workdir, changed(config, "models.tiny.learning_rate", same)) == {}
+    assert plan_with(workdir, changed(config, "models.tiny.learning_rate", 1e-3)) == {"finetune": 2, "evaluate": 2, **REPORTS}
+
+
 def test_a_custom_strategy_runs_exactly_its_cells_and_follows_its_code(finished_run):
     workdir, config = finished_run
     code = workdir / "my_strategies.py"

@@ -10,6 +10,8 @@ import yaml
 
 from workflow_runner import REPO, planned_jobs
 
+from dropbench import job_params
+
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 
 
@@ -44,11 +46,19 @@ def test_offline12_plans_without_anything_beside_the_repo(tmp_path):
 @pytest.mark.slow
 def test_offline12_cpu_plans_its_reduced_grid_without_anything_beside_the_repo(tmp_path):
     counts = plan_shipped(tmp_path, "offline12_cpu.yaml")
-    # MPNet: none + top/bottom/symmetric at k=6; MiniLM-L6 unpruned; two tasks, one seed
-    assert counts["prune"] == 3
-    assert counts["finetune"] == counts["evaluate"] == (4 + 1) * 2
-    assert counts["measure_latency"] == 5
+    # MPNet: none + top/bottom at k=6; MiniLM-L6 unpruned; two tasks, three seeds
+    assert counts["prune"] == 2
+    assert counts["finetune"] == counts["evaluate"] == (3 + 1) * 2 * 3
+    assert counts["measure_latency"] == 4
     assert counts["prepare_task"] == 2 * 2
+
+
+def test_offline12_cpu_fine_tunes_each_model_at_its_own_learning_rate():
+    """MiniLM at its own rate (issue 22), MPNet at the config's: the rate is in each job's params."""
+    config = yaml.safe_load((REPO / "config" / "offline12_cpu.yaml").read_text())
+    training = config["training"]
+    rates = {name: job_params.model_training(training, model)["learning_rate"] for name, model in config["models"].items()}
+    assert rates == {"mpnet_base": 5.0e-5, "minilm_l6": 2.0e-4}
 
 
 @pytest.mark.slow
@@ -66,7 +76,7 @@ def test_paper_plans_the_section_5_families(tmp_path):
 
 
 # configs whose committed snapshot was made with the [CLS] head, kept so that the snapshot matches its config
-NATIVE_SNAPSHOTS = {"offline12_cpu.yaml", "layer_profile.yaml"}
+NATIVE_SNAPSHOTS = {"layer_profile.yaml"}
 
 
 @pytest.mark.parametrize("config_file", CONFIGS, ids=lambda path: path.name)

@@ -35,7 +35,7 @@ SUMMARY_COLUMNS = [
     *CELL_COLUMNS[:3], "layers_kept", *CELL_COLUMNS[3:], "status", "metric", "value", "chance", "at_chance",
     "parameters", "latency_ms", "latency_relative", "throughput", "latency_protocol", "num_layers_pretrained", "dropped_layers",
     "train_rows", "train_rows_available", "train_subsampled", "train_seconds", "scored_on", "retry_of", "reason",
-    "head", "train_fit", "dev_fit", "underfit",
+    "head", "learning_rate", "train_fit", "dev_fit", "underfit",
 ]
 INT_COLUMNS = ["layers_kept", "parameters", "num_layers_pretrained", "train_rows", "train_rows_available", "retry_of"]
 AVERAGE = "average"
@@ -116,6 +116,7 @@ def tidy_rows(record: dict, paper_metric: str, latency: dict | None = None) -> l
         "scored_on": record.get("scored_on", ""),
         "reason": "",
         "head": record.get("head", NATIVE_HEAD),
+        "learning_rate": record.get("learning_rate"),
         **fit_columns(record.get("fit")),
     }
     values = {**record["metrics"], "task_score": record["task_score"], "paper_score": paper_score(paper_metric, record["metrics"])}
@@ -681,10 +682,13 @@ def read_summary(path: str | Path) -> pd.DataFrame:
 
 
 def model_note(note: str, rows: pd.DataFrame) -> str:
-    """The config's note on a model, and the classifier head(s) its cells were fine-tuned with."""
+    """The config's note on a model, the classifier head(s) and learning rate(s) its cells were fine-tuned
+    with (cells from before records carried a learning rate show none)."""
     used = sorted(set(rows["head"].dropna())) if "head" in rows else []
     head = f"classifier head: {', '.join(used)}" if used else ""
-    return "; ".join(part for part in (note, head) if part)
+    rates = sorted(set(rows["learning_rate"].dropna())) if "learning_rate" in rows else []
+    rate = f"learning rate {', '.join(f'{r:g}' for r in rates)}" if rates else ""
+    return "; ".join(part for part in (note, head, rate) if part)
 
 
 def fit_table(rows: pd.DataFrame, tasks: list[str]) -> pd.DataFrame | None:

@@ -462,7 +462,8 @@ _NUMBER_RULES = [
 
 
 def _check_numbers(config: dict) -> None:
-    for section, key, ok, allowed in _NUMBER_RULES:
+    rules = [*_NUMBER_RULES, *[(f"models.{model}", "learning_rate", *_POSITIVE) for model in config.get("models", {})]]
+    for section, key, ok, allowed in rules:
         values = config
         for part in section.split("."):
             values = values.get(part, {})

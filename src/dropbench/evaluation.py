@@ -137,6 +137,8 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "stage_versions": STAGE_VERSIONS,
         "head": result["head"],
     }
+    if "learning_rate" in train.get("config", {}):
+        record["learning_rate"] = train["config"]["learning_rate"]
     if tuning_choice is not None:
         from dropbench.tuning import read_choice
 

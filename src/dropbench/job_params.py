@@ -183,6 +183,14 @@ def iterative_params(training: dict, seed: int, head: str = "native") -> dict:
     return {**finetune_params(training, seed, head), "epochs_per_drop": ITERATIVE_EPOCHS_PER_DROP}
 
 
+def model_training(training: dict, model_cfg: dict) -> dict:
+    """The config's ``training`` section as one model's fine-tunes use it: with the model's own
+    ``learning_rate`` where its entry sets one."""
+    if "learning_rate" in model_cfg:
+        return {**training, "learning_rate": model_cfg["learning_rate"]}
+    return training
+
+
 def train_settings(training: dict, params: dict) -> dict:
     """The TrainConfig dict of a fine-tune job: weight keys, seed and head from its params, the rest
     (operational keys) from the config."""

@@ -174,7 +174,7 @@ def finetune_params(wildcards):
     of the job: Snakemake evaluates this once the checkpoint is done): an unchanged choice leaves the params
     as they were, a changed one re-runs that variant's cells."""
     head = config["models"][wildcards.model]["head"]
-    training = config["training"]
+    training = job_params.model_training(config["training"], config["models"][wildcards.model])
     if TUNING:
         from dropbench.tuning import chosen_learning_rate
 
@@ -184,7 +184,8 @@ def finetune_params(wildcards):
 
 def iterative_params(wildcards):
     head = config["models"][wildcards.model]["head"]
-    return job_params.iterative_params(config["training"], int(wildcards.seed), head)
+    training = job_params.model_training(config["training"], config["models"][wildcards.model])
+    return job_params.iterative_params(training, int(wildcards.seed), head)
 
 
 def latency_params(wildcards):
