@@ -38,4 +38,5 @@ rule all:
         rules.report_only.input,
         profile_outputs().values(),
         tuning_outputs(),
+        sensitivity_outputs(),
     default_target: True

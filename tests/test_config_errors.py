@@ -371,3 +371,23 @@ def test_snakemake_takes_nested_command_line_values_and_k_from_an_overlay_file(b
     overlay = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "config.yaml"), str(tmp_path / "overlay.yaml"), check=False)
     assert overlay.returncode != 0
     assert "config key 'k': bad value 9; allowed: 1..3 (model 'tiny' has 4 layers)" in overlay.stdout + overlay.stderr
+
+
+def with_second_entry(config: dict, name: str, source: dict | None = None) -> dict:
+    config = copy.deepcopy(config)
+    config["models"][name] = {**copy.deepcopy(config["models"]["tiny"]), **({"source": source} if source else {})}
+    return config
+
+
+def test_sensitivity_compares_two_or_more_entries_of_one_checkpoint(base):
+    workdir, config = base
+    two = with_second_entry(config, "tiny_cls")
+    checked(changed(two, "sensitivity", ["tiny", "tiny_cls"]))
+    rejected(changed(two, "sensitivity", ["tiny"]), "'sensitivity'", "two or more model entries")
+    rejected(changed(two, "sensitivity", ["tiny", "tiny_clss"]), "'tiny_clss'", "model entries of this config: tiny, tiny_cls")
+    rejected(changed(two, "sensitivity", ["tiny", "tiny"]), "'sensitivity'")
+    copy_dir = workdir / "tiny_model_copy"
+    if not copy_dir.exists():
+        shutil.copytree(config["models"]["tiny"]["source"]["path"], copy_dir)
+    other = with_second_entry(config, "other", {"kind": "local", "path": str(copy_dir)})
+    rejected(changed(other, "sensitivity", ["tiny", "other"]), "'other'", "with the source of 'tiny'")

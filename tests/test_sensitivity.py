@@ -77,3 +77,39 @@ def test_a_setting_whose_full_model_is_at_chance_answers_nothing(tmp_path):
     claims = pd.read_csv(tmp_path / "out/sensitivity_claims.csv").set_index("claim")
     assert claims["cls"].isna().all() and claims.loc["top-k2 above bottom-k2", "verdict"] == "holds under every setting (n/a under cls)"
     assert "Withheld for cls on stsb: the full model scores at chance" in (tmp_path / "out/sensitivity.md").read_text()
+
+
+def test_learning_rate_candidates_are_settings_scored_on_held_out_rows(tmp_path, summary_csv):
+    """reports/tuning.csv's candidates, per model: top above bottom only at the larger rate here."""
+    rows = [("mean", "none", 0, 1e-4, 0.80), ("mean", "top", 2, 1e-4, 0.60), ("mean", "bottom", 2, 1e-4, 0.65),
+            ("mean", "none", 0, 1e-3, 0.82), ("mean", "top", 2, 1e-3, 0.79), ("mean", "bottom", 2, 1e-3, 0.70)]
+    tuning = pd.DataFrame([{"model": m, "strategy": s, "k": k, "task": "stsb", "learning_rate": lr, "held_out_score": score,
+                            "chosen": False, "held_out_rows": 50, "seed": 0} for m, s, k, lr, score in rows])
+    tuning.to_csv(tmp_path / "tuning.csv", index=False)
+    out = tmp_path / "out"
+    sensitivity.write_report(summary_csv, [], tmp_path / "tuning.csv", out / "s.md", out / "scores.csv", out / "claims.csv")
+    scores = pd.read_csv(out / "scores.csv").set_index(["strategy", "k"])
+    assert scores.loc[("top", 2), "lr 0.0001"] == pytest.approx(60.0) and scores.loc[("top", 2), sensitivity.BEST] == pytest.approx(79.0)
+    assert set(scores["setting_kind"]) == {"learning rate"} and set(scores["model"]) == {"mean"}
+    claims = pd.read_csv(out / "claims.csv").set_index("claim")
+    assert claims.loc["top-k2 above bottom-k2", "verdict"] == "holds only under lr 0.001; holds under the best per variant"
+    assert claims.loc["top-k2 below full", "verdict"] == "holds under every setting"
+    text = (out / "s.md").read_text()
+    assert "held out from the TRAIN split" in text and "| top-k2 | 60.0 | 79.0 | 79.0 |" in text
+    assert sorted(p.name for p in out.iterdir()) == ["claims.csv", "s.md", "scores.csv"]  # no temporary left
+
+
+def test_model_entries_and_candidates_in_one_report(tmp_path, summary_csv):
+    tuning = pd.DataFrame([{"model": "mean", "strategy": "none", "k": 0, "task": "stsb", "learning_rate": 1e-4,
+                            "held_out_score": 0.8, "chosen": True, "held_out_rows": 50, "seed": 0}])
+    tuning.to_csv(tmp_path / "tuning.csv", index=False)
+    sensitivity.write_sensitivity(summary_csv, ["mean", "cls"], tmp_path / "out", tmp_path / "tuning.csv")
+    scores = pd.read_csv(tmp_path / "out/sensitivity_scores.csv")
+    assert list(scores["setting_kind"].unique()) == ["model entry", "learning rate"]
+    text = (tmp_path / "out/sensitivity.md").read_text()
+    assert text.index("# Sensitivity: the same checkpoint") < text.index("# Sensitivity to the learning rate")
+
+
+def test_the_command_wants_two_settings_or_tuning(summary_csv, tmp_path):
+    with pytest.raises(SystemExit):
+        sensitivity.main([str(summary_csv), "--settings", "mean", "--out", str(tmp_path)])

@@ -213,6 +213,16 @@ def test_a_tuned_run_fine_tunes_each_variant_at_its_choice(tuned_run):
 
 
 @pytest.mark.slow
+def test_the_sensitivity_report_compares_the_candidates_on_held_out_rows(tuned_run):
+    workdir, config = tuned_run
+    assert "sensitivity" in planned_jobs(workdir)  # part of the default target with tuning
+    snakemake(workdir, "--cores", "2", "reports/sensitivity.md")
+    text = (workdir / "reports/sensitivity.md").read_text()
+    assert "## tiny" in text and "Candidates: lr 0.0001, lr 0.001." in text and "top-k1 below full" in text
+    assert planned_jobs(workdir, "reports/sensitivity.md") == {}
+
+
+@pytest.mark.slow
 def test_a_new_candidate_runs_its_selection_jobs_and_re_runs_only_the_variants_whose_choice_changed(tuned_run):
     workdir, config = tuned_run
     before, times = choices(workdir), finetune_times(workdir)

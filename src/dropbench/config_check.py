@@ -227,6 +227,7 @@ def check(config: dict) -> dict[str, int | None]:
     depths = {model: _check_model(model, model_cfg, config) for model, model_cfg in config["models"].items()}
     _check_layer_profile(config)
     _check_tuning(config)
+    _check_sensitivity(config)
     _check_numbers(config)
     try:
         paper_score.paper_metrics(list(config["tasks"]), config.get("paper_score"))
@@ -284,6 +285,23 @@ def _check_layer_profile(config: dict) -> None:
         if config["models"][model].get("num_layers") is None:
             _fail(f"models.{model}.num_layers", None,
                   "the model's depth (an integer >= 2): the layer-importance profile plans one cell per layer before any download")
+
+
+def _check_sensitivity(config: dict) -> None:
+    """``sensitivity``: two or more distinct model entries of the config, all of one checkpoint (source)."""
+    settings = config.get("sensitivity") or []
+    if not settings:
+        return
+    if len(settings) < 2:
+        _fail("sensitivity", settings, "two or more model entries to compare, or none")
+    _check_unique("sensitivity", settings)
+    for name in settings:
+        if name not in config["models"]:
+            _fail("sensitivity", name, "model entries of this config: " + ", ".join(config["models"]))
+    first = settings[0]
+    for name in settings[1:]:
+        if config["models"][name]["source"] != config["models"][first]["source"]:
+            _fail("sensitivity", name, f"model entries with the source of {first!r} (settings compare one checkpoint)")
 
 
 def _check_tuning(config: dict) -> None:

@@ -373,6 +373,12 @@ def tuning_outputs():
     return ["reports/tuning.csv"] if TUNING else []
 
 
+def sensitivity_outputs():
+    """reports/sensitivity.md and its CSVs where there is something to compare: config sensitivity (model
+    entries of one checkpoint) or tuning (each learning-rate candidate)."""
+    return ["reports/sensitivity.md"] if config["sensitivity"] or TUNING else []
+
+
 def tuning_variants(wildcards=None):
     """The (model, strategy, k, task) of each choice file, in the order of tuning_choice_files."""
     from dropbench.tuning import choice_file

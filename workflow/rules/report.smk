@@ -142,6 +142,29 @@ rule tables:
         "../scripts/tables.py"
 
 
+# ---- do the findings survive the protocol? (config sensitivity and/or tuning; dropbench.sensitivity)
+rule sensitivity:
+    input:
+        summary=rules.aggregate.output.summary,
+        tuning=tuning_outputs(),
+    output:
+        md="reports/sensitivity.md",
+        scores="reports/sensitivity_scores.csv",
+        claims="reports/sensitivity_claims.csv",
+    params:
+        settings=config["sensitivity"],
+    log:
+        "logs/sensitivity.log",
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/sensitivity.py"
+
+
 # ---- the paper beside ours (issue 14): published numbers from resources/paper/.
 rule paper_comparison:
     input:
