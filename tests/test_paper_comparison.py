@@ -151,7 +151,7 @@ def test_no_percent_retained_from_a_full_model_at_chance(tmp_path):
     pd.DataFrame(rows).to_csv(summary_csv, index=False)
     paper_csv = tmp_path / "paper.csv"
     PAPER.to_csv(paper_csv, index=False)
-    table = pc.paper_comparison(summary_csv, paper_csv, tmp_path / "c.md", tmp_path / "c.html", tmp_path / "c.csv")
+    table = pc.paper_comparison(summary_csv, paper_csv, tmp_path / "c.md", tmp_path / "c.html", tmp_path / "c.csv", sources={})
     retained = table[table["kind"] == "percent_retained"]
     assert set(retained["task"]) == {"sst2"}  # neither stsb nor the mean over sst2 and stsb
     md = (tmp_path / "c.md").read_text()
@@ -165,3 +165,24 @@ def test_the_heads_of_our_models_are_named_beside_the_papers_protocol():
     summary = pd.DataFrame({"model": ["a", "a", "b"], "head": ["mean_pooling", "mean_pooling", "native"]})
     assert head_note(summary).startswith("Classifier heads: a: mean_pooling; b: native. The paper fine-tuned")
     assert "native (records without a head)" in head_note(pd.DataFrame({"model": ["a"]}))
+
+
+def test_a_model_named_like_the_papers_is_the_same_model_only_at_its_depth_and_hub_id(tmp_path):
+    """Issue 24 item 5: a 4-layer model named bert-base-uncased was shown beside the paper's 12-layer BERT-base."""
+    ours = ours_frame([("bert-base-uncased", "top", 2, "sst2", 1, 0.88), ("bert-base-uncased", "none", 0, "sst2", 1, 0.9)])
+    hub = {"kind": "hub", "repo_id": "google-bert/bert-base-uncased"}
+    same, notes = pc.same_models({"bert-base-uncased": 4}, {"bert-base-uncased": {"kind": "local"}})
+    assert same == {} and notes == ["Our `bert-base-uncased` (4 layers, a local source) is not the paper's bert-base-uncased "
+                                    "(12 layers, hub bert-base-uncased or google-bert/bert-base-uncased): its scores are "
+                                    "not compared as the same model."]
+    table = pc.compare(ours, PAPER, same=same)
+    assert table[table.kind == "score"].empty and not table[table.kind == "percent_retained"].empty
+    same, notes = pc.same_models({"bert-base-uncased": 12}, {"bert-base-uncased": hub})
+    assert same == {"bert-base-uncased": "yes (hub google-bert/bert-base-uncased)"} and notes == []
+    scores = pc.compare(ours, PAPER, same=same).query("kind == 'score'")
+    assert set(scores["same_model"]) == {"yes (hub google-bert/bert-base-uncased)"} and len(scores) == 2
+    same, _ = pc.same_models({"bert-base-uncased": 12}, {"bert-base-uncased": {"kind": "local"}})
+    assert same == {"bert-base-uncased": "name and depth (a local source: identity not verified)"}
+    same, notes = pc.same_models({"bert-base-uncased": 12}, {"bert-base-uncased": {"kind": "hub", "repo_id": "me/bert-base-uncased"}})
+    assert same == {} and "hub me/bert-base-uncased" in notes[0]
+    assert pc.same_models({"mpnet": 12}, {"mpnet": hub}) == ({}, [])

@@ -36,11 +36,20 @@ PAPER_METRICS = {
 RETAINED_REFERENCES = ("bert-base-uncased", "xlnet-base-cased", "roberta-base")
 # The models whose percent retained stands in its own column beside ours (the paper's two 12-layer ones).
 BESIDE = {"bert-base-uncased": "BERT-base", "xlnet-base-cased": "XLNet-base"}
+# The paper's checkpoints: depth and the hub ids they go by. Our model of the same name is compared as the
+# same model only when its depth matches; the hub id confirms it, a local or packaged copy cannot.
+PAPER_CHECKPOINTS = {
+    "bert-base-uncased": (12, {"bert-base-uncased", "google-bert/bert-base-uncased"}),
+    "roberta-base": (12, {"roberta-base", "FacebookAI/roberta-base"}),
+    "xlnet-base-cased": (12, {"xlnet-base-cased", "xlnet/xlnet-base-cased"}),
+    "distilbert-base-uncased": (6, {"distilbert-base-uncased", "distilbert/distilbert-base-uncased"}),
+    "distilroberta-base": (6, {"distilroberta-base", "distilbert/distilroberta-base"}),
+}
 PAPER_AVERAGE = "avg7"
 PAPER_AVERAGE_TASKS = ("sst2", "mnli", "qnli", "qqp", "stsb", "rte", "mrpc")  # resources/paper/README.md
 COLUMNS = [
     "kind", "model", "strategy", "k", "task", "n_seeds", "ours_mean", "ours_ci_low", "ours_ci_high",
-    "paper_model", "paper_task", "paper", "difference", "paper_source", "paper_exact",
+    "paper_model", "paper_task", "paper", "difference", "paper_source", "paper_exact", "same_model",
 ]
 GROUP = ["model", "strategy", "k", "task"]
 
@@ -120,14 +129,40 @@ def _retained(ours: pd.DataFrame, withheld: Mapping[tuple[str, str], str] | None
                      ignore_index=True)
 
 
-def compare(ours: pd.DataFrame, paper: pd.DataFrame, withheld: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
+def same_models(depths: Mapping[str, int], sources: Mapping[str, dict]) -> tuple[dict[str, str], list[str]]:
+    """Which of our models are the paper's checkpoint of the same name: {model: how we know} and, for those
+    that only share the name, a note why they are not compared as the same model. ``depths``: each model's
+    pretrained depth; ``sources``: each model's config source."""
+    same, notes = {}, []
+    for model, depth in depths.items():
+        if model not in PAPER_CHECKPOINTS:
+            continue
+        paper_depth, hub_ids = PAPER_CHECKPOINTS[model]
+        source = sources.get(model, {})
+        where = f"hub {source.get('repo_id')}" if source.get("kind") == "hub" else f"a {source.get('kind', 'unknown')} source"
+        if depth != paper_depth or (source.get("kind") == "hub" and source.get("repo_id") not in hub_ids):
+            notes.append(f"Our `{model}` ({depth} layers, {where}) is not the paper's {model} ({paper_depth} layers, "
+                         f"hub {' or '.join(sorted(hub_ids))}): its scores are not compared as the same model.")
+        elif source.get("kind") == "hub":
+            same[model] = f"yes (hub {source['repo_id']})"
+        else:
+            same[model] = f"name and depth ({where}: identity not verified)"
+    return same, notes
+
+
+def compare(ours: pd.DataFrame, paper: pd.DataFrame, withheld: Mapping[tuple[str, str], str] | None = None,
+            same: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The tidy comparison: ``kind`` = ``score`` (same model, strategy, k, task) or ``percent_retained``
-    (none for the pairs in ``withheld``, see ``_retained``)."""
+    (none for the pairs in ``withheld``, see ``_retained``). ``same`` (``same_models``): the models compared
+    as the paper's checkpoint of their name, with how we know; None = every model of a paper name."""
     paper = paper.drop(columns="kind")
     paper_cols = {"score": "paper", "source": "paper_source", "exact": "paper_exact"}
     scaled = ours.assign(value=100 * ours["value"])
     scores = _intervals(pd.concat([scaled, averaged(scaled).query("task == @PAPER_AVERAGE")])).merge(paper, on=GROUP)
+    if same is not None:
+        scores = scores[scores["model"].isin(list(same))]
     scores = scores.assign(paper_model=scores["model"], paper_task=scores["task"]).rename(columns=paper_cols)
+    scores["same_model"] = [(same or {}).get(model, "by name") for model in scores["model"]]
     scores["kind"] = "score"
     retained = _retained(ours, withheld).merge(_references(paper), on=["strategy", "k", "paper_task"])
     retained["kind"] = "percent_retained"
@@ -199,14 +234,21 @@ def write(table: pd.DataFrame, md_path, html_path, csv_path, beside: pd.DataFram
         table.to_csv(tmp, index=False, float_format="%.4f")
 
 
-def paper_comparison(summary_csv, paper_csv, md_path, html_path, csv_path) -> pd.DataFrame:
+def paper_comparison(summary_csv, paper_csv, md_path, html_path, csv_path, sources: Mapping[str, dict]) -> pd.DataFrame:
+    """``sources``: each model's config source (which of ours are the paper's checkpoints, ``same_models``)."""
     summary = pd.read_csv(summary_csv)
     ours, paper = ours_from_summary(summary), read_paper(paper_csv)
     withheld = claims.withheld_tasks(summary, pd.unique(summary["model"]), pd.unique(summary["task"]))
     notes = [f"No percent retained (nor a mean over tasks that includes it) for {model} on {task}: {reason}."
              for (model, task), reason in withheld.items()]
+    depths = {}
+    if "num_layers_pretrained" in summary:
+        known = summary.dropna(subset=["num_layers_pretrained"]).groupby("model")["num_layers_pretrained"].first()
+        depths = {model: int(depth) for model, depth in known.items()}
+    same, identity_notes = same_models(depths, sources)
+    notes += identity_notes
     notes.append(head_note(summary))
-    table = compare(ours, paper, withheld)
+    table = compare(ours, paper, withheld, same)
     write(table, md_path, html_path, csv_path, beside=side_by_side(ours, paper, withheld), notes=notes)
     return table
 

@@ -181,6 +181,10 @@ rule paper_comparison:
             subcategory="Paper comparison",
             labels={"table": "paper comparison"},
         ),
+    params:
+        # which of our models are the paper's checkpoints (by name, depth and hub id)
+        sources={model: {key: model_cfg["source"][key] for key in ("kind", "repo_id") if key in model_cfg["source"]}
+                 for model, model_cfg in config["models"].items()},
     log:
         "logs/paper_comparison.log",
     conda:

@@ -8,4 +8,5 @@ with log_to(snakemake.log[0]):
         md_path=snakemake.output.md,
         html_path=snakemake.output.html,
         csv_path=snakemake.output.csv,
+        sources=snakemake.params.sources,
     )
