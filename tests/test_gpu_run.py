@@ -76,6 +76,51 @@ def test_parts_fit_the_limit_and_reassemble_to_the_same_files(parts, tmp_path):
     assert sha256(tmp_path / "payload" / "wheels" / "gpu_probe-1.0-py3-none-any.whl") == sha256(root / "wheels" / "gpu_probe-1.0-py3-none-any.whl")
 
 
+def test_a_truncated_manifest_is_named_not_a_traceback(parts, tmp_path, capsys):
+    """Issue 24 item 5."""
+    root, _, _ = parts
+    carried = tmp_path / ".gpu_parts"
+    shutil.copytree(root / ".gpu_parts", carried)
+    manifest = carried / "manifest.json"
+    manifest.write_text(manifest.read_text()[:100])
+    with pytest.raises(gpu_parts.PartsError, match=r"manifest.json is not a whole manifest"):
+        gpu_parts.read_manifest(carried)
+    assert gpu_parts.main(["check-part", "1", "--parts", str(carried)]) == 2
+    assert "is not a whole manifest" in capsys.readouterr().err
+    manifest.write_text(json.dumps({"parts": []}))
+    with pytest.raises(gpu_parts.PartsError, match=r"lacks payload, size, sha256, files"):
+        gpu_parts.read_manifest(carried)
+
+
+def test_assemble_unpacks_again_when_an_unpacked_file_was_edited_or_deleted(parts, tmp_path):
+    """Issue 24 item 5: the completion stamp alone was trusted."""
+    root, model, _ = parts
+    dest = tmp_path / "payload"
+    gpu_parts.assemble(root / ".gpu_parts", dest)
+    weights = dest / "models" / "tiny" / "model.safetensors"
+    stamp_time = (dest / gpu_parts.COMPLETE).stat().st_mtime_ns
+    gpu_parts.assemble(root / ".gpu_parts", dest)  # intact: kept as it is
+    assert (dest / gpu_parts.COMPLETE).stat().st_mtime_ns == stamp_time
+    weights.write_bytes(b"edited")
+    gpu_parts.assemble(root / ".gpu_parts", dest)
+    assert sha256(weights) == sha256(model / "model.safetensors")
+    (dest / "models" / "tiny" / "config.json").unlink()
+    gpu_parts.assemble(root / ".gpu_parts", dest)
+    assert sha256(dest / "models" / "tiny" / "config.json") == sha256(model / "config.json")
+
+
+@pytest.mark.parametrize("bad", ["-5", "0", "lots"])
+def test_a_part_size_below_one_byte_is_refused_and_leaves_nothing(parts, tmp_path, capsys, bad):
+    """Issue 24 item 5: --part-bytes -5 looped forever and left a temporary directory."""
+    root, model, _ = parts
+    with pytest.raises(SystemExit):
+        gpu_parts.main(["make", "--model", f"tiny={model}", "--part-bytes", bad, "--out", str(tmp_path / "out")])
+    assert f"bad value '{bad}': a whole number of bytes >= 1" in capsys.readouterr().err
+    with pytest.raises(gpu_parts.PartsError, match=r"part size -5 bytes"):
+        gpu_parts.make_parts({"tiny": model}, tmp_path / "out", -5)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_check_part_names_a_missing_or_altered_part(parts, tmp_path):
     root, _, manifest = parts
     carried = tmp_path / ".gpu_parts"

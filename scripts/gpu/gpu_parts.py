@@ -120,6 +120,8 @@ def make_parts(models: dict[str, Path], out_dir: Path, part_bytes: int, wheels: 
 
     The manifest holds every part's name, size and sha256, the whole payload's, and every packed file's.
     """
+    if not isinstance(part_bytes, int) or part_bytes < 1:
+        raise PartsError(f"part size {part_bytes!r} bytes: give a whole number of bytes >= 1")
     entries = []
     for name, folder in models.items():
         if not (Path(folder) / "config.json").is_file():
@@ -171,11 +173,33 @@ def call_plan(manifest: dict) -> list[str]:
 # --------------------------------------------------------------------------- device: check and unpack
 
 
+MANIFEST_KEYS = ("payload", "size", "sha256", "parts", "files")
+
+
 def read_manifest(parts_dir: Path) -> dict:
     path = Path(parts_dir) / MANIFEST
     if not path.is_file():
         raise PartsError(f"{path} is missing: carry .gpu_parts/{MANIFEST} with every call")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PartsError(f"{path} is not a whole manifest ({error}); make the parts again and carry the new one") from None
+    missing = [key for key in MANIFEST_KEYS if not isinstance(manifest, dict) or key not in manifest]
+    if missing:
+        raise PartsError(f"{path} lacks {', '.join(missing)}; make the parts again and carry the new one")
+    return manifest
+
+
+def unpacked_problems(dest: Path, manifest: dict) -> list[str]:
+    """What in an unpacked ``dest`` no longer matches the manifest (a file deleted, truncated or edited)."""
+    problems = []
+    for entry in manifest["files"]:
+        target = Path(dest) / entry["path"]
+        if not target.is_file():
+            problems.append(f"{entry['path']} is missing")
+        elif target.stat().st_size != entry["size"] or sha256_file(target) != entry["sha256"]:
+            problems.append(f"{entry['path']} differs from the manifest")
+    return problems
 
 
 def check_part(parts_dir: Path, number: int, manifest: dict | None = None) -> dict:
@@ -201,13 +225,16 @@ def assemble(parts_dir: Path, dest: Path) -> dict:
     """Check every part, the whole payload and every file in it, then unpack it into ``dest``.
 
     Nothing is written to ``dest`` unless every check passes; an unpacked ``dest`` whose stamp names
-    the same payload sha256 is kept as it is (a retry on a warm machine).
+    the same payload sha256 and whose every file still matches the manifest is kept as it is (a retry on
+    a warm machine); one whose files were edited or deleted since is unpacked again.
     """
     parts_dir, dest = Path(parts_dir), Path(dest)
     manifest = read_manifest(parts_dir)
-    stamp = dest / COMPLETE
-    if stamp.is_file() and json.loads(stamp.read_text()).get("sha256") == manifest["sha256"]:
-        return manifest
+    if _stamp_sha256(dest / COMPLETE) == manifest["sha256"]:
+        problems = unpacked_problems(dest, manifest)
+        if not problems:
+            return manifest
+        print(f"gpu_parts assemble: {dest} was unpacked but {'; '.join(problems[:3])}: unpacking again", file=sys.stderr)
     problems = []
     for number in range(1, len(manifest["parts"]) + 1):
         try:
@@ -239,6 +266,13 @@ def assemble(parts_dir: Path, dest: Path) -> dict:
                                  f"the manifest says {entry['sha256']} ({entry['size']} bytes)")
         write_json(tmp / COMPLETE, {"sha256": manifest["sha256"], "files": len(expected)})
     return manifest
+
+
+def _stamp_sha256(stamp: Path) -> str | None:
+    try:
+        return json.loads(stamp.read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return None  # no stamp, or a damaged one: unpack again
 
 
 def _check_member(member: tarfile.TarInfo, expected: dict) -> None:
@@ -335,6 +369,16 @@ def check_out(out: Path, max_files: int = OUT_MAX_FILES, max_bytes: int = OUT_MA
 # --------------------------------------------------------------------------- command line
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"bad value {text!r}: a whole number of bytes >= 1")
+    return value
+
+
 def _model_arg(text: str) -> tuple[str, Path]:
     name, sep, folder = text.partition("=")
     if not sep or not name or not folder:
@@ -350,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="a staged model folder (config.json, model.safetensors, tokenizer); repeat per model")
     make.add_argument("--wheels", type=Path, help="folder of *.whl the device lacks (scripts/gpu/download_wheels.sh)")
     make.add_argument("--out", type=Path, default=REPO / ".gpu_parts")
-    make.add_argument("--part-bytes", type=int, help="default: what fits beside this tree under 64 MiB")
+    make.add_argument("--part-bytes", type=_positive_int, help="default: what fits beside this tree under 64 MiB")
     part = commands.add_parser("check-part", help="check one carried part against the manifest (device)")
     part.add_argument("number", type=int)
     part.add_argument("--parts", type=Path, default=REPO / ".gpu_parts")
