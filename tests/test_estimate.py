@@ -61,6 +61,23 @@ def test_strategy_families_count_their_longer_training():
     assert flops["iterative_top"] == pytest.approx((2 * (6 + 5 + 4 + 3) + 3 * 2) * layer_flops)
 
 
+def test_the_paper_grid_figures_in_config_readme_are_the_estimates():
+    """Issue 24 item 5: config/README.md quoted 536 cells and 144 A100-hours where the estimate said 608 and 163.8."""
+    import re
+
+    text = " ".join((REPO / "config" / "README.md").read_text().split())
+    found = re.search(r"the (\d+) family cells \(of (\d+)\) raise the estimate from ([\d.]+) to ([\d.]+) A100-hours", text)
+    assert found, "config/README.md no longer quotes the paper grid's estimate"
+    family, cells, without, with_families = int(found[1]), int(found[2]), float(found[3]), float(found[4])
+    config = load("paper.yaml")
+    full = estimate.estimate(config, "a100", 0.02)
+    plain = {**config, "strategies": [s for s in config["strategies"] if s not in config["strategy_k"]]}
+    del plain["strategy_k"]
+    reduced = estimate.estimate(plain, "a100", 0.02)
+    assert (cells, family) == (full["cells"], full["cells"] - reduced["cells"])
+    assert (without, with_families) == (round(reduced["gpu_hours"], 1), round(full["gpu_hours"], 1))
+
+
 def test_cli_prints_the_estimate_and_rejects_unknown_gpus(capsys):
     assert estimate.main(["estimate", "--configfile", str(REPO / "config" / "config.yaml"), "--directory", str(REPO)]) == 0
     out = capsys.readouterr().out
