@@ -23,6 +23,8 @@ from dropbench.job_params import STAGE_VERSIONS
 pytestmark = pytest.mark.slow
 
 TOP = "results/cells/tiny/top-k1/sst2/seed1"
+SCHEMA_DEFAULT_LEARNING_RATE = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())[
+    "properties"]["training"]["properties"]["learning_rate"]["default"]
 BASE = "results/cells/tiny/none-k0/sst2/seed1"
 REPORTS = {"aggregate": 1, "tables": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
 
@@ -104,6 +106,23 @@ def test_a_rewritten_config_plans_nothing(finished_run):
             assert plan_with(workdir, shuffled(config, random.Random(seed))) == {}
 
 
+def test_the_repository_moved_or_copied_elsewhere_plans_nothing(finished_run, tmp_path):
+    """Issue 24 item 5: the report rules had absolute paths of the code as inputs, so a moved repository
+    re-ran the 8 report jobs."""
+    import shutil
+    import subprocess
+    import sys
+
+    workdir, _ = finished_run
+    moved = tmp_path / "elsewhere" / "dropbench"
+    shutil.copytree(REPO, moved, ignore=shutil.ignore_patterns(".venv", ".git", "results", "reports", ".snakemake", "logs",
+                                                             "__pycache__", ".pytest_cache", "benchmarks"))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(moved / "Snakefile"), "--directory", str(workdir),
+                             "--configfile", str(workdir / "config.yaml"), "-n"],
+                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
 def test_adding_a_sha256_to_the_model_source_plans_nothing(finished_run):
     workdir, config = finished_run
     weights = Path(config["models"]["tiny"]["source"]["path"]) / "model.safetensors"
@@ -118,7 +137,7 @@ def test_a_weight_setting_plans_every_fine_tune(finished_run):
 
 def test_a_models_own_learning_rate_re_runs_its_fine_tunes_only_when_it_differs(finished_run):
     workdir, config = finished_run
-    same = config["training"]["learning_rate"]
+    same = config["training"].get("learning_rate", SCHEMA_DEFAULT_LEARNING_RATE)
     assert plan_with(workdir, changed(config, "models.tiny.learning_rate", same)) == {}
     assert plan_with(workdir, changed(config, "models.tiny.learning_rate", 1e-3)) == {"finetune": 2, "evaluate": 2, **REPORTS}
 

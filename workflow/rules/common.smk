@@ -1,3 +1,5 @@
+import functools
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -23,6 +25,17 @@ STRATEGIES_NEEDING_DATA = set(config_check.data_driven(config))
 PARTIAL_SUMMARY = str(config["partial_summary"]).lower() == "true"
 RETRY_DIVERGED = config["retry_diverged"]  # re-runs of diverged fine-tunes: workflow/rules/retry.smk
 TUNING = config.get("tuning")  # learning-rate selection on held-out train rows: workflow/rules/tuning.smk
+
+@functools.cache
+def code_digest(*modules, files=()):
+    """sha256 (first 16 hex digits) of the source of the dropbench ``modules`` a report rule runs, and of
+    ``files`` of the repository: part of the rule's params, so editing that code re-makes the report while
+    moving or copying a finished run (the repository at another absolute path) re-runs nothing."""
+    digest = hashlib.sha256()
+    for path in [*(Path(SRC) / "dropbench" / f"{name}.py" for name in modules), *(Path(SRC).parent / f for f in files)]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
 
 def force_when_planning(paths):
     """Add ``paths`` to the --forcerun targets. Snakemake hands its DAG settings (with --forcerun) to the

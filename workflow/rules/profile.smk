@@ -27,10 +27,10 @@ rule layer_profile:
         summary=rules.aggregate.output.summary,
         stats=rules.stats.output.stats,
         scores=profile_score_files,
-        code=[f"{SRC}/dropbench/{name}.py" for name in ("layer_profile", "profile_plots", "stats")],
     output:
         **profile_outputs(),
     params:
+        code=code_digest("layer_profile", "profile_plots", "stats"),
         depths={model: config["models"][model]["num_layers"] for model in PROFILE_MODELS},
         tasks=list(config["tasks"]),
         style=job_params.canonical(config["plots"], "plots"),

@@ -10,7 +10,6 @@ rule aggregate:
         metrics=summary_metrics,
         latency=latency_files,
         retries=retry_lists,
-        code=[f"{SRC}/dropbench/{name}.py" for name in ("aggregate", "chance", "paper_score")],
     output:
         summary=report(
             "results/summary.csv",
@@ -29,6 +28,7 @@ rule aggregate:
             labels=lambda wildcards, output: {"table": "missing cells", "missing": missing_label(output.summary)},
         ),
     params:
+        code=code_digest("aggregate", "chance", "paper_score"),
         expected=expected_cells(),
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         failed_dir="results/failed",
@@ -48,13 +48,13 @@ rule plot:
     input:
         summary=rules.aggregate.output.summary,
         train_logs=summary_train_logs,
-        code=[f"{SRC}/dropbench/{name}.py" for name in ("plots", "aggregate", "training_plots", "convergence")],
     output:
         **figure_outputs("score_vs_dropped", "score vs layers dropped", "Scores", lambda input: missing_label(input.summary)),
         **figure_outputs("retained_heatmap", "percent retained", "Scores", lambda input: missing_label(input.summary)),
         **figure_outputs("pareto", "score vs parameters and latency", "Scores", lambda input: missing_label(input.summary)),
         **figure_outputs("training_loss", "training loss against the trivial predictor", "Training", lambda input: missing_label(input.summary)),
     params:
+        code=code_digest("plots", "aggregate", "training_plots", "convergence"),
         style=job_params.canonical(config["plots"], "plots"),
         reference_models=[model for model, model_cfg in config["models"].items() if not grid.prunes(model_cfg)],
     log:
@@ -71,10 +71,10 @@ rule plot:
 rule plot_layer_scores:
     input:
         pruned=layer_score_dirs,
-        code=[f"{SRC}/dropbench/plots.py"],
     output:
         **figure_outputs("layer_scores", "per-layer scores", "Layer scores", lambda input: f"{len(input.pruned)} scorings"),
     params:
+        code=code_digest("plots"),
         style=job_params.canonical(config["plots"], "plots"),
     log:
         "logs/plot_layer_scores.log",
@@ -92,7 +92,6 @@ rule stats:
     input:
         summary=rules.aggregate.output.summary,
         predictions=summary_predictions,
-        code=[f"{SRC}/dropbench/{name}.py" for name in ("stats", "significance", "predictions")],
     output:
         stats=report(
             "results/stats.csv",
@@ -103,6 +102,7 @@ rule stats:
         ),
         diverged="results/diverged.csv",
     params:
+        code=code_digest("stats", "significance", "predictions"),
         statistics=job_params.canonical(config["statistics"], "statistics"),
     log:
         "logs/stats.log",
@@ -120,10 +120,10 @@ rule tables:
     input:
         summary=rules.aggregate.output.summary,
         stats=rules.stats.output.stats,
-        code=[f"{SRC}/dropbench/{name}.py" for name in ("aggregate", "chance", "paper_score")],
     output:
         **model_table_outputs(),
     params:
+        code=code_digest("aggregate", "chance", "paper_score"),
         notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         paper_score=job_params.canonical(config.get("paper_score", {})),
@@ -153,6 +153,7 @@ rule sensitivity:
         claims="reports/sensitivity_claims.csv",
     params:
         settings=config["sensitivity"],
+        code=code_digest("sensitivity", "aggregate", "claims"),
     log:
         "logs/sensitivity.log",
     localrule: True
@@ -169,8 +170,6 @@ rule sensitivity:
 rule paper_comparison:
     input:
         summary=rules.aggregate.output.summary,
-        paper=f"{SRC}/../resources/paper/published_scores.csv",
-        code=[f"{SRC}/dropbench/paper_comparison.py", f"{SRC}/dropbench/stats.py"],
     output:
         md="reports/paper_comparison.md",
         csv="reports/paper_comparison.csv",
@@ -182,6 +181,7 @@ rule paper_comparison:
             labels={"table": "paper comparison"},
         ),
     params:
+        code=code_digest("paper_comparison", "stats", files=("resources/paper/published_scores.csv",)),
         # which of our models are the paper's checkpoints (by name, depth and hub id)
         sources={model: {key: model_cfg["source"][key] for key in ("kind", "repo_id") if key in model_cfg["source"]}
                  for model, model_cfg in config["models"].items()},
@@ -201,10 +201,10 @@ rule plot_intervals:
     input:
         stats=rules.stats.output.stats,
         summary=rules.aggregate.output.summary,
-        code=[f"{SRC}/dropbench/plots.py"],
     output:
         **figure_outputs("score_intervals", "score with 95% intervals", "Scores", lambda input: missing_label(input.summary)),
     params:
+        code=code_digest("plots"),
         style=job_params.canonical(config["plots"], "plots"),
     log:
         "logs/plot_intervals.log",

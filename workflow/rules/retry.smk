@@ -32,9 +32,10 @@ def find_diverged_inputs(wildcards):
 checkpoint find_diverged:
     input:
         unpack(find_diverged_inputs),
-        code=[f"{SRC}/dropbench/{name}.py" for name in ("retries", "significance", "stats", "chance")],
     output:
         "results/retries/attempt{attempt}.csv",
+    params:
+        code=code_digest("retries", "significance", "stats", "chance"),
     log:
         "logs/find_diverged/attempt{attempt}.log",
     wildcard_constraints:
