@@ -256,3 +256,22 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again():
     pages = 2**26 // resource.getpagesize()
     assert min(faults("default")) > pages // 2  # glibc maps every block this large afresh
     assert max(faults("reuse")) < pages // 20
+
+
+def test_every_training_setting_is_declared_once_as_weight_operational_or_job_key():
+    """Issue 23 item 1: which keys change the weights was stated twice from opposite sides (job_params.WEIGHT_KEYS,
+    TrainConfig.OPERATIONAL); a key in neither list would silently either re-run nothing or refuse to resume."""
+    import dataclasses
+
+    import yaml
+    from tiny import REPO
+
+    from dropbench import job_params
+
+    declared = [*job_params.WEIGHT_KEYS, *job_params.OPTIONAL_WEIGHT_KEYS, *job_params.OPERATIONAL_KEYS, *job_params.JOB_KEYS]
+    fields = [field.name for field in dataclasses.fields(TrainConfig)]
+    assert sorted(declared) == sorted(fields) and len(set(declared)) == len(declared)
+    assert TrainConfig.OPERATIONAL == job_params.OPERATIONAL_KEYS
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    training_keys = set(schema["properties"]["training"]["properties"]) - {"max_length"}  # max_length: prepare_task's
+    assert training_keys == set(declared) - set(job_params.JOB_KEYS)

@@ -35,6 +35,13 @@ WEIGHT_KEYS = ("epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_
                "group_by_length")
 # weight keys added later, part of the params only when set (0 means unset), so older jobs keep theirs
 OPTIONAL_WEIGHT_KEYS = ("min_steps",)
+# training keys that only say how a job runs (never its weights): read from the config, not in the params,
+# and left out of a saved training state's fingerprint so changing them still resumes it. Every field of
+# train.TrainConfig is a weight key, an optional weight key, a cell key (seed, head: from the job's params)
+# or one of these; tests/test_train.py checks that the four cover the fields once each.
+OPERATIONAL_KEYS = ("checkpoint_minutes",)
+# TrainConfig fields that come from the job's params, not the training section: the seed and the model's head
+JOB_KEYS = ("seed", "head")
 # iterative_<base>: epochs of fine-tuning before each layer drop (dropbench.families).
 ITERATIVE_EPOCHS_PER_DROP = 2
 # Keys of a model source that only verify the staged copy.
@@ -194,7 +201,7 @@ def model_training(training: dict, model_cfg: dict) -> dict:
 def train_settings(training: dict, params: dict) -> dict:
     """The TrainConfig dict of a fine-tune job: weight keys, seed and head from its params, the rest
     (operational keys) from the config."""
-    operational = {k: v for k, v in training.items() if k not in (*WEIGHT_KEYS, *OPTIONAL_WEIGHT_KEYS, "max_length")}
+    operational = {k: v for k, v in training.items() if k in OPERATIONAL_KEYS}
     return {**operational, **params["training"], "seed": params["seed"], "head": params.get("head", "native")}
 
 

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from dropbench import convergence, features, glue, heads, layer_drop
+from dropbench import convergence, features, glue, heads, job_params, layer_drop
 from dropbench.atomic import atomic_dir, write_json
 from dropbench.batching import length_grouped_batches
 from dropbench.device import Precision, pick_device, reuse_freed_memory
@@ -51,7 +51,7 @@ class TrainConfig:
     head: str = heads.NATIVE  # the classifier head (dropbench.heads), a model setting
 
     # Operational: how often state is saved does not change the weights, so it is not fingerprinted.
-    OPERATIONAL = ("checkpoint_minutes",)
+    OPERATIONAL = job_params.OPERATIONAL_KEYS
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
