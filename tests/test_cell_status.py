@@ -131,7 +131,7 @@ def test_figures_mark_degenerate_and_chance(tmp_path):
         records.append(record)
     load_summary(write_records(tmp_path, records), cells).to_csv(tmp_path / "summary.csv", index=False)
     means = cell_means(pd.read_csv(tmp_path / "summary.csv"))
-    retained = plots.percent_retained(means, [])
+    retained = plots.percent_retained(pd.read_csv(tmp_path / "summary.csv"), [])
     assert set(retained.loc[retained["task"] == "mrpc", "status"]) == {"chance"}
     assert retained.loc[retained["task"] == "mrpc", "percent"].isna().all()
     stsb_top = retained[(retained["task"] == "stsb") & (retained["strategy"] == "top")]
@@ -164,3 +164,56 @@ def test_a_constant_model_is_recorded_degenerate_in_standard_json(tmp_path):
     assert record["status"] == "degenerate" and record["distinct_predictions"] == {"validation": 1}
     assert record["metrics"] == {"pearson": None, "spearmanr": None} and record["task_score"] is None
     assert record["chance"] == {"pearson": 0.0, "spearmanr": 0.0}
+
+
+def test_the_heatmap_shows_the_tables_percent_of_full_for_every_cell(tmp_path):
+    """Issue 23 item 1: the tables and the heatmap computed percent retained and its average differently
+    (paper score vs task score for MRPC and STS-B; average over tasks above chance vs over all)."""
+    from dropbench import aggregate
+
+    cells = grid(tasks=("sst2", "mrpc", "stsb"), seeds=(1, 2))
+    records = []
+    for cell in cells:
+        if cell["task"] == "mrpc":  # the unpruned model at chance on MRPC
+            record = metrics_record(**cell, metrics={"f1": 0.81, "accuracy": 0.684})
+            record["chance"] = {"f1": 0.8125, "accuracy": 0.684}
+        elif cell["task"] == "stsb":  # Pearson and Spearman apart: the paper score and the task score differ
+            shift = 0.1 * cell["k"] / 2
+            record = metrics_record(**cell, metrics={"pearson": 0.8 - shift, "spearmanr": 0.6 - 2 * shift})
+        else:
+            record = metrics_record(**cell, score=0.9 - 0.05 * cell["k"] + 0.01 * cell["seed"])
+        records.append(record)
+    load_summary(write_records(tmp_path, records), cells).to_csv(tmp_path / "summary.csv", index=False)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    tasks = ["sst2", "mrpc", "stsb"]
+    table = aggregate.percent_of_full(aggregate.score_table(summary, "tiny", tasks), summary, "tiny")
+    outputs = {"retained_heatmap": str(tmp_path / "h.png"), "retained_heatmap_pdf": str(tmp_path / "h.pdf"),
+               "retained_heatmap_data": str(tmp_path / "h.csv"), "score_vs_dropped": str(tmp_path / "s.png"),
+               "score_vs_dropped_pdf": str(tmp_path / "s.pdf"), "score_vs_dropped_data": str(tmp_path / "s.csv"),
+               "pareto": str(tmp_path / "p.png"), "pareto_pdf": str(tmp_path / "p.pdf"), "pareto_data": str(tmp_path / "p.csv")}
+    plots.plot_all(tmp_path / "summary.csv", outputs, {"dpi": 30})
+    heat = pd.read_csv(tmp_path / "h.csv").set_index(["strategy", "k", "task"])
+    values, marks = table.values.set_index(["strategy", "k"]), table.marks.set_index(["strategy", "k"])
+    compared = 0
+    for (strategy, k), row in values.iterrows():
+        if strategy == "none":
+            continue
+        for column in [*tasks, "average"]:
+            drawn = heat.loc[(strategy, k, column)]
+            if pd.isna(row[column]):
+                assert pd.isna(drawn["percent"]) and drawn["status"] in ("chance", "missing", "degenerate")
+            else:
+                assert drawn["percent"] == pytest.approx(row[column]), (strategy, k, column)
+            compared += 1
+    assert compared == 2 * 4
+    assert heat.loc[("top", 2, "mrpc"), "status"] == "chance" and math.isnan(heat.loc[("top", 2, "mrpc"), "percent"])
+    assert heat.loc[("top", 2, "stsb"), "percent"] == pytest.approx(100 * 0.7 / 0.8)  # Pearson, the paper's metric
+    # the average leaves out MRPC (at chance) instead of being withheld altogether
+    assert heat.loc[("top", 2, "average"), "percent"] == pytest.approx(row_average(summary, ("sst2", "stsb")))
+    assert marks.loc[("top", 2), "mrpc"] == "chance"
+
+
+def row_average(summary: pd.DataFrame, tasks) -> float:
+    scores = summary[(summary["metric"] == "task_score") & summary["task"].isin(tasks)]
+    means = scores.groupby(["strategy", "task"])["value"].mean().unstack()
+    return 100 * means.loc["top"].mean() / means.loc["none"].mean()

@@ -437,6 +437,28 @@ def percent_of_full(table: Table, summary: pd.DataFrame, model: str) -> Table:
     return Table(values, marks)
 
 
+def retained_long(summary: pd.DataFrame, model: str, tasks: list[str] | None = None) -> pd.DataFrame:
+    """The tables' percent of the unpruned score (``percent_of_full`` of ``score_table``), the one definition
+    the tables and the retained heatmap share, one row per pruned (strategy, k) and column (each task, ``avg7``
+    when the grid has its seven tasks, ``average``): model, strategy, k, task, percent, status. ``status`` is
+    the table's mark (ok, underfit, degenerate, missing, chance); a percent that is missing for another
+    reason (a task of the average missing, no baseline) is ``missing``."""
+    rows = summary[summary["model"] == model]
+    tasks = tasks or list(pd.unique(rows["task"]))
+    table = percent_of_full(score_table(summary, model, tasks), summary, model)
+    columns = [*tasks, *([AVG7] if set(AVG7_TASKS) <= set(tasks) else []), AVERAGE]
+    out = []
+    for (_, values), (_, marks) in zip(table.values.iterrows(), table.marks.iterrows()):
+        if values["strategy"] == BASELINE:
+            continue
+        for column in columns:
+            percent, mark = values[column], marks[column]
+            status = MISSING if pd.isna(percent) and mark in (OK, UNDERFIT) else mark
+            out.append({"model": model, "strategy": values["strategy"], "k": int(values["k"]), "task": column,
+                        "percent": float(percent) if pd.notna(percent) else float("nan"), "status": status})
+    return pd.DataFrame(out, columns=["model", "strategy", "k", "task", "percent", "status"])
+
+
 def chance_table(summary: pd.DataFrame, model: str, tasks: list[str]) -> pd.DataFrame:
     """Per task: the full model's paper score, its chance level from the dev labels and the margin (x 100)."""
     rows = summary[(summary["model"] == model) & (summary["strategy"] == BASELINE)]

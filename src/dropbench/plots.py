@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from dropbench import aggregate  # noqa: E402
 from dropbench.aggregate import AVERAGE, DEGENERATE, MISSING, OK, cell_means  # noqa: E402
 from dropbench.grid import BASELINE  # noqa: E402
 from dropbench.strategies import cls_threshold_of  # noqa: E402
@@ -159,26 +160,22 @@ def score_vs_dropped(means: pd.DataFrame, reference_models: Iterable[str], style
     return fig, pd.DataFrame(rows, columns=["panel", "model", "strategy", "k", "value", "status", "underfit"])
 
 
-def percent_retained(means: pd.DataFrame, reference_models: Iterable[str]) -> pd.DataFrame:
-    """Long table: (model, strategy, k, task incl. average) -> percent of the model's unpruned score, and
-    its status: ``chance`` (no percent) where the unpruned model scores at chance on the task."""
-    data = with_average(means)
-    data = data[~data["model"].isin(set(reference_models))]
-    base = data[data["strategy"] == BASELINE].set_index(["model", "task"])
-    pruned = data[data["strategy"] != BASELINE].copy()
-    keys = pd.MultiIndex.from_arrays([pruned["model"], pruned["task"]])
-    pruned["percent"] = 100 * pruned["value"].to_numpy() / base["value"].reindex(keys).to_numpy()
-    chance = base["at_chance"].reindex(keys).fillna(False).to_numpy(dtype=bool)
-    pruned.loc[chance, "percent"] = np.nan
-    pruned.loc[chance, "status"] = "chance"
-    return pruned[["model", "strategy", "k", "task", "percent", "status"]].reset_index(drop=True)
+def percent_retained(summary: pd.DataFrame, reference_models: Iterable[str]) -> pd.DataFrame:
+    """Long table: (model, strategy, k, task incl. avg7 and average) -> percent of the model's unpruned score
+    and its status, for every model but the references: the tables' numbers (``aggregate.retained_long``)."""
+    reference_models = set(reference_models)
+    models = [m for m in pd.unique(summary["model"]) if m not in reference_models]
+    tasks = list(pd.unique(summary["task"]))
+    frames = [aggregate.retained_long(summary, model, tasks) for model in models]
+    columns = ["model", "strategy", "k", "task", "percent", "status"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
-def retained_heatmap(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
-    """Rows (model,) strategy and k; columns tasks and their average; colour = percent retained.
-    Cells without a percent are hatched and say why: missing, degenerate, or chance (the unpruned model
-    scores at chance on the task, so a percent of it means nothing)."""
-    long = percent_retained(means, reference_models)
+def retained_heatmap(summary: pd.DataFrame, reference_models: Iterable[str], style: dict):
+    """Rows (model,) strategy and k; columns tasks and their average; colour = percent retained, the same
+    numbers as the tables' "percent of full". Cells without a percent are hatched and say why: missing,
+    degenerate, or chance (the unpruned model scores at chance on the task, so a percent of it means nothing)."""
+    long = percent_retained(summary, reference_models)
     several_models = long["model"].nunique() > 1
     long["row"] = [f"{m} {s} k={k}" if several_models else f"{s} k={k}" for m, s, k in zip(long["model"], long["strategy"], long["k"])]
     rows, columns = list(pd.unique(long["row"])), list(pd.unique(long["task"]))
@@ -321,8 +318,9 @@ def plot_all(summary_csv: str | Path, outputs: Mapping[str, str], style: Mapping
     means = cell_means(summary)
     reference_models = list(reference_models)
     with plt.style.context(style["style"]), plt.rc_context({"font.size": style["font_size"]}):
-        for name, draw in (("score_vs_dropped", score_vs_dropped), ("retained_heatmap", retained_heatmap), ("pareto", pareto)):
-            fig, data = draw(means, reference_models, style)
+        for name, draw, data_in in (("score_vs_dropped", score_vs_dropped, means), ("retained_heatmap", retained_heatmap, summary),
+                                    ("pareto", pareto, means)):
+            fig, data = draw(data_in, reference_models, style)
             save(fig, data, *figure_paths(outputs, name), dpi=style["dpi"])
         if "training_loss" in outputs:
             from dropbench.training_plots import plot_training_loss
