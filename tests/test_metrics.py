@@ -33,12 +33,17 @@ def reference_scores(task: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("task", sorted(TASK_CASE))
-def test_compute_equals_sklearn_scipy_exactly(task):
+def test_compute_equals_sklearn_scipy(task):
+    """Counts-based metrics exactly; correlations to the last bits (numpy sums in another order than scipy:
+    one implementation, metrics.BATCH_METRICS, serves the records and the statistics, issue 23 item 1)."""
     case = CASES[TASK_CASE[task]]
     got = metrics.compute(task, case["predictions"], case["references"])
     expected = reference_scores(task)
     assert list(got) == list(expected)
-    assert got == {k: float(v) for k, v in expected.items()}
+    if task == "stsb":
+        assert got == {k: pytest.approx(float(v), rel=1e-13, abs=0) for k, v in expected.items()}
+    else:
+        assert got == {k: float(v) for k, v in expected.items()}
     assert all(type(v) is float for v in got.values())
 
 

@@ -1,53 +1,80 @@
 """GLUE dev-set metrics: computed directly, or through the bundled `evaluate` module.
 
-Jobs use ``compute`` (sklearn/scipy/numpy): importing `evaluate` costs an evaluate job 5-9 s, as its
-package import pulls in much of `transformers`. ``evaluate_task`` stays as the cross-check in tests.
+Jobs use ``compute`` (numpy, ``BATCH_METRICS``, the one implementation the statistics use too):
+importing `evaluate` costs an evaluate job 5-9 s, as its package import pulls in much of `transformers`.
+``evaluate_task`` (the official implementation) stays as the cross-check in tests.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
+from scipy import stats as sps
 
 from dropbench.glue import get_task
 
 METRIC_SCRIPT = Path(__file__).resolve().parent / "glue_metric" / "glue_metric.py"
 
 
-def _accuracy(preds: np.ndarray, refs: np.ndarray) -> float:
-    return float(np.mean(preds == refs))
+# ---- every GLUE metric over replicates: preds (R, n), refs (n,) -> (R,), the one implementation that
+# `compute` (one replicate) and the paired tests and bootstrap intervals of dropbench.stats (many) use
 
 
-def _f1(preds: np.ndarray, refs: np.ndarray) -> float:
-    # Binary F1 of class 1 (GLUE's "duplicate"/"equivalent"); 0.0 rather than a warning if undefined.
-    return float(f1_score(refs, preds, zero_division=0.0))
+def _accuracy(preds, refs):
+    return (preds == refs).mean(axis=1)
 
 
-def _matthews(preds: np.ndarray, refs: np.ndarray) -> float:
-    return float(matthews_corrcoef(refs, preds))
+def _f1(preds, refs):
+    # binary F1 of class 1 (GLUE's "duplicate"/"equivalent"); 0 when undefined, as sklearn's zero_division=0
+    tp = ((preds == 1) & (refs == 1)).sum(axis=1)
+    wrong = (preds != refs).sum(axis=1)
+    denominator = 2 * tp + wrong
+    return np.divide(2 * tp, denominator, out=np.zeros(len(preds)), where=denominator > 0)
 
 
-def _correlation(fn, preds: np.ndarray, refs: np.ndarray) -> float:
-    # A constant prediction (e.g. a collapsed model) has no defined correlation: report NaN, don't crash.
-    if np.all(preds == preds[0]) or np.all(refs == refs[0]):
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(fn(preds, refs)[0])
+def _matthews(preds, refs):
+    # multi-class MCC from counts (Gorodkin 2004), 0 when undefined, as sklearn
+    classes = int(max(preds.max(), refs.max())) + 1
+    n = refs.shape[0]
+    correct = (preds == refs).sum(axis=1).astype(float)
+    predicted = np.stack([(preds == c).sum(axis=1) for c in range(classes)], axis=1).astype(float)
+    true = np.bincount(refs, minlength=classes).astype(float)
+    numerator = correct * n - predicted @ true
+    denominator = np.sqrt((n**2 - (predicted**2).sum(axis=1)) * (n**2 - (true**2).sum()))
+    return np.divide(numerator, denominator, out=np.zeros(len(preds)), where=denominator > 0)
 
 
-_METRICS = {
+def _pearson(preds, refs):
+    # NaN for a constant prediction or reference (no defined correlation; a collapsed model must not crash)
+    p = preds - preds.mean(axis=1, keepdims=True, dtype=np.float64)
+    r = refs - refs.mean(dtype=np.float64)
+    denominator = np.sqrt((p**2).sum(axis=1) * (r**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (p @ r) / denominator, np.nan)
+
+
+def _ranks(values):
+    """Ranks along the last axis, ties averaged (as scipy's rankdata); one argsort when there are none."""
+    order = np.argsort(values, axis=-1)
+    if np.any(np.diff(np.take_along_axis(values, order, axis=-1), axis=-1) == 0):
+        return sps.rankdata(values, axis=-1)
+    ranks = np.empty(values.shape)
+    np.put_along_axis(ranks, order, np.arange(1.0, values.shape[-1] + 1), axis=-1)
+    return ranks
+
+
+def _spearman(preds, refs):
+    return _pearson(_ranks(preds), _ranks(refs))
+
+
+BATCH_METRICS = {
     "accuracy": _accuracy,
     "f1": _f1,
     "matthews_correlation": _matthews,
-    "pearson": lambda p, r: _correlation(pearsonr, p, r),
-    "spearmanr": lambda p, r: _correlation(spearmanr, p, r),
+    "pearson": _pearson,
+    "spearmanr": _spearman,
 }
 
 
@@ -82,7 +109,7 @@ def compute(task: str, predictions: Sequence, references: Sequence) -> dict[str,
     Classification takes integer class indices; STS-B takes float scores.
     """
     preds, refs = _checked(task, predictions, references)
-    return {name: _METRICS[name](preds, refs) for name in get_task(task).metrics}
+    return {name: float(BATCH_METRICS[name](preds[np.newaxis, :], refs)[0]) for name in get_task(task).metrics}
 
 
 def load_glue_metric(task: str):

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats as sps
 
 from dropbench import chance
+from dropbench.metrics import BATCH_METRICS
 
 
 CONFIDENCE = 0.95
@@ -46,63 +47,7 @@ def seed_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> di
     return {"n_seeds": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
 
 
-# ---- metrics over replicates: preds (R, n), refs (n,) -> (R,)
-
-
-def _accuracy(preds, refs):
-    return (preds == refs).mean(axis=1)
-
-
-def _f1(preds, refs):
-    # binary F1 of class 1; 0 when undefined, as metrics.compute
-    tp = ((preds == 1) & (refs == 1)).sum(axis=1)
-    wrong = (preds != refs).sum(axis=1)
-    denominator = 2 * tp + wrong
-    return np.divide(2 * tp, denominator, out=np.zeros(len(preds)), where=denominator > 0)
-
-
-def _matthews(preds, refs):
-    # multi-class MCC from counts (Gorodkin 2004), 0 when undefined, as sklearn
-    classes = int(max(preds.max(), refs.max())) + 1
-    n = refs.shape[0]
-    correct = (preds == refs).sum(axis=1).astype(float)
-    predicted = np.stack([(preds == c).sum(axis=1) for c in range(classes)], axis=1).astype(float)
-    true = np.bincount(refs, minlength=classes).astype(float)
-    numerator = correct * n - predicted @ true
-    denominator = np.sqrt((n**2 - (predicted**2).sum(axis=1)) * (n**2 - (true**2).sum()))
-    return np.divide(numerator, denominator, out=np.zeros(len(preds)), where=denominator > 0)
-
-
-def _pearson(preds, refs):
-    # NaN for a constant prediction, as metrics.compute
-    p = preds - preds.mean(axis=1, keepdims=True, dtype=np.float64)
-    r = refs - refs.mean(dtype=np.float64)
-    denominator = np.sqrt((p**2).sum(axis=1) * (r**2).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (p @ r) / denominator, np.nan)
-
-
-def _ranks(values):
-    """Ranks along the last axis, ties averaged (as scipy's rankdata); one argsort when there are none."""
-    order = np.argsort(values, axis=-1)
-    if np.any(np.diff(np.take_along_axis(values, order, axis=-1), axis=-1) == 0):
-        return sps.rankdata(values, axis=-1)
-    ranks = np.empty(values.shape)
-    np.put_along_axis(ranks, order, np.arange(1.0, values.shape[-1] + 1), axis=-1)
-    return ranks
-
-
-def _spearman(preds, refs):
-    return _pearson(_ranks(preds), _ranks(refs))
-
-
-BATCH_METRICS = {
-    "accuracy": _accuracy,
-    "f1": _f1,
-    "matthews_correlation": _matthews,
-    "pearson": _pearson,
-    "spearmanr": _spearman,
-}
+# ---- metrics over replicates: one implementation of every GLUE metric, dropbench.metrics.BATCH_METRICS
 
 
 Layout = Sequence[tuple[str, str, str]]  # (dev split, metric, name in the metrics record)
