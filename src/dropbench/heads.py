@@ -111,15 +111,20 @@ def build(model_dir, head: str, num_labels: int, problem_type: str):
 
 def saved_head(finetuned_dir) -> str:
     """Which head a fine-tuned folder holds."""
+    return _head_info(finetuned_dir)["head"]
+
+
+def _head_info(finetuned_dir) -> dict:
+    """``classifier_head.json`` of a mean-pooling folder; a native folder has none."""
     path = Path(finetuned_dir) / HEAD_INFO
-    return json.loads(path.read_text())["head"] if path.exists() else NATIVE
+    return json.loads(path.read_text()) if path.exists() else {"head": NATIVE}
 
 
 def load_classifier(finetuned_dir):
     """A fine-tuned cell, whichever head it was trained with (no custom code for the encoder)."""
     finetuned_dir = Path(finetuned_dir)
-    if saved_head(finetuned_dir) == MEAN_POOLING:
-        info = json.loads((finetuned_dir / HEAD_INFO).read_text())
+    info = _head_info(finetuned_dir)
+    if info["head"] == MEAN_POOLING:
         return MeanPoolingClassifier.from_pretrained(finetuned_dir, info["num_labels"], info["problem_type"])
     return AutoModelForSequenceClassification.from_pretrained(finetuned_dir, use_safetensors=True,
                                                               trust_remote_code=False)
