@@ -226,6 +226,7 @@ def check(config: dict) -> dict[str, int | None]:
         _check_task(task_name, task)
     depths = {model: _check_model(model, model_cfg, config) for model, model_cfg in config["models"].items()}
     _check_layer_profile(config)
+    _check_subsets(config)
     _check_tuning(config)
     _check_sensitivity(config)
     _check_numbers(config)
@@ -258,6 +259,8 @@ def _check_grid(config: dict) -> None:
             _fail("strategies", name, f"strategies of fixed k; [CLS] threshold cells come from 'cls_thresholds: [{threshold}]'")
         if strategies.single_layer_number(strategies.family_of(name)[1]) is not None:
             _fail("strategies", name, f"strategies of the grid; single-layer cells ({name}) come from 'layer_profile'")
+        if strategies.subset_layers(strategies.family_of(name)[1]) is not None:
+            _fail("strategies", name, f"strategies of the grid; cells of named subsets ({name}) come from 'subsets'")
         if not strategies.is_known(name):  # a registered name, or a family's (task_specific_<base>, ...)
             _fail("strategies", name, strategies.allowed())
     for name in config.get("strategy_k", {}):
@@ -269,10 +272,10 @@ def _check_grid(config: dict) -> None:
         except ValueError as err:
             raise ConfigError(f"config key 'cls_thresholds': {err}") from None
     pruned_models = [m for m, cfg in config["models"].items() if cfg.get("prune", True)]
-    without_cells = [m for m in pruned_models if m not in grid.profile_models(config)]
+    without_cells = [m for m in pruned_models if m not in grid.profile_models(config) + grid.subset_models(config)]
     if without_cells and not config["strategies"]:
         _fail("strategies", config["strategies"], f"at least one strategy, since {without_cells} have prune: true "
-              "(or name them in layer_profile)")
+              "(or name them in layer_profile or subsets)")
 
 
 def _check_layer_profile(config: dict) -> None:
@@ -285,6 +288,27 @@ def _check_layer_profile(config: dict) -> None:
         if config["models"][model].get("num_layers") is None:
             _fail(f"models.{model}.num_layers", None,
                   "the model's depth (an integer >= 2): the layer-importance profile plans one cell per layer before any download")
+
+
+def _check_subsets(config: dict) -> None:
+    """``subsets``: pruned models of known depth, each k in 1..depth - 1, each once."""
+    if not config.get("subsets"):
+        return
+    models = grid.subset_models(config)
+    _check_unique("subsets.models", models)
+    pruned = [m for m, cfg in config["models"].items() if cfg.get("prune", True)]
+    ks = config["subsets"]["k"]
+    _check_unique("subsets.k", ks)
+    for model in models:
+        if model not in pruned:
+            _fail("subsets.models", model, f"true, false or a list of models with prune: true ({', '.join(pruned) or 'none'})")
+        depth = config["models"][model].get("num_layers")
+        if depth is None:
+            _fail(f"models.{model}.num_layers", None,
+                  "the model's depth (an integer >= 2): every subset is planned as a cell before any download")
+        for k in ks:
+            if not _is_int(k) or not 1 <= k <= depth - 1:
+                _fail("subsets.k", k, f"numbers of layers to drop from {model}'s {depth}: 1..{depth - 1}")
 
 
 def _check_sensitivity(config: dict) -> None:

@@ -5,6 +5,7 @@ Everything path-shaped lives here so the Snakefile, the scripts and the tests ag
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from dropbench import strategies
@@ -73,11 +74,30 @@ def profile_strategies(model_cfg: dict) -> list[str]:
     return [f"layer{i}" for i in range(1, model_cfg["num_layers"] + 1)]
 
 
+def subset_models(config: dict) -> list[str]:
+    """The models of config ``subsets`` (every set of k layers dropped, issue 25): ``subsets.models`` true
+    (every pruned model) or a list of model names; none without ``subsets``."""
+    chosen = (config.get("subsets") or {}).get("models", False)
+    if chosen in (True, "true"):
+        return [model for model, model_cfg in config["models"].items() if prunes(model_cfg)]
+    if chosen in (False, "false", None):
+        return []
+    return list(chosen)
+
+
+def subset_variants(model_cfg: dict, ks) -> list[tuple[str, int]]:
+    """(``drop_<i>_<j>...``, k) for every set of k of the model's layers (1-based, ascending), for each k;
+    at k = 1 the profile's ``layer<i>``."""
+    layers = range(1, model_cfg["num_layers"] + 1)
+    return [(strategies.subset_name(chosen), k) for k in ks for chosen in itertools.combinations(layers, k)]
+
+
 def cells(config: dict) -> list[Cell]:
     """Every cell named by the config, sorted; one baseline per (model, task, seed), plus the
-    single-layer cells (``layer<i>``, k = 1) of the models in ``layer_profile``."""
+    single-layer cells (``layer<i>``, k = 1) of the models in ``layer_profile`` and every subset
+    (``drop_<i>_<j>...``) at each ``subsets.k`` of the models in ``subsets``."""
     out = []
-    in_profile = profile_models(config)
+    in_profile, in_subsets = profile_models(config), subset_models(config)
     for model, model_cfg in config["models"].items():
         variants = [(BASELINE, 0)]
         if prunes(model_cfg):
@@ -85,6 +105,8 @@ def cells(config: dict) -> list[Cell]:
             variants += threshold_variants(config)
         if model in in_profile:
             variants += [(s, 1) for s in profile_strategies(model_cfg) if (s, 1) not in variants]
+        if model in in_subsets:
+            variants += [v for v in subset_variants(model_cfg, config["subsets"]["k"]) if v not in variants]
         for task in config["tasks"]:
             for seed in config["seeds"]:
                 out += [Cell(model, strategy, k, task, seed) for strategy, k in variants]

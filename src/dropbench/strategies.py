@@ -121,15 +121,18 @@ def _get(name: str) -> _Strategy:
     prefix, rest = family_of(name)
     if prefix is not None:
         return _FAMILIES[prefix][0](rest)
-    layer = single_layer_number(name)
-    if layer is not None:
-        return _Strategy(_single_layer(layer), False)
+    layers = subset_layers(name)
+    if layers is not None:
+        return _Strategy(_subset(layers), False)
     raise ValueError(f"unknown strategy {name!r}; available: {allowed()}, "
-                     "or layer<i> (drop only layer i, 1-based, at k = 1)")
+                     "or layer<i> (drop only layer i, 1-based, at k = 1), or drop_<i>_<j>... (drop exactly "
+                     "layers i, j, ..., 1-based and ascending, at k = their number)")
 
 
-# ---- the layer-importance profile's family: layer<i> drops only layer i (1-based), at k = 1.
+# ---- named subsets: drop_<i>_<j>... drops exactly layers i, j, ... (1-based, ascending) at k = their number
+# (config ``subsets``, every subset of a model); one layer is the layer-importance profile's layer<i>.
 _SINGLE_LAYER = re.compile(r"layer([1-9][0-9]*)")
+_SUBSET = re.compile(r"drop((?:_[1-9][0-9]*){2,})")
 
 
 def single_layer_number(name) -> int | None:
@@ -138,15 +141,36 @@ def single_layer_number(name) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _single_layer(layer: int) -> StrategyFn:
-    def drop_one_layer(num_layers, k, context):
-        if k != 1:
-            raise ValueError(f"strategy 'layer{layer}' drops exactly one layer: k must be 1, got {k}")
-        if layer > num_layers:
-            raise ValueError(f"strategy 'layer{layer}': a {num_layers}-layer model has layers 1..{num_layers}")
-        return [layer - 1]
+def subset_layers(name) -> tuple[int, ...] | None:
+    """The 1-based layers a named subset drops (``drop_1_4`` -> (1, 4), ``layer3`` -> (3,)); None for any
+    other name, including a ``drop_`` name whose layers are not strictly ascending."""
+    layer = single_layer_number(name)
+    if layer is not None:
+        return (layer,)
+    match = _SUBSET.fullmatch(name) if isinstance(name, str) else None
+    if not match:
+        return None
+    layers = tuple(int(part) for part in match.group(1).split("_")[1:])
+    return layers if all(a < b for a, b in zip(layers, layers[1:])) else None
 
-    return drop_one_layer
+
+def subset_name(layers: Iterable[int]) -> str:
+    """The strategy that drops exactly ``layers`` (1-based): ``layer<i>`` for one, ``drop_<i>_<j>...`` else."""
+    layers = sorted(layers)
+    return f"layer{layers[0]}" if len(layers) == 1 else "drop_" + "_".join(map(str, layers))
+
+
+def _subset(layers: tuple[int, ...]) -> StrategyFn:
+    name = subset_name(layers)
+
+    def drop_subset(num_layers, k, context):
+        if k != len(layers):
+            raise ValueError(f"strategy {name!r} drops exactly {len(layers)} layer(s): k must be {len(layers)}, got {k}")
+        if layers[-1] > num_layers:
+            raise ValueError(f"strategy {name!r}: a {num_layers}-layer model has layers 1..{num_layers}")
+        return [layer - 1 for layer in layers]
+
+    return drop_subset
 
 
 def needs_data(name: str) -> bool:

@@ -316,9 +316,13 @@ PROFILE_MODELS = grid.profile_models(config)
 
 
 def profile_strategy_order():
-    """layer1, layer2, ... after the config's strategies in the tables (not layer1, layer10, layer11, ...)."""
+    """layer1, layer2, ... after the config's strategies in the tables (not layer1, layer10, layer11, ...),
+    then the named subsets of config ``subsets`` (drop_1_2, drop_1_3, ..., by k)."""
     depth = max((config["models"][model]["num_layers"] for model in PROFILE_MODELS), default=0)
-    return [f"layer{i}" for i in range(1, depth + 1)]
+    order = [f"layer{i}" for i in range(1, depth + 1)]
+    for model in grid.subset_models(config):
+        order += [s for s, _ in grid.subset_variants(config["models"][model], config["subsets"]["k"]) if s not in order]
+    return order
 
 
 def profile_score_files(wildcards=None):
