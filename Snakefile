@@ -29,6 +29,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/retry.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/profile.smk"
+include: "workflow/rules/oracle.smk"
 
 
 # Every cell's metrics and every table and figure (report_only, in report.smk; the layer profile's, profile.smk).
@@ -39,4 +40,5 @@ rule all:
         profile_outputs().values(),
         tuning_outputs(),
         sensitivity_outputs(),
+        oracle_targets(),
     default_target: True

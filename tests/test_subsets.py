@@ -99,6 +99,7 @@ def test_adding_a_k_runs_exactly_its_subsets(tmp_path):
     write_config(tmp_path, config)
     plan = planned_jobs(tmp_path)
     assert plan["finetune"] == plan["evaluate"] == 1 + 1 + 3  # none, top-1, layer1..3
+    assert plan["oracle"] == 1
     snakemake(tmp_path, "--cores", "2")
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results/cells").rglob("metrics.json")}
     assert len(before) == 5
@@ -114,3 +115,15 @@ def test_adding_a_k_runs_exactly_its_subsets(tmp_path):
     scores = summary[summary["metric"] == "task_score"].set_index("strategy")
     assert scores.loc["drop_1_3", "dropped_layers"] == "0 2" and scores.loc["drop_2_3", "layers_kept"] == 1
     assert "drop_1_2" in (tmp_path / "reports/tables/tiny.md").read_text()
+    # the oracle report (issue 25 item 4) ranks every subset of each k and places top among them, or, as the
+    # tables do, withholds the (model, task) whose full model is at chance (a tiny random model may be)
+    ranked = pd.read_csv(tmp_path / "reports/oracle_subsets.csv")
+    report = (tmp_path / "reports/oracle.md").read_text()
+    if "Withheld for tiny on sst2" in report:
+        assert ranked.empty and pd.read_csv(tmp_path / "reports/oracle_heuristics.csv").empty
+    else:
+        assert sorted(ranked.loc[ranked["k"] == 2, "strategy"]) == ["drop_1_2", "drop_1_3", "drop_2_3"]
+        top = pd.read_csv(tmp_path / "reports/oracle_heuristics.csv").set_index("strategy").loc["top"]
+        assert top["same_as"] == "layer3" and top["of"] == 3 and 1 <= top["rank"] <= 3
+        assert "optimistic" in report
+    assert (tmp_path / "reports/figures/oracle.png").stat().st_size > 0

@@ -343,6 +343,21 @@ def profile_outputs():
             **figure_outputs("layer_score_correlation", "cheap scores vs importance", "Layer profile", lambda input: missing_label(input.summary))}
 
 
+# ---- the best-subset oracle (config `subsets`; rule in oracle.smk, dropbench.oracle)
+
+
+def oracle_outputs():
+    """reports/oracle.md, its CSVs and figure (every subset ranked, the heuristics among them)."""
+    return {"md": "reports/oracle.md", "subsets_csv": "reports/oracle_subsets.csv",
+            "heuristics_csv": "reports/oracle_heuristics.csv", "additivity_csv": "reports/oracle_additivity.csv",
+            **figure_outputs("oracle", "strategies among every subset", "Oracle", lambda input: missing_label(input.summary))}
+
+
+def oracle_targets():
+    """The oracle report where config `subsets` names a model; nothing otherwise."""
+    return [oracle_outputs()["md"]] if grid.subset_models(config) else []
+
+
 # ---- learning-rate selection (config `tuning`; rules in tuning.smk, dropbench.tuning)
 
 

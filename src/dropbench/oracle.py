@@ -1,0 +1,213 @@
+"""How far is each strategy from the best possible layers? (issue 25 item 4, the dev-set half.)
+
+Given the cells of config ``subsets`` (every set of k layers dropped, ``drop_<i>_<j>...``; ``layer<i>`` at
+k = 1), per (model, task, k):
+
+- every subset's mean dev task score and 95% t-interval over seeds;
+- the best subset **on dev**: an optimistic bound, since it is chosen on the rows it is scored on (the
+  honest oracle, chosen on rows held out from train, needs held-out scores in every cell: not built yet);
+- every other strategy of the grid at that k (the heuristics): its rank among the subsets (1 = best), the
+  share of subsets it scores at least as well as, the subset that drops the same layers, and its gap to
+  the best subset on dev: the mean over seeds of the per-seed difference with a t-interval, and the paired
+  permutation test's Holm-adjusted p from ``results/stats.csv`` (both cells' seeds, same dev examples);
+- whether layer effects add up: with the single-layer cells (k = 1) of the same model and task, the sum of
+  the dropped layers' single-layer losses (full - layer<i>) against each subset's measured loss (full -
+  subset), Spearman's rank correlation and its p-value.
+
+No claim is drawn for a (model, task) whose full model is at chance or degenerate (``dropbench.claims``).
+Scores are task scores x 100 (the GLUE-style mean of a task's metrics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from dropbench import claims, stats
+from dropbench.aggregate import HAS_RESULT, RETRIED
+from dropbench.grid import BASELINE
+from dropbench.strategies import subset_layers
+
+SUBSET_COLUMNS = ["model", "task", "k", "strategy", "dropped", "n_seeds", "mean", "ci_low", "ci_high", "rank", "best_on_dev"]
+HEURISTIC_COLUMNS = ["model", "task", "k", "strategy", "dropped", "same_as", "n_seeds", "mean", "rank", "of", "at_least_as_good_as",
+                     "gap_to_best_on_dev", "gap_ci_low", "gap_ci_high", "gap_seeds", "p_adjusted", "best_on_dev"]
+ADDITIVITY_COLUMNS = ["model", "task", "k", "subsets", "spearman", "p_value"]
+
+
+def per_seed_scores(summary: pd.DataFrame) -> pd.DataFrame:
+    """model, strategy, k, task, seed, value (task score x 100), dropped (1-based layers, e.g. "1 4") of
+    every cell with a result; runs replaced by a retry left out."""
+    rows = summary[(summary["metric"] == "task_score") & summary["status"].isin(HAS_RESULT) & (summary["status"] != RETRIED)]
+    rows = rows.dropna(subset=["value"])
+    dropped = [" ".join(str(int(i) + 1) for i in str(d).split()) if pd.notna(d) else "" for d in rows["dropped_layers"]]
+    return rows.assign(value=100 * rows["value"].astype(float), dropped=dropped)[
+        ["model", "strategy", "k", "task", "seed", "value", "dropped"]].reset_index(drop=True)
+
+
+def is_subset(strategy: str, k: int) -> bool:
+    layers = subset_layers(strategy)
+    return layers is not None and len(layers) == k
+
+
+def _gap(a: pd.Series, b: pd.Series) -> dict:
+    """Mean over the seeds both have of a - b, with its t-interval (series indexed by seed)."""
+    seeds = a.index.intersection(b.index)
+    interval = stats.seed_interval(list(a[seeds] - b[seeds]))
+    return {"gap_to_best_on_dev": interval["mean"], "gap_ci_low": interval["ci_low"], "gap_ci_high": interval["ci_high"],
+            "gap_seeds": interval["n_seeds"]}
+
+
+def _p_adjusted(tests: pd.DataFrame | None, model: str, task: str, strategy: str, k: int, other: str) -> float:
+    """The Holm-adjusted p of the paired test between two strategies at k (either direction), else NaN."""
+    if tests is None or tests.empty:
+        return float("nan")
+    rows = tests[(tests["model"] == model) & (tests["task"] == task) & (tests["k"] == k) & (tests["metric"] == "task_score")]
+    hit = rows[((rows["strategy"] == strategy) & (rows["comparison"] == f"{other}-k{k}"))
+               | ((rows["strategy"] == other) & (rows["comparison"] == f"{strategy}-k{k}"))]
+    return float(hit["p_adjusted"].iloc[0]) if len(hit) else float("nan")
+
+
+def oracle_tables(summary: pd.DataFrame, tests: pd.DataFrame | None = None):
+    """(subsets, heuristics, additivity, notes): see the module docstring. ``tests``: results/stats.csv."""
+    scores = per_seed_scores(summary)
+    subset_rows, heuristic_rows, additivity_rows = [], [], []
+    reasons = {}
+    for (model, task), group in scores.groupby(["model", "task"], sort=False):
+        reason = claims.withheld(summary, model, task)
+        if reason:
+            reasons[(model, task)] = reason
+            continue
+        by_cell = {key: cell.set_index("seed")["value"] for key, cell in group.groupby(["strategy", "k"], sort=False)}
+        dropped = dict(zip(zip(group["strategy"], group["k"]), group["dropped"]))
+        full = by_cell.get((BASELINE, 0))
+        for k in sorted({k for s, k in by_cell if is_subset(s, k)}):
+            subsets = {s: values for (s, kk), values in by_cell.items() if kk == k and is_subset(s, kk)}
+            means = pd.Series({s: v.mean() for s, v in subsets.items()}).sort_values(ascending=False, kind="stable")
+            best = means.index[0]
+            ranks = means.rank(ascending=False, method="min").astype(int)
+            for strategy in means.index:
+                interval = stats.seed_interval(list(subsets[strategy]))
+                subset_rows.append({"model": model, "task": task, "k": k, "strategy": strategy, "dropped": dropped[(strategy, k)],
+                                    "n_seeds": interval["n_seeds"], "mean": interval["mean"], "ci_low": interval["ci_low"],
+                                    "ci_high": interval["ci_high"], "rank": int(ranks[strategy]), "best_on_dev": strategy == best})
+            for (strategy, kk), values in by_cell.items():
+                if kk != k or is_subset(strategy, kk) or strategy == BASELINE:
+                    continue
+                mean = values.mean()
+                same = [s for s in subsets if dropped[(s, k)] == dropped[(strategy, k)]]
+                heuristic_rows.append({
+                    "model": model, "task": task, "k": k, "strategy": strategy, "dropped": dropped[(strategy, k)],
+                    "same_as": same[0] if same else "", "n_seeds": len(values), "mean": mean,
+                    "rank": int((means > mean).sum()) + 1, "of": len(means),
+                    "at_least_as_good_as": float((means <= mean).mean()),
+                    **_gap(values, subsets[best]), "p_adjusted": _p_adjusted(tests, model, task, strategy, k, best),
+                    "best_on_dev": best})
+            if k >= 2 and full is not None:
+                additivity_rows.append(_additivity(model, task, k, subsets, by_cell, full))
+    return (pd.DataFrame(subset_rows, columns=SUBSET_COLUMNS), pd.DataFrame(heuristic_rows, columns=HEURISTIC_COLUMNS),
+            pd.DataFrame(additivity_rows, columns=ADDITIVITY_COLUMNS), claims.notes(reasons))
+
+
+def _additivity(model: str, task: str, k: int, subsets: dict, by_cell: dict, full: pd.Series) -> dict:
+    """Spearman's correlation between each subset's summed single-layer losses and its measured loss."""
+    single = {subset_layers(s)[0]: full.mean() - v.mean() for (s, kk), v in by_cell.items() if kk == 1 and is_subset(s, 1)}
+    predicted, measured = [], []
+    for strategy, values in subsets.items():
+        layers = subset_layers(strategy)
+        if all(layer in single for layer in layers):
+            predicted.append(sum(single[layer] for layer in layers))
+            measured.append(full.mean() - values.mean())
+    row = {"model": model, "task": task, "k": k, "subsets": len(measured), "spearman": np.nan, "p_value": np.nan}
+    if len(measured) >= 3 and np.ptp(predicted) > 0 and np.ptp(measured) > 0:
+        result = sps.spearmanr(predicted, measured)
+        row.update(spearman=float(result[0]), p_value=float(result[1]))
+    return row
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def markdown(subsets: pd.DataFrame, heuristics: pd.DataFrame, additivity: pd.DataFrame, notes: Iterable[str]) -> str:
+    lines = ["# How far is each strategy from the best possible layers?", "",
+             "Every subset of k layers dropped (config `subsets`), its mean dev task score x 100 and 95% t-interval "
+             "over seeds. **Best on dev** is chosen on the dev rows it is scored on: an optimistic bound, not an "
+             "achievable choice (the honest oracle, chosen on rows held out from train, is not built yet). Heuristics: "
+             "rank among the subsets (1 = best), the share of subsets they score at least as well as, and the gap to the "
+             "best subset on dev (mean over seeds of the per-seed difference, t-interval; p: the paired permutation test "
+             "of `results/stats.csv`, Holm-adjusted). Layers are 1-based (1 = lowest).", ""]
+    lines += [f"- {note}" for note in notes]
+    for (model, task, k), group in subsets.groupby(["model", "task", "k"], sort=False):
+        best = group[group["best_on_dev"]].iloc[0]
+        lines += ["", f"## {model}, {task}, k = {k}: {len(group)} subsets", "",
+                  f"Best on dev (optimistic): `{best['strategy']}` (drops {best['dropped']}) {_fmt(best['mean'])} "
+                  f"[{_fmt(best['ci_low'])}, {_fmt(best['ci_high'])}]; worst: `{group.iloc[-1]['strategy']}` "
+                  f"{_fmt(group.iloc[-1]['mean'])}.", ""]
+        rows = heuristics[(heuristics["model"] == model) & (heuristics["task"] == task) & (heuristics["k"] == k)]
+        if len(rows):
+            lines += ["| heuristic | drops | score | rank | at least as good as | gap to best on dev [95% CI] | p (Holm) |",
+                      "|---|---|---|---|---|---|---|"]
+            for row in rows.itertuples():
+                lines.append(f"| {row.strategy} | {row.dropped} | {_fmt(row.mean)} | {row.rank} of {row.of} | "
+                             f"{100 * row.at_least_as_good_as:.0f}% | {_fmt(row.gap_to_best_on_dev)} [{_fmt(row.gap_ci_low)}, "
+                             f"{_fmt(row.gap_ci_high)}] | {_fmt(row.p_adjusted, 3)} |")
+        fit = additivity[(additivity["model"] == model) & (additivity["task"] == task) & (additivity["k"] == k)]
+        if len(fit) and pd.notna(fit["spearman"].iloc[0]):
+            r = fit.iloc[0]
+            lines += ["", f"Are layer effects additive? Summed single-layer losses against measured subset losses over "
+                          f"{int(r['subsets'])} subsets: Spearman {r['spearman']:.2f} (p = {r['p_value']:.3g})."]
+    return "\n".join(lines) + "\n"
+
+
+def strip_figure(subsets: pd.DataFrame, heuristics: pd.DataFrame, png, pdf, csv) -> None:
+    """All subsets as points per (model, task) panel and k; heuristics marked and labelled; best on dev ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys(zip(subsets["model"], subsets["task"])))
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.0 * max(len(panels), 1), 3.6), squeeze=False)
+    for ax, (model, task) in zip(axes[0], panels):
+        group = subsets[(subsets["model"] == model) & (subsets["task"] == task)]
+        ks = sorted(group["k"].unique())
+        for i, k in enumerate(ks):
+            points = group[group["k"] == k]
+            jitter = np.linspace(-0.15, 0.15, len(points)) if len(points) > 1 else np.zeros(1)
+            ax.scatter(i + jitter, points["mean"], s=12, color="grey", alpha=0.7, label="subset" if i == 0 else None)
+            best = points[points["best_on_dev"]]
+            ax.scatter([i], best["mean"], s=60, facecolors="none", edgecolors="black", label="best on dev" if i == 0 else None)
+            marks = heuristics[(heuristics["model"] == model) & (heuristics["task"] == task) & (heuristics["k"] == k)]
+            for j, row in enumerate(marks.itertuples()):
+                ax.scatter([i + 0.3], [row.mean], marker="D", s=25, color=f"C{j % 10}")
+                ax.annotate(row.strategy, (i + 0.33, row.mean), fontsize="x-small", va="center")
+        ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
+        ax.set_xlim(-0.5, len(ks) - 0.2)
+        ax.set_title(f"{model}, {task}", fontsize="small")
+        ax.set_ylabel("dev task score x 100")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="x-small", loc="best")
+    fig.tight_layout()
+    fig.savefig(png, dpi=120, bbox_inches="tight")
+    fig.savefig(pdf, bbox_inches="tight")
+    plt.close(fig)
+    pd.concat([subsets.assign(kind="subset"), heuristics.assign(kind="heuristic")], ignore_index=True).to_csv(csv, index=False)
+
+
+def write_oracle(summary_csv, stats_csv, md, subsets_csv, heuristics_csv, additivity_csv, png, pdf, figure_csv) -> None:
+    from dropbench.aggregate import read_summary
+
+    summary = read_summary(summary_csv)
+    tests = pd.read_csv(stats_csv) if stats_csv else None
+    if tests is not None:
+        tests = tests[tests["comparison"].fillna("").ne("")]
+    subsets, heuristics, additivity, notes = oracle_tables(summary, tests)
+    subsets.to_csv(subsets_csv, index=False)
+    heuristics.to_csv(heuristics_csv, index=False)
+    additivity.to_csv(additivity_csv, index=False)
+    with open(md, "w") as handle:
+        handle.write(markdown(subsets, heuristics, additivity, notes))
+    strip_figure(subsets, heuristics, png, pdf, figure_csv)

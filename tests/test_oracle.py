@@ -1,0 +1,92 @@
+"""The oracle report (dropbench.oracle) on a hand-built grid: a 4-layer model whose layer losses add up,
+every subset at k = 1 and 2, and the heuristics top and bottom."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_aggregate import metrics_record
+
+from dropbench import aggregate, oracle, strategies
+
+LOSS = {1: 0.20, 2: 0.10, 3: 0.04, 4: 0.01}  # what dropping each layer (1-based) costs; the lowest most
+FULL = 0.90
+SEEDS = (1, 2, 3)
+
+
+def record(strategy, k, dropped, seed, task="sst2", score=None):
+    score = score if score is not None else FULL - sum(LOSS[layer] for layer in dropped) + 0.002 * seed
+    rec = metrics_record(model="m", strategy=strategy, k=k, task=task, seed=seed, score=score, layers=4)
+    rec["dropped_layers"] = [layer - 1 for layer in dropped]
+    rec["kept_layers"] = [i for i in range(4) if i + 1 not in dropped]
+    return rec
+
+
+@pytest.fixture
+def summary(tmp_path):
+    records = [record("none", 0, (), seed) for seed in SEEDS]
+    for k in (1, 2):
+        for dropped in itertools.combinations(range(1, 5), k):
+            records += [record(strategies.subset_name(dropped), k, dropped, seed) for seed in SEEDS]
+    records += [record("top", 2, (3, 4), seed) for seed in SEEDS]
+    records += [record("bottom", 2, (1, 2), seed) for seed in SEEDS]
+    paths = []
+    for i, rec in enumerate(records):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(rec))
+    aggregate.load_summary(paths).to_csv(tmp_path / "summary.csv", index=False)
+    return aggregate.read_summary(tmp_path / "summary.csv")
+
+
+def test_subsets_ranked_with_the_best_on_dev_marked(summary):
+    subsets, _, _, notes = oracle.oracle_tables(summary)
+    k2 = subsets[(subsets["k"] == 2)].set_index("strategy")
+    assert len(k2) == 6 and notes == []
+    assert k2.loc["drop_3_4", "best_on_dev"] and k2["best_on_dev"].sum() == 1
+    assert k2.loc["drop_3_4", "rank"] == 1 and k2.loc["drop_1_2", "rank"] == 6
+    assert k2.loc["drop_3_4", "mean"] == pytest.approx(100 * (FULL - 0.05 + 0.004))
+    assert k2.loc["drop_1_4", "dropped"] == "1 4"
+    assert k2.loc["drop_3_4", "ci_low"] < k2.loc["drop_3_4", "mean"] < k2.loc["drop_3_4", "ci_high"]
+
+
+def test_heuristics_placed_among_the_subsets_with_their_gap(summary):
+    tests = pd.DataFrame([{"model": "m", "task": "sst2", "k": 2, "metric": "task_score", "strategy": "drop_3_4",
+                           "comparison": "bottom-k2", "p_adjusted": 0.004}])
+    _, heuristics, _, _ = oracle.oracle_tables(summary, tests)
+    rows = heuristics.set_index("strategy")
+    assert rows.loc["top", "same_as"] == "drop_3_4" and rows.loc["top", "rank"] == 1 and rows.loc["top", "of"] == 6
+    assert rows.loc["top", "gap_to_best_on_dev"] == pytest.approx(0.0) and rows.loc["top", "at_least_as_good_as"] == 1.0
+    assert rows.loc["bottom", "rank"] == 6 and rows.loc["bottom", "at_least_as_good_as"] == pytest.approx(1 / 6)
+    assert rows.loc["bottom", "gap_to_best_on_dev"] == pytest.approx(100 * -(0.30 - 0.05))
+    assert rows.loc["bottom", "gap_seeds"] == 3 and rows.loc["bottom", "p_adjusted"] == 0.004
+    assert np.isnan(rows.loc["top", "p_adjusted"])  # no test in stats.csv for that pair here
+
+
+def test_additive_layer_effects_correlate_perfectly(summary):
+    _, _, additivity, _ = oracle.oracle_tables(summary)
+    row = additivity.set_index("k").loc[2]
+    assert row["subsets"] == 6 and row["spearman"] == pytest.approx(1.0)
+
+
+def test_no_oracle_from_a_full_model_at_chance(summary):
+    at_chance = summary.copy()
+    base = (at_chance["strategy"] == "none")
+    at_chance.loc[base, "at_chance"] = True
+    subsets, heuristics, additivity, notes = oracle.oracle_tables(at_chance)
+    assert subsets.empty and heuristics.empty and additivity.empty
+    assert len(notes) == 1 and "at chance on sst2" in notes[0]
+
+
+def test_the_report_files(summary, tmp_path):
+    summary.to_csv(tmp_path / "s.csv", index=False)
+    out = {name: tmp_path / name for name in ("o.md", "sub.csv", "heu.csv", "add.csv", "o.png", "o.pdf", "o_fig.csv")}
+    oracle.write_oracle(tmp_path / "s.csv", None, *out.values())
+    text = out["o.md"].read_text()
+    assert "## m, sst2, k = 2: 6 subsets" in text and "Best on dev (optimistic): `drop_3_4`" in text
+    assert "| top | 3 4 |" in text and "Spearman 1.00" in text
+    assert out["o.png"].read_bytes()[:4] == b"\x89PNG"
+    assert set(pd.read_csv(out["o_fig.csv"])["kind"]) == {"subset", "heuristic"}

@@ -1,0 +1,23 @@
+# How far is each strategy from the best possible layers? (config `subsets`, issue 25; dropbench.oracle)
+# The subset cells drop_<i>_<j>... are ordinary cells of the grid (common.smk, grid.cells); this rule ranks
+# them and places every other strategy of the grid among them.
+
+
+rule oracle:
+    input:
+        summary=rules.aggregate.output.summary,
+        stats=rules.stats.output.stats,
+    output:
+        **oracle_outputs(),
+    params:
+        code=code_digest("oracle", "claims", "stats", "aggregate", "strategies"),
+    log:
+        "logs/oracle.log",
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/oracle.py"
