@@ -248,6 +248,17 @@ def test_a_record_of_other_settings_forces_its_fine_tune_and_one_without_them_is
     (tmp_path / other.metrics).write_bytes((tmp_path / cell.metrics).read_bytes())  # a copy of another cell's record
     [problem] = integrity.find_damaged([other], data_driven=[])
     assert str(problem.path) == f"{other.dir}/finetuned" and "record of another cell" in problem.reason
+    # features prepared under another max_length: prepare_task and everything below
+    write_cell(tmp_path, cell, [0, 1], [0, 1], trained_with=asked)
+    features = tmp_path / "results/features/tiny/sst2"
+    features.mkdir(parents=True)
+    source = {"kind": "local", "path": "glue/SST-2"}
+    (features / "info.json").write_text(json.dumps({"task": "sst2", "source": source, "max_length": 32, "splits": {}}))
+    asks = {**expected, "features": {"source": {"path": "glue/SST-2", "kind": "local"}, "max_length": 32}}
+    assert integrity.find_damaged([cell], data_driven=[], expected=lambda c: asks) == []
+    asks["features"]["max_length"] = 64
+    problem = integrity.find_damaged([cell], data_driven=[], expected=lambda c: asks)[0]  # (then the stand-in's own defects)
+    assert str(problem.path) == "results/features/tiny/sst2" and "max_length 32, the config asks 64" in problem.reason
 
 
 def test_garbage_inside_a_features_archive_with_an_intact_index_is_found(tmp_path):

@@ -203,11 +203,12 @@ def latency_problem(path: str | Path) -> str | None:
 
 
 def record_problems(record: dict, cell: grid.Cell, expected: dict, data_driven: set) -> list[Problem]:
-    """Where a cell's valid metrics.json disagrees with its cell and with what the config now asks
-    (``expected``: ``training``, the fine-tune's ``job_params.trained_settings``, None if unknown;
-    ``dropped``, the layers a data-free strategy drops, None if known only later): each as the output
-    whose job must re-run (so that it and everything below it are recomputed). Settings a record does not
-    hold (records made before they were recorded) are unknown and trusted."""
+    """Where a cell's valid metrics.json (or the info.json of its features, if there) disagrees with its
+    cell and with what the config now asks (``expected``: ``features``, the prepare_task settings info.json
+    records; ``training``, the fine-tune's ``job_params.trained_settings``; ``dropped``, the layers a
+    data-free strategy drops, None if known only later): the output whose job must re-run first (so that
+    it and everything below it are recomputed). Settings a record does not hold (records made before they
+    were recorded) are unknown and trusted."""
     first = _first_training_output(cell)
     identity = _identity(cell.__dict__)
     recorded = {key: record.get(key) for key in identity}
@@ -220,6 +221,11 @@ def record_problems(record: dict, cell: grid.Cell, expected: dict, data_driven: 
         if stage in versions and stage in job_params.STAGE_VERSIONS and versions[stage] != job_params.STAGE_VERSIONS[stage] and path:
             return [Problem(Path(path), f"{cell.metrics} was made by {stage} version {versions[stage]}, "
                                         f"the code is at version {job_params.STAGE_VERSIONS[stage]}")]
+    features = grid.features_dir(cell.model, cell.task)
+    info = _read_json(Path(features) / "info.json")[0] if (Path(features) / "info.json").exists() else None
+    differ = _differences(info if isinstance(info, dict) else {}, expected.get("features") or {})
+    if differ:
+        return [Problem(Path(features), f"{features}/info.json (the features of {cell.metrics}) records {differ}")]
     dropped = expected.get("dropped")
     if dropped is not None and not cell.is_baseline and sorted(record.get("dropped_layers") or []) != sorted(dropped):
         return [Problem(Path(_pruned(cell, data_driven)), f"{cell.metrics} records dropped layers "
@@ -238,6 +244,7 @@ def _differences(recorded: dict, expected: dict) -> str:
 
 
 def _same(a, b) -> bool:
+    a, b = job_params.canonical(a), job_params.canonical(b)
     if isinstance(a, bool) or isinstance(b, bool) or not all(isinstance(v, (int, float)) for v in (a, b)):
         return a == b
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
