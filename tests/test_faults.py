@@ -52,13 +52,15 @@ def test_damaged_safetensors_files_are_detected(tmp_path, damage, reason):
     assert reason in integrity.safetensors_problem(path)
 
 
-def valid_record() -> dict:
-    return {
-        "model": "tiny", "strategy": "top", "k": 1, "task": "sst2", "seed": 1, "status": "ok", "task_score": 0.5,
+def valid_record(cell: Cell | None = None, **changes) -> dict:
+    """A complete metrics record, of ``cell`` if given (else tiny/top-k1/sst2/seed1)."""
+    identity = {"model": "tiny", "strategy": "top", "k": 1, "task": "sst2", "seed": 1} if cell is None else dict(cell.__dict__)
+    return {**identity, "status": "ok", "task_score": 0.5,
         "metrics": {"accuracy": 0.5}, "chance": {"accuracy": 0.5}, "distinct_predictions": {"validation": 2},
         "primary_metric": "accuracy", "dropped_layers": [3], "kept_layers": [0, 1, 2],
         "num_layers_pretrained": 4, "num_layers": 3, "parameters": 100, "train_rows": 32,
         "train_rows_available": 32, "dev_rows": {"validation": 32}, "train_seconds": 1.0, "eval_seconds": 1.0,
+        **changes,
     }
 
 
@@ -88,8 +90,8 @@ def test_find_damaged_names_corrupt_results_and_the_damaged_inputs_of_cells_to_r
         (tmp_path / cell.dir / "finetuned").mkdir(parents=True)
         (tmp_path / cell.dir / "finetuned" / "config.json").write_text("{}")
         tensors_file(tmp_path / cell.dir / "finetuned" / "model.safetensors")
-        (tmp_path / cell.metrics).write_text(json.dumps(valid_record()))
-    (tmp_path / pending.metrics).write_text(json.dumps(valid_record())[:-1])
+        (tmp_path / cell.metrics).write_text(json.dumps(valid_record(cell)))
+    (tmp_path / pending.metrics).write_text(json.dumps(valid_record(pending))[:-1])
     for cell in cells:  # both fine-tuned models damaged; only the pending cell's counts
         weights = tmp_path / cell.dir / "finetuned" / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:-4])
@@ -117,23 +119,146 @@ def test_find_damaged_names_corrupt_results_and_the_damaged_inputs_of_cells_to_r
     assert integrity.find_damaged([valid], data_driven=[]) == []
 
 
-def test_damaged_predictions_under_valid_metrics_recompute_the_cell(tmp_path, monkeypatch):
+def write_cell(tmp_path, cell, prediction, labels, bound: bool = True, **changes):
+    """A finished cell as evaluate writes it: predictions naming the cell, metrics recording their digest
+    (``bound``), or as it wrote them before issue 24 (neither)."""
     import numpy as np
 
     from dropbench import predictions
 
+    (tmp_path / cell.dir).mkdir(parents=True, exist_ok=True)
+    digest = predictions.save(tmp_path / cell.dir / "predictions.npz", {"validation": (np.array(prediction), np.array(labels))},
+                              cell=cell.__dict__ if bound else None)
+    if bound:
+        changes["predictions_sha256"] = digest
+    (tmp_path / cell.metrics).write_text(json.dumps(valid_record(cell, dev_rows={"validation": len(labels)}, **changes)))
+
+
+def test_damaged_predictions_under_valid_metrics_recompute_the_cell(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cell = Cell("tiny", "none", 0, "sst2", 1)
-    (tmp_path / cell.dir).mkdir(parents=True)
-    (tmp_path / cell.metrics).write_text(json.dumps(valid_record()))
+    write_cell(tmp_path, cell, [0, 1, 1], [0, 1, 0], bound=False)
     path = tmp_path / cell.dir / "predictions.npz"
-    predictions.save(path, {"validation": (np.array([0, 1, 1]), np.array([0, 1, 0]))})
     assert integrity.find_damaged([cell], data_driven=[]) == []
     data = bytearray(path.read_bytes())
     data[100:140] = b"x" * 40
     path.write_bytes(bytes(data))
     problems = integrity.find_damaged([cell], data_driven=[])
     assert [str(p.path) for p in problems] == [cell.metrics] and "predictions" in problems[0].reason
+
+
+def test_predictions_of_another_cell_or_written_again_recompute_the_cell(tmp_path, monkeypatch):
+    import numpy as np
+
+    from dropbench import predictions
+
+    monkeypatch.chdir(tmp_path)
+    a, b = Cell("tiny", "none", 0, "sst2", 1), Cell("tiny", "none", 0, "sst2", 2)
+    write_cell(tmp_path, a, [0, 1, 1], [0, 1, 0])
+    write_cell(tmp_path, b, [1, 1, 1], [0, 1, 0])
+    assert integrity.find_damaged([a, b], data_driven=[]) == []
+    # swapped: each file names the other cell
+    a_file, b_file = tmp_path / a.dir / "predictions.npz", tmp_path / b.dir / "predictions.npz"
+    a_bytes, b_bytes = a_file.read_bytes(), b_file.read_bytes()
+    a_file.write_bytes(b_bytes)
+    b_file.write_bytes(a_bytes)
+    found = {str(p.path): p.reason for p in integrity.find_damaged([a, b], data_driven=[])}
+    assert set(found) == {a.metrics, b.metrics}
+    assert "predictions of another cell (tiny/none-k0/sst2/seed2, not tiny/none-k0/sst2/seed1)" in found[a.metrics]
+    # written again with the library's own save (valid checksum, no cell): not the file evaluate wrote
+    b_file.write_bytes(b_bytes)
+    predictions.save(a_file, {"validation": (np.array([0, 1, 0]), np.array([0, 1, 0]))})
+    found = {str(p.path): p.reason for p in integrity.find_damaged([a, b], data_driven=[])}
+    assert list(found) == [a.metrics] and "is not the file this cell's evaluate wrote" in found[a.metrics]
+    # the statistics refuse it too, naming the file
+    from dropbench.significance import load_runs
+
+    with pytest.raises(CorruptResultError, match=f"damaged result {a.dir}/predictions.npz"):
+        load_runs([a_file.relative_to(tmp_path), b_file.relative_to(tmp_path)])
+
+
+def test_predictions_with_other_rows_or_labels_and_a_valid_checksum_are_found(tmp_path, monkeypatch):
+    """Records made before predictions were bound to their cell (no cell, no recorded digest) are trusted,
+    but their rows must still agree with metrics.json and the prepared dev labels."""
+    import numpy as np
+
+    from dropbench import predictions
+
+    monkeypatch.chdir(tmp_path)
+    cell = Cell("tiny", "none", 0, "sst2", 1)
+    write_cell(tmp_path, cell, [0, 1, 1], [0, 1, 0], bound=False)
+    path = tmp_path / cell.dir / "predictions.npz"
+    features = tmp_path / "results/features/tiny/sst2"
+    features.mkdir(parents=True)
+    np.savez(features / "validation.npz", labels=np.array([0, 1, 0]))
+    assert integrity.find_damaged([cell], data_driven=[]) == []
+    predictions.save(path, {"validation": (np.array([0, 1]), np.array([0, 1]))})
+    found = {str(p.path): p.reason for p in integrity.find_damaged([cell], data_driven=[])}  # (and the stand-in features)
+    assert "split validation has 2 rows, metrics.json counts 3" in found[cell.metrics]
+    predictions.save(path, {"validation": (np.array([0, 1, 1]), np.array([1, 1, 1]))})
+    found = {str(p.path): p.reason for p in integrity.find_damaged([cell], data_driven=[])}
+    assert "other rows or labels than results/features/tiny/sst2/validation.npz" in found[cell.metrics]
+
+
+def test_a_truncated_latency_record_is_found_naming_the_file(tmp_path, monkeypatch):
+    from dropbench import aggregate
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "results/latency/tiny/top-k1/any.json"
+    path.parent.mkdir(parents=True)
+    record = {"architecture": {"model": "tiny", "strategy": "top", "k": 1, "scope": "any"}, "latency_ms": 1.0, "parameters": 5}
+    path.write_text(json.dumps(record))
+    latency = ["results/latency/tiny/top-k1/any.json"]
+    assert integrity.find_damaged([], data_driven=[], latency=latency) == []
+    path.write_text(json.dumps(record)[:-25])
+    [problem] = integrity.find_damaged([], data_driven=[], latency=latency)
+    assert str(problem.path) == latency[0] and problem.reason.startswith("truncated or corrupt JSON")
+    with pytest.raises(CorruptResultError, match="damaged result results/latency/tiny/top-k1/any.json"):
+        aggregate.read_latency(latency)
+    other = {**record, "architecture": {**record["architecture"], "k": 2}}
+    path.write_text(json.dumps(other))
+    [problem] = integrity.find_damaged([], data_driven=[], latency=latency)
+    assert "not the one its path names" in problem.reason
+
+
+def test_a_record_of_other_settings_forces_its_fine_tune_and_one_without_them_is_trusted(tmp_path, monkeypatch):
+    from dropbench import job_params
+
+    monkeypatch.chdir(tmp_path)
+    cell = Cell("tiny", "top", 1, "sst2", 1)
+    training = {"epochs": 1, "learning_rate": 2e-5, "batch_size": 8, "warmup_ratio": 0.0, "weight_decay": 0.0,
+                "max_grad_norm": 1.0, "group_by_length": True}
+    asked = job_params.trained_settings(job_params.finetune_params(training, 1), 1)
+    write_cell(tmp_path, cell, [0, 1], [0, 1], trained_with={**asked, "learning_rate": 1e-4, "checkpoint_minutes": 5})
+    expected = {"training": asked, "dropped": [3]}
+    [problem] = integrity.find_damaged([cell], data_driven=[], expected=lambda c: expected)
+    assert str(problem.path) == f"{cell.dir}/finetuned"
+    assert problem.reason == f"{cell.metrics} records training learning_rate 0.0001, the config asks 2e-05"
+    write_cell(tmp_path, cell, [0, 1], [0, 1], trained_with={**asked, "epochs": 1.0})  # another spelling
+    assert integrity.find_damaged([cell], data_driven=[], expected=lambda c: expected) == []
+    write_cell(tmp_path, cell, [0, 1], [0, 1])  # made before trained_with was recorded: unknown, trusted
+    assert integrity.find_damaged([cell], data_driven=[], expected=lambda c: expected) == []
+    [problem] = integrity.find_damaged([cell], data_driven=[], expected=lambda c: {**expected, "dropped": [0]})
+    assert str(problem.path) == "results/models/tiny/pruned/top-k1/any" and "config drops [0]" in problem.reason
+    write_cell(tmp_path, cell, [0, 1], [0, 1], stage_versions={**job_params.STAGE_VERSIONS, "finetune": 0})
+    [problem] = integrity.find_damaged([cell], data_driven=[], expected=lambda c: expected)
+    assert str(problem.path) == f"{cell.dir}/finetuned" and "finetune version 0" in problem.reason
+    other = Cell("tiny", "top", 1, "sst2", 2)
+    (tmp_path / other.dir).mkdir(parents=True)
+    (tmp_path / other.metrics).write_bytes((tmp_path / cell.metrics).read_bytes())  # a copy of another cell's record
+    [problem] = integrity.find_damaged([other], data_driven=[])
+    assert str(problem.path) == f"{other.dir}/finetuned" and "record of another cell" in problem.reason
+    # features prepared under another max_length: prepare_task and everything below
+    write_cell(tmp_path, cell, [0, 1], [0, 1], trained_with=asked)
+    features = tmp_path / "results/features/tiny/sst2"
+    features.mkdir(parents=True)
+    source = {"kind": "local", "path": "glue/SST-2"}
+    (features / "info.json").write_text(json.dumps({"task": "sst2", "source": source, "max_length": 32, "splits": {}}))
+    asks = {**expected, "features": {"source": {"path": "glue/SST-2", "kind": "local"}, "max_length": 32}}
+    assert integrity.find_damaged([cell], data_driven=[], expected=lambda c: asks) == []
+    asks["features"]["max_length"] = 64
+    problem = integrity.find_damaged([cell], data_driven=[], expected=lambda c: asks)[0]  # (then the stand-in's own defects)
+    assert str(problem.path) == "results/features/tiny/sst2" and "max_length 32, the config asks 64" in problem.reason
 
 
 def test_garbage_inside_a_features_archive_with_an_intact_index_is_found(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ import yaml
 from tiny import changed, write_config
 from workflow_runner import REPO, finished_tiny_run, planned_jobs, snakemake
 
+from dropbench import predictions
 from dropbench.job_params import STAGE_VERSIONS
 
 pytestmark = pytest.mark.slow
@@ -133,6 +135,61 @@ def test_adding_a_sha256_to_the_model_source_plans_nothing(finished_run):
 def test_a_weight_setting_plans_every_fine_tune(finished_run):
     workdir, config = finished_run
     assert plan_with(workdir, changed(config, "training.learning_rate", 1e-3)) == {"finetune": 2, "evaluate": 2, **REPORTS}
+
+
+def test_records_are_checked_against_the_config_without_snakemakes_metadata(finished_run, tmp_path):
+    """Issue 24 item 1: the finished run copied without .snakemake/ (as to another machine, or after
+    `rm -rf .snakemake`): the records themselves tell what the config must re-run."""
+    workdir, config = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns(".snakemake"), symlinks=True)  # times kept
+    write_config(copy, config)
+    assert planned_jobs(copy) == {}
+    trained = json.loads((copy / TOP / "metrics.json").read_text())["trained_with"]
+    assert trained["learning_rate"] == 5e-5 and trained["seed"] == 1  # the schema's default rate
+
+    # (a) another learning rate: both fine-tunes, with the reason
+    write_config(copy, changed(config, "training.learning_rate", 1e-3))
+    dry = snakemake(copy, "-n")
+    for cell in (TOP, BASE):
+        assert (f"WARNING: damaged result {cell}/finetuned: {cell}/metrics.json records training learning_rate "
+                f"{trained['learning_rate']!r}, the config asks 0.001") in dry.stdout + dry.stderr
+    assert planned_jobs(copy) == {"finetune": 2, "evaluate": 2, **REPORTS}
+    # records made before they held their settings and their predictions' digest: unknown, trusted as before
+    kept = [restored(copy / cell / "metrics.json") for cell in (TOP, BASE)]
+    for keep in kept:
+        record = json.loads(keep.path.read_text())
+        keep.path.write_text(json.dumps({k: v for k, v in record.items() if k not in ("trained_with", "predictions_sha256")}))
+        os.utime(keep.path, ns=(keep.stat.st_atime_ns, keep.stat.st_mtime_ns))
+    assert planned_jobs(copy) == {}
+    for keep in kept:
+        keep.__exit__()
+    write_config(copy, config)
+
+    # (b) two cells' predictions swapped, then one written again with the library's own save
+    top, base = copy / TOP / "predictions.npz", copy / BASE / "predictions.npz"
+    with restored(top), restored(base):
+        top_bytes = top.read_bytes()
+        top.write_bytes(base.read_bytes())
+        base.write_bytes(top_bytes)
+        dry = snakemake(copy, "-n")
+        assert f"WARNING: damaged result {TOP}/metrics.json: predictions.npz holds the predictions of another cell (tiny/none-k0/sst2/seed1, not tiny/top-k1/sst2/seed1)" in dry.stderr
+        assert planned_jobs(copy) == {"evaluate": 2, **REPORTS}
+    splits = predictions.load(top)  # every example right: a valid file, of no cell
+    predictions.save(top, {split: (arrays["label"], arrays["label"]) for split, arrays in splits.items()})
+    dry = snakemake(copy, "-n")
+    assert f"WARNING: damaged result {TOP}/metrics.json: predictions.npz is not the file this cell's evaluate wrote" in dry.stderr
+    assert planned_jobs(copy) == {"evaluate": 1, **REPORTS}
+    snakemake(copy, "--cores", "2")  # the cell is evaluated again: its own predictions back
+    assert predictions.read(top)[1] == {"model": "tiny", "strategy": "top", "k": 1, "task": "sst2", "seed": 1}
+    assert planned_jobs(copy) == {}
+
+    # (c) a truncated latency record, named while planning
+    latency = copy / "results/latency/tiny/top-k1/any.json"
+    latency.write_text(latency.read_text()[:-10])
+    dry = snakemake(copy, "-n")
+    assert "WARNING: damaged result results/latency/tiny/top-k1/any.json: truncated or corrupt JSON" in dry.stderr
+    assert planned_jobs(copy) == {"measure_latency": 1, **REPORTS}
 
 
 def test_a_models_own_learning_rate_re_runs_its_fine_tunes_only_when_it_differs(finished_run):

@@ -3,20 +3,21 @@ seed + 1000, both runs are kept, the tables count the retry, and nothing else is
 
 Grid: the tiny model unpruned (baseline cells only), sst2, seeds 1 and 2. Whether a tiny random model
 diverges depends on its initialisation, so the divergence is made deterministic: after the first run
-the test rewrites the two runs' dev predictions (with dropbench.predictions.save, so they stay valid
-results): seed 1 gets every example right, seed 2 predicts the minority class everywhere, i.e. at
+the test rewrites the two runs' dev predictions (with dropbench.predictions.save, naming their cell, and
+their digest in metrics.json, so they stay valid results): seed 1 gets every example right, seed 2 predicts the minority class everywhere, i.e. at
 chance while another seed of its cell is clearly above. Everything after that is the workflow's own.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_significance import markdown_tables
-from tiny import tiny_config, write_config
+from tiny import changed, tiny_config, write_config
 from workflow_runner import planned_jobs, snakemake
 
 from dropbench import predictions
@@ -25,6 +26,14 @@ pytestmark = pytest.mark.slow
 
 CELL = "results/cells/tiny/none-k0/sst2/seed{}"
 REPORTS = {"aggregate": 1, "tables": 1, "plot": 1, "stats": 1, "paper_comparison": 1, "plot_intervals": 1, "all": 1}
+
+
+def rewrite_predictions(workdir, seed: int, prediction, labels) -> None:
+    """A cell's predictions replaced as if its evaluate had written them (bound to the cell, digest recorded)."""
+    cell = {"model": "tiny", "strategy": "none", "k": 0, "task": "sst2", "seed": seed}
+    digest = predictions.save(workdir / CELL.format(seed) / "predictions.npz", {"validation": (prediction, labels)}, cell=cell)
+    metrics = workdir / CELL.format(seed) / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "predictions_sha256": digest}))
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +59,8 @@ def test_a_diverged_run_is_retried_once_and_kept(diverged_run):
     workdir, config = diverged_run
     labels = predictions.load(workdir / CELL.format(1) / "predictions.npz")["validation"]["label"]
     minority = int(np.argmin(np.bincount(labels)))
-    predictions.save(workdir / CELL.format(1) / "predictions.npz", {"validation": (labels, labels)})
-    predictions.save(workdir / CELL.format(2) / "predictions.npz", {"validation": (np.full_like(labels, minority), labels)})
+    rewrite_predictions(workdir, 1, labels, labels)
+    rewrite_predictions(workdir, 2, np.full_like(labels, minority), labels)
     before = {seed: (workdir / CELL.format(seed) / "metrics.json").stat().st_mtime_ns for seed in (1, 2)}
 
     write_config(workdir, {**config, "retry_diverged": 1})
@@ -78,3 +87,25 @@ def test_a_diverged_run_is_retried_once_and_kept(diverged_run):
 def test_a_second_run_plans_nothing(diverged_run):
     workdir, _ = diverged_run
     assert planned_jobs(workdir) == {}
+
+
+def test_a_partial_report_with_retries_on_never_trains(diverged_run):
+    """Issue 24 item 2: the retry checkpoint's inputs are every cell's predictions; a partial report of a
+    grid with a missing cell (here a new seed) must not fine-tune it, however the retries stand."""
+    workdir, config = diverged_run
+    write_config(workdir, {**config, "seeds": [1, 2, 3], "retry_diverged": 1})
+    partial = ("--config", "partial_summary=true", "--", "report_only")
+    planned = planned_jobs(workdir, *partial)
+    assert not {"finetune", "evaluate", "find_diverged", "prepare_task"} & set(planned), planned
+    result = snakemake(workdir, "--cores", "2", *partial)
+    ran = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", result.stdout + result.stderr, flags=re.MULTILINE)
+    assert "finetune" not in ran and "evaluate" not in ran and not (workdir / CELL.format(3)).exists()
+    missing = pd.read_csv(workdir / "reports" / "missing_cells.csv")
+    assert missing["seed"].tolist() == [3]
+    # records made under another learning rate are not re-run by a partial report either: left out, named
+    write_config(workdir, {**changed(config, "training.learning_rate", 1e-3), "retry_diverged": 1})
+    dry = snakemake(workdir, "-n", *partial)
+    assert f"WARNING: damaged result {CELL.format(1)}/finetuned: {CELL.format(1)}/metrics.json records training learning_rate" in dry.stderr
+    assert f"{CELL.format(1)}/metrics.json is left out of this partial report" in dry.stderr
+    assert not {"finetune", "evaluate", "find_diverged"} & set(planned_jobs(workdir, *partial))
+    write_config(workdir, {**config, "retry_diverged": 1})

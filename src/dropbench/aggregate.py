@@ -23,7 +23,7 @@ from dropbench.chance import CHANCE_MARGINS, at_chance
 from dropbench.convergence import UNDERFIT_FIT
 from dropbench.grid import BASELINE
 from dropbench.paper_score import AVG7_TASKS, MEAN, avg7_problem, metric_keys, paper_metrics, paper_score
-from dropbench.records import read_cell_metrics
+from dropbench.records import CorruptResultError, read_cell_metrics
 from dropbench.strategies import cls_threshold_of
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,12 @@ def cell_key(cell: Mapping) -> tuple:
 def read_latency(paths: Iterable[str | Path]) -> dict[tuple, dict]:
     """(model, strategy, k, scope) -> the ``measure_latency`` result of that architecture, its
     ``latency_ms`` expressed in its full model's figure (``in_full_models_figure``)."""
+    from dropbench.integrity import latency_problem
+
     latency = {}
     for path in paths:
+        if problem := latency_problem(path):  # planning finds the same and re-times the architecture
+            raise CorruptResultError(f"damaged result {path}: {problem}; run snakemake again to measure it again")
         result = json.loads(Path(path).read_text())
         arch = result["architecture"]
         latency[(arch["model"], arch["strategy"], int(arch["k"]), arch["scope"])] = result

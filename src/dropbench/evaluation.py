@@ -18,7 +18,7 @@ from dropbench import chance, convergence, features, glue, heads, layer_drop, me
 from dropbench.atomic import write_json
 from dropbench.batching import sorted_batches
 from dropbench.device import autocast, pick_device, reuse_freed_memory
-from dropbench.job_params import STAGE_VERSIONS
+from dropbench.job_params import STAGE_VERSIONS, TRAINED_KEYS
 from dropbench.records import check_record
 
 OK, DEGENERATE = "ok", "degenerate"
@@ -104,6 +104,11 @@ def pruning_info(model_dir: str | Path) -> dict:
     return {"strategy": "none", "k": 0, "dropped": [], "kept": list(range(layers)), "num_layers_before": layers, "num_layers_after": layers}
 
 
+def trained_with(train_config: dict) -> dict:
+    """The settings of a train log's ``config`` that decide the weights (job_params.TRAINED_KEYS)."""
+    return {key: train_config[key] for key in TRAINED_KEYS if key in train_config}
+
+
 def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir, train_log, eval_batch_size: int,
                        out_path, predictions_path=None, tuning_choice=None) -> dict:
     """``tuning_choice``: the variant's learning-rate selection (config tuning, dropbench.tuning), copied
@@ -139,6 +144,8 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
     }
     if "learning_rate" in train.get("config", {}):
         record["learning_rate"] = train["config"]["learning_rate"]
+    # what the fine-tune trained with (its train log's settings): planning compares it with the config
+    record["trained_with"] = trained_with(train.get("config", {}))
     if tuning_choice is not None:
         from dropbench.tuning import read_choice
 
@@ -148,6 +155,6 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         record["fit"] = fit
     check_record(record, out_path)
     if predictions_path is not None:  # written before the metrics, which mark the cell complete
-        predictions.save(predictions_path, result["predictions"])
+        record["predictions_sha256"] = predictions.save(predictions_path, result["predictions"], cell=cell)
     write_json(out_path, record)
     return record

@@ -12,16 +12,18 @@ A job that fails writes ``results/failed/<model>/<strategy>-k<k>/<task>/seed<see
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
+import math
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropbench import grid, predictions, strategies
+from dropbench import grid, job_params, predictions, strategies
 from dropbench.atomic import write_json
 from dropbench.records import CorruptResultError, record_problem
 
@@ -34,6 +36,7 @@ MAX_HEADER_BYTES = 100 << 20
 class Problem:
     path: Path  # what to remove so that it is recomputed (a file or a directory output)
     reason: str
+    result: str | None = None  # the finished result it discredits (a cell's metrics.json, a latency record), if any
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -134,15 +137,128 @@ def json_problem(path: str | Path, required: Iterable[str] = ()) -> str | None:
     return f"lacks key(s) {missing}" if missing else None
 
 
-def predictions_problem(path: Path) -> str | None:
-    """A cell's dev predictions (written with its metrics): present, readable and matching their sha256."""
+def predictions_problem(path: Path, cell: dict | None = None, record: dict | None = None,
+                        features_dir: str | Path | None = None) -> str | None:
+    """A cell's dev predictions (written with its metrics): readable and matching their sha256; and, with
+    ``cell``/``record``/``features_dir``, bound to that cell: the cell the file names (files written since
+    issue 24) is ``cell``, its digest is the one ``record`` (the cell's metrics.json) records, each dev
+    split has the record's ``dev_rows`` rows and the labels of the split in ``features_dir`` (if there)."""
     if not path.exists():
         return None  # a missing output: Snakemake re-runs evaluate by itself
     try:
-        predictions.load(path)
+        splits, owner, digest = predictions.read(path)
     except CorruptResultError as err:
         return str(err)
+    if cell is not None and owner is not None and owner != _identity(cell):
+        return f"{path.name} holds the predictions of another cell ({_variant(owner)}, not {_variant(cell)})"
+    recorded = (record or {}).get("predictions_sha256")
+    if recorded is not None and recorded != digest:
+        return f"{path.name} is not the file this cell's evaluate wrote (sha256 {digest[:12]}..., metrics.json records {recorded[:12]}...)"
+    rows = (record or {}).get("dev_rows")
+    if isinstance(rows, dict) and sorted(rows) != sorted(splits):
+        return f"{path.name} holds dev splits {sorted(splits)}, metrics.json has {sorted(rows)}"
+    for split, arrays in sorted(splits.items()):
+        if isinstance(rows, dict) and len(arrays["label"]) != rows[split]:
+            return f"{path.name}: split {split} has {len(arrays['label'])} rows, metrics.json counts {rows[split]}"
+        labels = _feature_labels(features_dir, split)
+        if labels is not None and not (len(labels) == len(arrays["label"]) and (labels == arrays["label"]).all()):
+            return f"{path.name}: split {split} has other rows or labels than {features_dir}/{split}.npz"
     return None
+
+
+def _identity(cell) -> dict:
+    return {key: cell[key] for key in ("model", "strategy", "k", "task", "seed")}
+
+
+def _variant(cell: dict) -> str:
+    return f"{cell['model']}/{cell['strategy']}-k{cell['k']}/{cell['task']}/seed{cell['seed']}"
+
+
+def _feature_labels(features_dir, split: str):
+    """The labels of a prepared dev split, or None where it is not there (or not readable: features_problem's job)."""
+    import numpy as np
+
+    if features_dir is None:
+        return None
+    try:
+        with np.load(Path(features_dir) / f"{split}.npz", allow_pickle=False) as data:
+            return data["labels"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
+
+
+def latency_problem(path: str | Path) -> str | None:
+    """A latency record (``measure_latency``): readable, complete, and of the architecture its path names
+    (``results/latency/<model>/<strategy>-k<k>/<scope>.json``)."""
+    path = Path(path)
+    problem = json_problem(path, ["architecture", "latency_ms", "parameters"])
+    if problem:
+        return problem
+    architecture = json.loads(path.read_text())["architecture"]
+    strategy, _, k = path.parent.name.rpartition("-k")
+    named = {"model": path.parent.parent.name, "strategy": strategy, "k": k, "scope": path.stem}
+    if not isinstance(architecture, dict) or {key: str(architecture.get(key)) for key in named} != named:
+        return f"records the architecture {architecture!r}, not the one its path names"
+    return None
+
+
+def record_problems(record: dict, cell: grid.Cell, expected: dict, data_driven: set) -> list[Problem]:
+    """Where a cell's valid metrics.json (or the info.json of its features, if there) disagrees with its
+    cell and with what the config now asks (``expected``: ``features``, the prepare_task settings info.json
+    records; ``training``, the fine-tune's ``job_params.trained_settings``; ``dropped``, the layers a
+    data-free strategy drops, None if known only later): the output whose job must re-run first (so that
+    it and everything below it are recomputed). Settings a record does not hold (records made before they
+    were recorded) are unknown and trusted."""
+    first = _first_training_output(cell)
+    identity = _identity(cell.__dict__)
+    recorded = {key: record.get(key) for key in identity}
+    if recorded != identity:
+        return [Problem(Path(first), f"metrics.json is the record of another cell ({_variant(recorded)})")]
+    stages = {"download": grid.pretrained_dir(cell.model), "prepare": grid.features_dir(cell.model, cell.task),
+              "prune": None if cell.is_baseline else _pruned(cell, data_driven), "finetune": first, "evaluate": cell.metrics}
+    versions = record.get("stage_versions") or {}
+    for stage, path in stages.items():  # the first stage whose code changed since the record was made
+        if stage in versions and stage in job_params.STAGE_VERSIONS and versions[stage] != job_params.STAGE_VERSIONS[stage] and path:
+            return [Problem(Path(path), f"{cell.metrics} was made by {stage} version {versions[stage]}, "
+                                        f"the code is at version {job_params.STAGE_VERSIONS[stage]}")]
+    features = grid.features_dir(cell.model, cell.task)
+    info = _read_json(Path(features) / "info.json")[0] if (Path(features) / "info.json").exists() else None
+    differ = _differences(info if isinstance(info, dict) else {}, expected.get("features") or {})
+    if differ:
+        return [Problem(Path(features), f"{features}/info.json (the features of {cell.metrics}) records {differ}")]
+    dropped = expected.get("dropped")
+    if dropped is not None and not cell.is_baseline and sorted(record.get("dropped_layers") or []) != sorted(dropped):
+        return [Problem(Path(_pruned(cell, data_driven)), f"{cell.metrics} records dropped layers "
+                                                           f"{record.get('dropped_layers')}, the config drops {dropped}")]
+    differ = _differences(record.get("trained_with") or {}, expected.get("training") or {})
+    if differ:
+        return [Problem(Path(first), f"{cell.metrics} records training {differ}")]
+    return []
+
+
+def _differences(recorded: dict, expected: dict) -> str:
+    """'<key> <recorded>, the config asks <expected>' for each setting both hold that differs."""
+    differ = [f"{key} {recorded[key]!r}, the config asks {expected[key]!r}"
+              for key in sorted(set(recorded) & set(expected)) if not _same(recorded[key], expected[key])]
+    return "; ".join(differ)
+
+
+def _same(a, b) -> bool:
+    a, b = job_params.canonical(a), job_params.canonical(b)
+    if isinstance(a, bool) or isinstance(b, bool) or not all(isinstance(v, (int, float)) for v in (a, b)):
+        return a == b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+
+
+def _first_training_output(cell: grid.Cell) -> str:
+    """The first fine-tune output of a cell: its first stage for task_specific_<base>, else ``finetuned``."""
+    if strategies.family_of(cell.strategy)[0] == strategies.TASK_SPECIFIC:
+        return f"{cell.dir}/frozen_finetune"
+    return f"{cell.dir}/finetuned"
+
+
+def _pruned(cell: grid.Cell, data_driven: set) -> str:
+    return grid.pruned_dir(cell.model, cell.strategy, cell.k, cell.task if cell.strategy in data_driven else "any")
 
 
 def features_problem(features_dir: str | Path) -> str | None:
@@ -166,11 +282,15 @@ def features_problem(features_dir: str | Path) -> str | None:
 # ------------------------------------------------------------------ the grid's results
 
 
-def find_damaged(cells: Iterable[grid.Cell], data_driven: Iterable[str], sources: dict | None = None) -> list[Problem]:
-    """Damaged results that Snakemake must recompute: corrupt metrics files, and the damaged
-    intermediates (staged models, features, pruned models, fine-tuned models) of cells that have no
-    valid metrics yet. A damaged intermediate under a valid metrics file is left alone: it never
-    invalidates a valid result by itself. ``sources``: model -> its configured source (for the sha256).
+def find_damaged(cells: Iterable[grid.Cell], data_driven: Iterable[str], sources: dict | None = None,
+                 expected: Callable[[grid.Cell], dict] | None = None, latency: Iterable[str] = ()) -> list[Problem]:
+    """Damaged results that Snakemake must recompute: corrupt metrics files; predictions that are not
+    their cell's (``predictions_problem``); records that disagree with their cell or with what the config
+    now asks (``expected``: cell -> what ``record_problems`` compares; none without it); damaged latency
+    records (``latency``: the grid's latency files); and the damaged intermediates (staged models, features,
+    pruned models, fine-tuned models) of cells that have no valid metrics yet. A damaged intermediate
+    under a valid metrics file is left alone: it never invalidates a valid result by itself.
+    ``sources``: model -> its configured source (for the sha256).
 
     Only reads files; the workflow forces the jobs that rebuild them (Snakemake then replaces them).
     """
@@ -180,9 +300,19 @@ def find_damaged(cells: Iterable[grid.Cell], data_driven: Iterable[str], sources
         metrics = Path(cell.metrics)
         if not metrics.exists():
             pending.append(cell)
-        elif reason := metrics_problem(metrics) or predictions_problem(Path(cell.dir) / "predictions.npz"):
-            problems.append(Problem(metrics, reason))
+            continue
+        reason = metrics_problem(metrics)
+        record = None if reason else _read_json(metrics)[0]
+        if reason := reason or predictions_problem(Path(cell.dir) / "predictions.npz", cell.__dict__, record,
+                                                   grid.features_dir(cell.model, cell.task)):
+            problems.append(Problem(metrics, reason, cell.metrics))
             pending.append(cell)
+        elif stale := record_problems(record, cell, expected(cell) if expected else {}, data_driven):
+            problems += [dataclasses.replace(problem, result=cell.metrics) for problem in stale]
+            pending.append(cell)
+    for path in sorted(set(latency)):
+        if Path(path).exists() and (reason := latency_problem(path)):
+            problems.append(Problem(Path(path), reason, path))
     checks = {}
     for cell in pending:
         checks[grid.pretrained_dir(cell.model)] = lambda path, m=cell.model: pretrained_problem(path, sources.get(m, {}))

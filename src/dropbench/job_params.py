@@ -42,6 +42,9 @@ OPTIONAL_WEIGHT_KEYS = ("min_steps",)
 OPERATIONAL_KEYS = ("checkpoint_minutes",)
 # TrainConfig fields that come from the job's params, not the training section: the seed and the model's head
 JOB_KEYS = ("seed", "head")
+# What a cell's metrics.json records of its fine-tune (``trained_with``, from the train log's settings), so
+# that planning can tell a cell made under other settings without Snakemake's metadata (trained_settings).
+TRAINED_KEYS = (*WEIGHT_KEYS, *OPTIONAL_WEIGHT_KEYS, *JOB_KEYS)
 # iterative_<base>: epochs of fine-tuning before each layer drop (dropbench.families).
 ITERATIVE_EPOCHS_PER_DROP = 2
 # Keys of a model source that only verify the staged copy.
@@ -188,6 +191,17 @@ def tune_params(training: dict, tuning: dict, learning_rate: float, head: str = 
 @job
 def iterative_params(training: dict, seed: int, head: str = "native") -> dict:
     return {**finetune_params(training, seed, head), "epochs_per_drop": ITERATIVE_EPOCHS_PER_DROP}
+
+
+def trained_settings(params: dict, k: int) -> dict:
+    """The ``trained_with`` a fine-tune job with ``params`` (finetune_params or iterative_params) records:
+    its weight keys (optional ones at their default 0 when unset), seed and head; an iterative run trains
+    ``epochs_per_drop`` more epochs per dropped layer (dropbench.families)."""
+    settings = {**dict.fromkeys(OPTIONAL_WEIGHT_KEYS, 0), **params["training"], "seed": params["seed"],
+                "head": params.get("head", "native")}
+    if "epochs_per_drop" in params:
+        settings["epochs"] = settings["epochs"] + params["epochs_per_drop"] * k
+    return settings
 
 
 def model_training(training: dict, model_cfg: dict) -> dict:

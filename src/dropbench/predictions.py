@@ -5,11 +5,17 @@ One ``predictions.npz`` per cell (numpy, read with ``allow_pickle=False``), per 
 STS-B) and ``<split>/label``. ``sha256`` holds the digest of every other array (names, dtypes,
 shapes and bytes), checked on every read; the zip's own CRCs catch truncation. The labels travel
 with the predictions so that two cells are only ever compared on the same examples.
+
+``cell`` (written by ``evaluate`` since issue 24) names the cell the predictions belong to (JSON of model,
+strategy, k, task, seed), inside the digest; the cell's ``metrics.json`` records the digest
+(``predictions_sha256``), so a file of another cell, or one written again, is told apart from the cell's
+own (``dropbench.integrity.predictions_problem``). Files written before have no ``cell``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 import zlib
 from pathlib import Path
@@ -21,6 +27,7 @@ from dropbench.atomic import atomic_file
 from dropbench.records import CorruptResultError
 
 DIGEST = "sha256"
+CELL = "cell"
 
 
 def digest(arrays: Mapping[str, np.ndarray]) -> str:
@@ -32,9 +39,10 @@ def digest(arrays: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def save(path: str | Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """Write ``{split: (predictions, labels)}`` atomically."""
-    arrays = {}
+def save(path: str | Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]], cell: Mapping | None = None) -> str:
+    """Write ``{split: (predictions, labels)}`` atomically, with the identity of ``cell`` if given; returns
+    the digest."""
+    arrays = {} if cell is None else {CELL: np.array(cell_identity(cell))}
     for split, (prediction, label) in splits.items():
         prediction, label = np.asarray(prediction), np.asarray(label)
         if prediction.shape != label.shape or prediction.ndim != 1:
@@ -46,10 +54,17 @@ def save(path: str | Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]]) 
     with atomic_file(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
+    return str(arrays[DIGEST])
 
 
-def load(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{split: {"index", "prediction", "label"}}``; CorruptResultError if the file is damaged."""
+def cell_identity(cell: Mapping) -> str:
+    """The JSON a predictions file holds to name its cell."""
+    return json.dumps({key: cell[key] for key in ("model", "strategy", "k", "task", "seed")})
+
+
+def read(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict | None, str]:
+    """(splits as ``load`` gives them, the cell the file names or None, its digest); CorruptResultError if
+    the file is damaged."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
@@ -58,11 +73,17 @@ def load(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     recorded = arrays.pop(DIGEST, None)
     if recorded is None or str(recorded) != digest(arrays):
         raise CorruptResultError(f"{path}: predictions do not match their recorded sha256")
+    cell = json.loads(str(arrays.pop(CELL))) if CELL in arrays else None
     splits: dict[str, dict[str, np.ndarray]] = {}
     for name, arr in arrays.items():
         split, _, field = name.rpartition("/")
         splits.setdefault(split, {})[field] = arr
-    return splits
+    return splits, cell, str(recorded)
+
+
+def load(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{split: {"index", "prediction", "label"}}``; CorruptResultError if the file is damaged."""
+    return read(path)[0]
 
 
 def check_paired(a: Mapping, b: Mapping, where: str) -> None:

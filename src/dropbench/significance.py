@@ -15,6 +15,7 @@ is paired with the other variants' runs of the seed it replaces.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,7 @@ from dropbench import predictions, stats
 from dropbench.atomic import atomic_file
 from dropbench.glue import get_task
 from dropbench.grid import BASELINE
+from dropbench.records import CorruptResultError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,21 @@ def cell_of(path: str | Path) -> tuple:
 
 
 def load_runs(paths: Iterable[str | Path]) -> dict[tuple, dict]:
-    return {cell_of(path): predictions.load(path) for path in paths}
+    """Each cell's predictions, checked to be its own: CorruptResultError naming the file if one belongs to
+    another cell, is not the file its metrics.json records, or has other rows than it
+    (``integrity.predictions_problem``; planning finds the same and re-runs the cell)."""
+    from dropbench.integrity import predictions_problem
+
+    runs = {}
+    for path in map(Path, paths):
+        cell = cell_of(path)
+        metrics = path.parent / "metrics.json"
+        record = json.loads(metrics.read_text()) if metrics.exists() else None
+        problem = predictions_problem(path, dict(zip(("model", "strategy", "k", "task", "seed"), cell)), record)
+        if problem:
+            raise CorruptResultError(f"damaged result {path}: {problem}; run snakemake again to recompute the cell")
+        runs[cell] = predictions.load(path)
+    return runs
 
 
 def run_scores(runs: Mapping[tuple, dict]) -> dict[tuple, dict[str, float]]:

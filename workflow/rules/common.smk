@@ -57,19 +57,7 @@ def force_when_planning(paths):
     workflow.dag_settings = settings
 
 
-# ---- integrity: damaged results of this grid (corrupt metrics, and damaged intermediates of cells
-# without valid metrics) are forced to re-run, exactly as `--forcerun <path>` would: planning only reads
-# files; the job that rebuilds one replaces it. Any invocation (-n, --lint, --summary, ...) leaves files
-# untouched. Main snakemake process only.
-if workflow.is_main_process:
-    from dropbench import integrity
-
-    _damaged = integrity.find_damaged(CELLS, STRATEGIES_NEEDING_DATA, {m: c["source"] for m, c in config["models"].items()})
-    for _problem in _damaged:
-        print(f"WARNING: damaged result {_problem}; it will be recomputed", file=sys.stderr)
-    if _damaged:
-        force_when_planning({str(p.path) for p in _damaged})
-# ---- end integrity
+# The integrity check of the grid's results (damaged or stale results forced) is at the end of this file.
 
 
 # On a cluster these run on the submitting node: the download needs the internet (compute nodes often
@@ -143,8 +131,11 @@ def latency_inputs(wildcards):
 def latency_files(wildcards=None):
     """One latency measurement per architecture of the grid; the aggregate joins them to the cells,
     so a new latency protocol re-times the architectures and re-runs no evaluate."""
-    files = {grid.latency_file(c.model, c.strategy, c.k, prune_scope(c.strategy, c.task)) for c in CELLS}
-    return _existing_if_partial(sorted(files))
+    return _existing_if_partial(latency_files_of_grid())
+
+
+def latency_files_of_grid():
+    return sorted({grid.latency_file(c.model, c.strategy, c.k, prune_scope(c.strategy, c.task)) for c in CELLS})
 
 
 def prune_inputs(wildcards):
@@ -225,10 +216,15 @@ def figure_files(name):
     return {name: f"{stem}.png", f"{name}_pdf": f"{stem}.pdf", f"{name}_data": f"{stem}.csv"}
 
 
+# Results a damaged result discredits (dropbench.integrity.find_damaged): left out of a partial report,
+# which recomputes nothing (set at the end of this file, main process only).
+DISCREDITED = set()
+
+
 def _existing_if_partial(paths):
-    # `--config partial_summary=true` aggregates what exists (after --keep-going with failures);
-    # the cells without results show as missing.
-    return [path for path in paths if os.path.exists(path)] if PARTIAL_SUMMARY else paths
+    # `--config partial_summary=true` aggregates what exists (after --keep-going with failures), less what
+    # a damaged result discredits; the cells without results show as missing.
+    return [path for path in paths if os.path.exists(path) and path not in DISCREDITED] if PARTIAL_SUMMARY else paths
 
 
 def summary_train_logs(wildcards):
@@ -247,7 +243,8 @@ def summary_metrics(wildcards):
     from dropbench.integrity import failure_path
 
     cells = CELLS + retried_cells()
-    return [cell.metrics for cell in cells if os.path.exists(cell.metrics) and not failure_path(cell.__dict__).exists()]
+    return [cell.metrics for cell in cells
+            if os.path.exists(cell.metrics) and cell.metrics not in DISCREDITED and not failure_path(cell.__dict__).exists()]
 
 
 def layer_score_dirs(wildcards):
@@ -308,7 +305,8 @@ def figure_outputs(name, title, subcategory, count_missing):
 
 
 def summary_predictions(wildcards):
-    return _existing_if_partial([f"{cell.dir}/predictions.npz" for cell in CELLS + retried_cells()])
+    cells = [cell for cell in CELLS + retried_cells() if cell.metrics not in DISCREDITED]
+    return _existing_if_partial([f"{cell.dir}/predictions.npz" for cell in cells])
 
 
 # ---- layer-importance profile (issue 15 item 4; config `layer_profile`, rules in profile.smk)
@@ -418,3 +416,56 @@ def tuning_variants(wildcards=None):
     variants = dict.fromkeys((c.model, c.strategy, c.k, c.task) for c in CELLS)
     files = set(tuning_choice_files())
     return [list(v) for v in variants if choice_file(*v) in files]
+
+
+# ---- integrity: damaged results of this grid (corrupt metrics, predictions that are not their cell's,
+# records made under other settings than the config now asks, truncated latency records, and damaged
+# intermediates of cells without valid metrics) are forced to re-run, exactly as `--forcerun <path>` would:
+# planning only reads files; the job that rebuilds one replaces it. Any invocation (-n, --lint, --summary,
+# ...) leaves files untouched. Main snakemake process only.
+
+
+def recorded_expectations(cell):
+    """What a finished cell's records must agree with (dropbench.integrity.record_problems): the settings
+    of its features (info.json), those its fine-tune trains with (the learning rate left out under `tuning`
+    until the variant's choice exists) and, for a data-free strategy on a model of known depth, the layers
+    it drops."""
+    from dropbench import integrity
+
+    family = strategies.family_of(cell.strategy)[0]
+    params_of = job_params.iterative_params if family == strategies.ITERATIVE else job_params.finetune_params
+    training = job_params.model_training(config["training"], config["models"][cell.model])
+    chosen = None
+    if TUNING:
+        from dropbench.tuning import choice_file, chosen_learning_rate
+
+        choice = choice_file(cell.model, cell.strategy, cell.k, cell.task)
+        chosen = chosen_learning_rate(choice) if integrity.json_problem(choice, ["chosen"]) is None else None
+    if chosen is not None:
+        training = {**training, "learning_rate": chosen}
+    settings = job_params.trained_settings(params_of(training, cell.seed, config["models"][cell.model]["head"]), cell.k)
+    if TUNING and chosen is None:
+        del settings["learning_rate"]
+    dropped = None
+    if not cell.is_baseline and cell.strategy not in STRATEGIES_NEEDING_DATA:
+        dropped = job_params.prune_params(cell.strategy, cell.k, MODEL_DEPTHS[cell.model], config["scoring"]).get("dropped")
+    prepare = job_params.prepare_params(config["tasks"][cell.task], config["training"]["max_length"], config["subsample_seed"], TUNING)
+    return {"features": {key: prepare[key] for key in ("source", "max_length", "held_out") if key in prepare},
+            "training": settings, "dropped": dropped}
+
+
+if workflow.is_main_process:
+    from dropbench import integrity
+
+    _damaged = integrity.find_damaged(CELLS, STRATEGIES_NEEDING_DATA, {m: c["source"] for m, c in config["models"].items()},
+                                      expected=recorded_expectations, latency=latency_files_of_grid())
+    if PARTIAL_SUMMARY:  # a partial report never trains: what a damaged result discredits is left out
+        DISCREDITED = {p.result for p in _damaged if p.result}
+        for _problem in (p for p in _damaged if p.result):  # (the intermediates of missing cells do not matter)
+            print(f"WARNING: damaged result {_problem}; {_problem.result} is left out of this partial report", file=sys.stderr)
+    else:
+        for _problem in _damaged:
+            print(f"WARNING: damaged result {_problem}; it will be recomputed", file=sys.stderr)
+        if _damaged:
+            force_when_planning({str(p.path) for p in _damaged})
+# ---- end integrity
