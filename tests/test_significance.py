@@ -80,16 +80,35 @@ def test_cells_with_different_dev_labels_are_not_compared(tmp_path):
         write(tmp_path, paths, summary)
 
 
-def test_significance_marks_hook():
-    table = pd.DataFrame([
-        {"model": "m", "strategy": "top", "k": 2, "task": "sst2", "metric": "task_score", "comparison": "none-k0",
-         "delta": -0.1, "p_adjusted": 0.01, "significant": True},
-        {"model": "m", "strategy": "top", "k": 2, "task": "sst2", "metric": "task_score", "comparison": "bottom-k2",
-         "delta": -0.1, "p_adjusted": 0.01, "significant": True},
-    ])
-    marks = significance.significance_marks(table)
-    assert marks.to_dict("records") == [{"model": "m", "strategy": "top", "k": 2, "task": "sst2", "delta": -0.1,
-                                         "p_adjusted": 0.01, "significant": True}]
+def test_the_tables_and_the_interval_figure_mark_the_same_tests(tmp_path):
+    """Issue 23 item 1: one reading of stats.csv's `significant` (aggregate.significant_tests) for the tables'
+    marks against the full model and the interval figure's filled markers, on the file as written and read."""
+    from dropbench import aggregate, plots
+
+    variants = [("none", 0), ("top", 1), ("bottom", 1), ("top", 2), ("bottom", 2)]
+    rng = np.random.default_rng(5)
+    rows = [{"model": "m", "strategy": s, "k": k, "task": "sst2", "metric": "task_score", "comparison": "",
+             "n_seeds": 3, "mean": 0.8, "ci_low": 0.7, "ci_high": 0.9} for s, k in variants]
+    for s, k in variants[1:]:
+        rows.append({"model": "m", "strategy": s, "k": k, "task": "sst2", "metric": "task_score", "comparison": "none-k0",
+                     "p_adjusted": 0.01, "significant": bool(rng.random() < 0.5)})
+    rows.append({"model": "m", "strategy": "top", "k": 2, "task": "sst2", "metric": "task_score", "comparison": "bottom-k2",
+                 "p_adjusted": 0.01, "significant": True})
+    pd.DataFrame(rows).reindex(columns=significance.STATS_COLUMNS).to_csv(tmp_path / "stats.csv", index=False)
+    import matplotlib.pyplot as plt
+
+    written = pd.read_csv(tmp_path / "stats.csv", keep_default_na=False, na_values=[""])
+    for read in (written, written.assign(significant=written["significant"].astype(str))):  # bools or their text
+        fig, drawn = plots.score_intervals(read, plots.check_style({"dpi": 40}))
+        plt.close(fig)
+        filled = {(r.strategy, int(r.k)) for r in drawn.itertuples() if r.significant}
+        values = pd.DataFrame({"strategy": [s for s, _ in variants], "k": [k for _, k in variants], "sst2": 0.8})
+        table = aggregate.significance_flags(aggregate.Table(values, values.copy()), read, "m", {"sst2": ("sst2", "task_score")})
+        marked = {(s, k) for s, k, flag in zip(values["strategy"], values["k"], table.flags["sst2"])
+                  if aggregate.VS_FULL_MARK in flag}
+        assert marked == filled
+        assert filled == {(r["strategy"], r["k"]) for r in rows if r["comparison"] == "none-k0" and r["significant"]}
+        assert filled and filled != {v for v in variants[1:]}  # (the seed draws both kinds)
 
 
 def test_too_few_resamples_for_the_number_of_tests_is_warned(tmp_path, caplog):

@@ -389,12 +389,21 @@ def _flat(table: Table) -> Table:
     return Table(table.values.reset_index(), table.marks.reset_index())
 
 
+def significant_tests(stats: pd.DataFrame) -> pd.DataFrame:
+    """The paired tests of results/stats.csv that are significant after Holm: the one reading of its
+    ``significant`` column (bools, their text as written, or empty on the per-variant rows) that the tables'
+    marks and the interval figure's filled markers share."""
+    tests = stats[stats["comparison"].fillna("").ne("")]
+    return tests[tests["significant"].map(lambda value: str(value).strip().lower() == "true").astype(bool)]
+
+
 def significance_flags(table: Table, stats: pd.DataFrame, model: str, tests: Mapping[str, tuple[str, str]]) -> Table:
     """``table`` with a mark per score whose paired test (results/stats.csv) is significant after Holm:
     VS_FULL_MARK against the unpruned model, VS_STRATEGY_MARK against another strategy at the same k.
     ``tests`` maps a score column to its (task, metric in stats.csv); other columns get no mark."""
     flags = pd.DataFrame("", index=table.values.index, columns=score_columns(table.values))
-    rows = stats[(stats["model"] == model) & stats["comparison"].fillna("").ne("") & stats["significant"].astype(str).eq("True")]
+    rows = significant_tests(stats)
+    rows = rows[rows["model"] == model]
     variants = [(strategy, int(k)) for strategy, k in zip(table.values["strategy"], table.values["k"])]
     for column, (task, metric) in tests.items():
         tested = rows[(rows["task"] == task) & (rows["metric"] == metric)]

@@ -343,10 +343,12 @@ def score_intervals(table: pd.DataFrame, style: dict):
     with the 95% t-interval as error bars (none with one seed). A filled marker differs significantly
     from the unpruned model (paired test, Holm-adjusted); a hollow one does not."""
     scores = table[table["comparison"].fillna("").eq("") & table["metric"].eq("task_score")]
-    tests = table[table["comparison"].eq(f"{BASELINE}-k0") & table["metric"].eq("task_score")]
+    significant = aggregate.significant_tests(table)
+    significant = significant[significant["comparison"].eq(f"{BASELINE}-k0") & significant["metric"].eq("task_score")]
     keys = ["model", "strategy", "k", "task"]
-    data = scores[[*keys, "n_seeds", "mean", "ci_low", "ci_high"]].merge(tests[[*keys, "significant"]], on=keys, how="left")
-    data["significant"] = data["significant"].fillna(False).astype(bool)
+    marked = set(significant[keys].itertuples(index=False, name=None))
+    data = scores[[*keys, "n_seeds", "mean", "ci_low", "ci_high"]].copy()
+    data["significant"] = [key in marked for key in data[keys].itertuples(index=False, name=None)]
     data[["mean", "ci_low", "ci_high"]] *= 100
     tasks = list(pd.unique(data["task"]))
     colors = _strategy_colors(s for s in pd.unique(data["strategy"]) if s != BASELINE)

@@ -191,13 +191,6 @@ def stats_table(
     return table.reindex(columns=STATS_COLUMNS)
 
 
-def significance_marks(table: pd.DataFrame, metric: str = "task_score") -> pd.DataFrame:
-    """What a score table should mark: per (model, strategy, k, task), whether the variant differs
-    significantly from the unpruned model, the sign of the difference and the adjusted p-value."""
-    rows = table[(table["comparison"] == f"{BASELINE}-k0") & (table["metric"] == metric)]
-    return rows[[*GROUP, "delta", "p_adjusted", "significant"]].reset_index(drop=True)
-
-
 def diverged_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Diverged runs per (model, strategy, k, task), for the tables' count."""
     rows = table[(table["comparison"].fillna("") == "") & (table["metric"] == "task_score")]
