@@ -30,6 +30,8 @@ include: "workflow/rules/retry.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/oracle.smk"
+# last: the integrity check of the results reads the functions of every rule file above
+include: "workflow/rules/integrity.smk"
 
 
 # Every cell's metrics and every table and figure (report_only, in report.smk; the layer profile's, profile.smk).

@@ -39,7 +39,8 @@ def latency_result(model, strategy, k, layers=4, latency_ms=2.0, scope="any"):
     """What ``measure_latency`` writes for one architecture: the time scales with the kept layers."""
     return {"architecture": {"model": model, "strategy": strategy, "k": k, "scope": scope},
             "protocol": {"batch_size": 4}, "latency_ms": latency_ms * (layers - k) / layers,
-            "latency_ms_median": latency_ms * (layers - k) / layers, "throughput_examples_per_s": 100.0}
+            "latency_ms_median": latency_ms * (layers - k) / layers, "throughput_examples_per_s": 100.0,
+            "parameters": 1000 * (layers - k)}
 
 
 def write_grid(root, cells, skip=(), score=lambda cell: 0.9 - 0.1 * cell["k"], **record_args):
@@ -53,7 +54,9 @@ def write_grid(root, cells, skip=(), score=lambda cell: 0.9 - 0.1 * cell["k"], *
         path.write_text(json.dumps(metrics_record(**cell, score=score(cell), **args)))
         paths.append(path)
         latency = latency_result(cell["model"], cell["strategy"], cell["k"], **args)
-        (root / f"latency-{cell['model']}-{cell['strategy']}-k{cell['k']}.json").write_text(json.dumps(latency))
+        latency_path = root / "latency" / cell["model"] / f"{cell['strategy']}-k{cell['k']}" / "any.json"  # as the workflow names it
+        latency_path.parent.mkdir(parents=True, exist_ok=True)
+        latency_path.write_text(json.dumps(latency))
     return paths, cells
 
 

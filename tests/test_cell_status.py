@@ -113,6 +113,12 @@ def test_percent_of_a_baseline_at_chance_is_not_reported(tmp_path):
     assert cells_text[3] == "n/a (chance)" and cells_text[4] == f"{100 * 0.7 / 0.9:.1f}"
     assert cells_text[6] == f"{100 * 0.7 / 0.9:.1f}"
     assert "full model scores at chance on this task" in md
+    # a grid whose only task is at chance: no average to draw, and the heatmap says why (not "missing")
+    mrpc_only = [record for record in records if record["task"] == "mrpc"]
+    (tmp_path / "mrpc").mkdir()
+    summary = load_summary(write_records(tmp_path / "mrpc", mrpc_only), [c for c in cells if c["task"] == "mrpc"])
+    retained = plots.percent_retained(summary, [])
+    assert set(retained["status"]) == {"chance"} and retained["percent"].isna().all()
     chance_part = md.split("### Full model against chance")[1]
     assert "| mrpc" in chance_part and "0.0" in chance_part and "yes" in chance_part
 

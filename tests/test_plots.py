@@ -32,7 +32,7 @@ def drawn(tmp_path_factory):
         big={"layers": 6, "latency_ms": 6.0}, small={"layers": 3, "latency_ms": 1.0},
         score=lambda cell: 0.9 - 0.05 * cell["k"] - (0.1 if cell["model"] == "small" else 0),
     )
-    load_summary(paths, expected, latency_paths=sorted(root.glob("latency-*.json"))).to_csv(root / "summary.csv", index=False)
+    load_summary(paths, expected, latency_paths=sorted(root.glob("latency/*/*/any.json"))).to_csv(root / "summary.csv", index=False)
     outputs = figure_outputs(root, FIGURES)
     plots.plot_all(root / "summary.csv", outputs, {"dpi": 40}, reference_models=["small"])
     return root, {name: pd.read_csv(outputs[f"{name}_data"]) for name in FIGURES}

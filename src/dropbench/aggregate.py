@@ -455,7 +455,8 @@ def retained_long(summary: pd.DataFrame, model: str, tasks: list[str] | None = N
     the tables and the retained heatmap share, one row per pruned (strategy, k) and column (each task, ``avg7``
     when the grid has its seven tasks, ``average``): model, strategy, k, task, percent, status. ``status`` is
     the table's mark (ok, underfit, degenerate, missing, chance); a percent that is missing for another
-    reason (a task of the average missing, no baseline) is ``missing``."""
+    reason (a task of the average missing, no baseline) is ``missing``, except an average of tasks that are
+    all at chance (``chance``)."""
     rows = summary[summary["model"] == model]
     tasks = tasks or list(pd.unique(rows["task"]))
     table = percent_of_full(score_table(summary, model, tasks), summary, model)
@@ -467,6 +468,8 @@ def retained_long(summary: pd.DataFrame, model: str, tasks: list[str] | None = N
         for column in columns:
             percent, mark = values[column], marks[column]
             status = MISSING if pd.isna(percent) and mark in (OK, UNDERFIT) else mark
+            if column in (AVG7, AVERAGE) and status == MISSING and all(marks[task] == "chance" for task in tasks):
+                status = "chance"  # no task above chance to average: not a missing result
             out.append({"model": model, "strategy": values["strategy"], "k": int(values["k"]), "task": column,
                         "percent": float(percent) if pd.notna(percent) else float("nan"), "status": status})
     return pd.DataFrame(out, columns=["model", "strategy", "k", "task", "percent", "status"])
