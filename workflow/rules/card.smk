@@ -1,23 +1,7 @@
 # A Hugging Face model card for every fine-tuned cell (dropbench.model_card): a folder `publish/` beside the
 # cell's outputs holding the fine-tuned files and the tokenizer (hard links, else copies) and README.md, the
 # card. Its own output, so no fine-tune or evaluate job changes; cheap, part of the default target.
-
-
-from dropbench import model_card  # noqa: E402
-
-# The commit of this checkout, read once per invocation (no file is written).
-CARD_COMMIT = model_card.workflow_commit(Path(SRC).parent)
-
-
-def card_params(wildcards):
-    cell = {"model": wildcards.model, "strategy": wildcards.strategy, "k": int(wildcards.k),
-            "task": wildcards.task, "seed": int(wildcards.seed)}
-    return job_params.card_params(cell, config["models"][wildcards.model], CARD_COMMIT)
-
-
-def card_folders():
-    """One publishable folder per cell of the grid."""
-    return [f"{cell.dir}/publish" for cell in CELLS]
+# Params and the list of folders: common.smk (card_params, card_folders).
 
 
 rule model_card:
