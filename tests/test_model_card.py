@@ -56,13 +56,13 @@ def test_an_undefined_metric_is_left_out_of_the_model_index_and_said_in_the_body
     assert card.data.pipeline_tag == "text-classification"
 
 
-def test_the_card_params_hold_the_cell_note_base_and_commit():
+def test_the_card_params_hold_the_cell_note_and_base_not_the_commit():
     cfg = {"source": {"kind": "hub", "repo_id": "org/base", "revision": "abc"}, "note": "n"}
     cell = {"model": "m", "strategy": "top", "k": 2, "task": "sst2", "seed": 1}
-    params = job_params.card_params(cell, cfg, "c0ffee")
+    params = job_params.card_params(cell, cfg)  # (a new commit must not rewrite every card)
     assert params == {"cell": cell, "note": "n", "base": {"base_model": "org/base", "license": None},
-                      "commit": "c0ffee", "version": model_card.CARD_VERSION}
-    assert job_params.card_params(cell, {**cfg, "base_model": "x/y", "license": "mit"}, "c0ffee")["base"] == {
+                      "version": model_card.CARD_VERSION}
+    assert job_params.card_params(cell, {**cfg, "base_model": "x/y", "license": "mit"})["base"] == {
         "base_model": "x/y", "license": "mit"}
 
 

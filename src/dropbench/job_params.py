@@ -216,11 +216,10 @@ def profile_scores_params(scoring: dict) -> dict:
 
 
 @job
-def card_params(cell: dict, model_cfg: dict, commit: str) -> dict:
+def card_params(cell: dict, model_cfg: dict) -> dict:
     """What a cell's model card holds beyond its input files (metrics.json, train_log.json, stats.csv and the
-    fine-tuned and tokenizer files): the cell, the base model's note, hub id and license, the workflow commit
-    and the card's format version (``dropbench.model_card``)."""
+    fine-tuned and tokenizer files): the cell, the base model's note, hub id and license and the card's format
+    version (``dropbench.model_card``). Not the workflow commit: the card records the one that wrote it."""
     from dropbench.model_card import CARD_VERSION, base_identity
 
-    return {"cell": cell, "note": model_cfg.get("note", ""), "base": base_identity(model_cfg), "commit": commit,
-            "version": CARD_VERSION}
+    return {"cell": cell, "note": model_cfg.get("note", ""), "base": base_identity(model_cfg), "version": CARD_VERSION}

@@ -261,8 +261,10 @@ def _place(source: Path, target: Path) -> str:
 
 
 def write_publish_folder(out_dir, finetuned_dir, tokenizer_dir, metrics_json, train_log_json, stats_csv,
-                         params: dict) -> Path:
-    """The publishable folder of one cell: fine-tuned files and tokenizer (hard links, else copies) and README.md."""
+                         params: dict, commit: str | None = None) -> Path:
+    """The publishable folder of one cell: fine-tuned files and tokenizer (hard links, else copies) and README.md.
+    ``commit``: the workflow commit that writes the card (default: this checkout's). Not a param of the job, so a
+    new commit rewrites no card; the stage versions in the card identify the code that made the cell."""
     out_dir, finetuned_dir, tokenizer_dir = Path(out_dir), Path(finetuned_dir), Path(tokenizer_dir)
     cell = params["cell"]
     record = json.loads(Path(metrics_json).read_text())
@@ -279,6 +281,6 @@ def write_publish_folder(out_dir, finetuned_dir, tokenizer_dir, metrics_json, tr
             files[name] = f"{_place(source, out_dir / name)} of the tokenizer"
     files[CARD] = "this card"
     text = render(cell, record, train_log, seed_intervals(stats_csv, cell), params["note"], params["base"],
-                  params["commit"], files)
+                  commit or workflow_commit(Path(__file__).resolve().parents[2]), files)
     (out_dir / CARD).write_text(text, encoding="utf-8")
     return out_dir / CARD

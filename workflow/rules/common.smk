@@ -383,20 +383,10 @@ def tuning_variants(wildcards=None):
 
 
 # ---- model cards (issue 26; rule model_card in card.smk, dropbench.model_card)
-def card_commit():
-    """The commit of this checkout, recorded in every card (read once per invocation; no file is written)."""
-    from dropbench.model_card import workflow_commit
-
-    return workflow_commit(Path(SRC).parent)
-
-
-CARD_COMMIT = card_commit()
-
-
 def card_params(wildcards):
     cell = {"model": wildcards.model, "strategy": wildcards.strategy, "k": int(wildcards.k),
             "task": wildcards.task, "seed": int(wildcards.seed)}
-    return job_params.card_params(cell, config["models"][wildcards.model], CARD_COMMIT)
+    return job_params.card_params(cell, config["models"][wildcards.model])
 
 
 def card_folders():
