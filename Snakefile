@@ -30,12 +30,15 @@ include: "workflow/rules/retry.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/oracle.smk"
+include: "workflow/rules/card.smk"
 
 
-# Every cell's metrics and every table and figure (report_only, in report.smk; the layer profile's, profile.smk).
+# Every cell's metrics and model card (card.smk), every table and figure (report_only, in report.smk; the
+# layer profile's, profile.smk).
 rule all:
     input:
         metrics_files(),
+        card_folders(),
         rules.report_only.input,
         profile_outputs().values(),
         tuning_outputs(),

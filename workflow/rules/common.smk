@@ -418,6 +418,18 @@ def tuning_variants(wildcards=None):
     return [list(v) for v in variants if choice_file(*v) in files]
 
 
+# ---- model cards (issue 26; rule model_card in card.smk, dropbench.model_card)
+def card_params(wildcards):
+    cell = {"model": wildcards.model, "strategy": wildcards.strategy, "k": int(wildcards.k),
+            "task": wildcards.task, "seed": int(wildcards.seed)}
+    return job_params.card_params(cell, config["models"][wildcards.model])
+
+
+def card_folders():
+    """One publishable folder per cell of the grid."""
+    return [f"{cell.dir}/publish" for cell in CELLS]
+
+
 # ---- integrity: damaged results of this grid (corrupt metrics, predictions that are not their cell's,
 # records made under other settings than the config now asks, truncated latency records, and damaged
 # intermediates of cells without valid metrics) are forced to re-run, exactly as `--forcerun <path>` would:
