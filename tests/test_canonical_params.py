@@ -76,7 +76,10 @@ def test_the_default_configs_params_are_those_planned_before_issue_27(workdir):
     fixture is the params main planned for its copy of config/config.yaml before issue 27; regenerate it
     (tests/plan_params.py) only when a stage version is bumped on purpose."""
     expected = json.loads((FIXTURE / "params.json").read_text())
-    assert planned_params(workdir, FIXTURE / "config.yaml") == expected
+    planned = planned_params(workdir, FIXTURE / "config.yaml")
+    # model cards (issue 26) are new jobs; their params hold the checkout's commit, so no fixture can hold them
+    assert len(planned.pop("model_card")) == len(planned["evaluate"])
+    assert planned == expected
 
 
 def test_numbers_and_key_order_have_one_spelling():

@@ -375,7 +375,7 @@ def _check_task(task_name: str, task: dict) -> None:
         spec = glue.get_task(task_name)
         for split in spec.splits:
             try:
-                glue.find_split_file(spec, Path(source["path"]), split)
+                glue.find_split_file(spec, glue.local_data_dir(source["path"]), split)
             except glue.GlueDataError as err:
                 raise ConfigError(f"config key 'tasks.{task_name}.source.path': {err}") from None
     elif not (source.get("dataset") and source.get("revision")):

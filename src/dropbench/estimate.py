@@ -71,8 +71,8 @@ def model_shape(name: str, model_cfg: dict, workdir: Path) -> tuple[int, int, in
 def train_rows(task: str, task_cfg: dict, workdir: Path, tuning: dict | None = None) -> int:
     source = task_cfg["source"]
     if source["kind"] == "local":
-        path = Path(source["path"])
-        rows = len(glue.load_split(glue.get_task(task), {**source, "path": str(path if path.is_absolute() else workdir / path)}, "train"))
+        path = glue.local_data_dir(source["path"], workdir)
+        rows = len(glue.load_split(glue.get_task(task), {**source, "path": str(path)}, "train"))
     elif task in GLUE_TRAIN_ROWS:
         rows = GLUE_TRAIN_ROWS[task]
     else:

@@ -176,6 +176,24 @@ def subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 # ---------------------------------------------------------------- loading
 
 _EXTENSIONS = (".tsv", ".tsv.gz", ".parquet")
+# The workflow checkout this package is imported from (the workflow puts its src/ first on the path):
+# its resources/glue is the data the workflow ships.
+WORKFLOW_DIR = Path(__file__).resolve().parents[2]
+
+
+def local_data_dir(path: str | Path, workdir: str | Path | None = None) -> Path:
+    """The directory of a local task source. A relative path is the user's, relative to the working directory
+    (``workdir``, else the process's); one that does not exist there but exists under the workflow's directory
+    is the data the workflow ships (``resources/glue/...``), so a config copied into another working
+    directory, e.g. a Snakemake module's, still reads it. Absolute paths are taken as they are."""
+    directory = Path(path).expanduser()
+    if directory.is_absolute():
+        return directory
+    here = Path(workdir) / directory if workdir is not None else directory
+    if here.is_dir():
+        return here
+    shipped = WORKFLOW_DIR / directory
+    return shipped if shipped.is_dir() else here
 _SOURCE_KEYS = {"local": {"kind", "path"}, "hub": {"kind", "dataset", "revision"}}
 
 
@@ -197,7 +215,7 @@ def load_split(task: str | TaskSpec, source: dict[str, Any], split: str) -> pd.D
                          f"{sorted(_SOURCE_KEYS[kind])} (missing {sorted(_SOURCE_KEYS[kind] - keys)}, "
                          f"unexpected {sorted(keys - _SOURCE_KEYS[kind])})")
     if kind == "local":
-        path = find_split_file(spec, Path(source["path"]), split)
+        path = find_split_file(spec, local_data_dir(source["path"]), split)
         return _read_parquet(spec, path) if path.name.endswith(".parquet") else _read_tsv(spec, path)
     return _read_hub(spec, source["dataset"], source["revision"], split)
 

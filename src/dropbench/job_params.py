@@ -133,7 +133,8 @@ def prepare_inputs(task: str, source: dict) -> list[str]:
     if source["kind"] != "local":
         return []
     spec = glue.get_task(task)
-    return [str(glue.find_split_file(spec, Path(source["path"]), split)) for split in spec.splits]
+    directory = glue.local_data_dir(source["path"])  # the user's, else the workflow's shipped copy
+    return [str(glue.find_split_file(spec, directory, split)) for split in spec.splits]
 
 
 def scoring_params(scoring: dict) -> dict:
@@ -233,3 +234,13 @@ def evaluate_params(cell: dict) -> dict:
 @job
 def profile_scores_params(scoring: dict) -> dict:
     return {"scoring": scoring_params(scoring), "version": STAGE_VERSIONS["prune"]}
+
+
+@job
+def card_params(cell: dict, model_cfg: dict) -> dict:
+    """What a cell's model card holds beyond its input files (metrics.json, train_log.json, stats.csv and the
+    fine-tuned and tokenizer files): the cell, the base model's note, hub id and license and the card's format
+    version (``dropbench.model_card``). Not the workflow commit: the card records the one that wrote it."""
+    from dropbench.model_card import CARD_VERSION, base_identity
+
+    return {"cell": cell, "note": model_cfg.get("note", ""), "base": base_identity(model_cfg), "version": CARD_VERSION}

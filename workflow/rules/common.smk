@@ -396,3 +396,15 @@ def tuning_variants(wildcards=None):
     variants = dict.fromkeys((c.model, c.strategy, c.k, c.task) for c in CELLS)
     files = set(tuning_choice_files())
     return [list(v) for v in variants if choice_file(*v) in files]
+
+
+# ---- model cards (issue 26; rule model_card in card.smk, dropbench.model_card)
+def card_params(wildcards):
+    cell = {"model": wildcards.model, "strategy": wildcards.strategy, "k": int(wildcards.k),
+            "task": wildcards.task, "seed": int(wildcards.seed)}
+    return job_params.card_params(cell, config["models"][wildcards.model])
+
+
+def card_folders():
+    """One publishable folder per cell of the grid."""
+    return [f"{cell.dir}/publish" for cell in CELLS]

@@ -1,0 +1,28 @@
+# A Hugging Face model card for every fine-tuned cell (dropbench.model_card): a folder `publish/` beside the
+# cell's outputs holding the fine-tuned files and the tokenizer (hard links, else copies) and README.md, the
+# card. Its own output, so no fine-tune or evaluate job changes; cheap, part of the default target.
+# Params and the list of folders: common.smk (card_params, card_folders).
+
+
+rule model_card:
+    input:
+        model=rules.finetune.output.model,
+        train_log=rules.finetune.output.train_log,
+        metrics=rules.evaluate.output[0],
+        tokenizer=cell_model_dir,
+        stats=rules.stats.output.stats,
+        code=f"{SRC}/dropbench/model_card.py",
+    output:
+        directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/publish"),
+    params:
+        job=card_params,
+    log:
+        "logs/model_card/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/model_card.py"
