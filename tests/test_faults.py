@@ -259,6 +259,13 @@ def test_a_record_of_other_settings_forces_its_fine_tune_and_one_without_them_is
     asks["features"]["max_length"] = 64
     problem = integrity.find_damaged([cell], data_driven=[], expected=lambda c: asks)[0]  # (then the stand-in's own defects)
     assert str(problem.path) == "results/features/tiny/sst2" and "max_length 32, the config asks 64" in problem.reason
+    # features with held-out train rows (config tuning) and a record without their scores: evaluate again
+    held = {"rows": 4, "seed": 0}
+    (features / "info.json").write_text(json.dumps({"task": "sst2", "source": source, "max_length": 32, "splits": {},
+                                                    "held_out": held}))
+    asks = {**expected, "features": {"source": source, "max_length": 32, "held_out": held}}
+    problem = integrity.find_damaged([cell], data_driven=[], expected=lambda c: asks)[0]
+    assert str(problem.path) == cell.metrics and "no scores on the held-out train rows" in problem.reason
 
 
 def test_garbage_inside_a_features_archive_with_an_intact_index_is_found(tmp_path):

@@ -90,3 +90,49 @@ def test_the_report_files(summary, tmp_path):
     assert "| top | 3 4 |" in text and "Spearman 1.00" in text
     assert out["o.png"].read_bytes()[:4] == b"\x89PNG"
     assert set(pd.read_csv(out["o_fig.csv"])["kind"]) == {"subset", "heuristic"}
+
+
+def held_out_frame(prefer: str = "drop_2_4"):
+    """Held-out scores of every subset and seed: dev order, except that ``prefer`` scores best at each k = 2."""
+    rows = []
+    for k in (1, 2):
+        for dropped in itertools.combinations(range(1, 5), k):
+            name = strategies.subset_name(dropped)
+            for seed in SEEDS:
+                score = 100 * (FULL - sum(LOSS[layer] for layer in dropped)) + (50 if name == prefer else 0)
+                rows.append({"model": "m", "strategy": name, "k": k, "task": "sst2", "seed": seed, "held_out": score})
+    return pd.DataFrame(rows)
+
+
+def test_the_honest_oracle_is_chosen_on_held_out_rows_and_scored_on_dev(summary):
+    """Issue 25 items 1 and 4: the subset with the best held-out score, whatever dev says; the heuristics'
+    gap to it; withheld, with the reason, where a subset lacks held-out scores."""
+    tests = pd.DataFrame([{"model": "m", "task": "sst2", "k": 2, "metric": "task_score", "strategy": "top",
+                           "comparison": "drop_2_4-k2", "p_adjusted": 0.03}])
+    subsets, heuristics, _, notes = oracle.oracle_tables(summary, tests, held_out_frame())
+    k2 = subsets[subsets["k"] == 2].set_index("strategy")
+    assert k2["chosen_on_held_out"].sum() == 1 and k2.loc["drop_2_4", "chosen_on_held_out"]
+    assert k2.loc["drop_3_4", "best_on_dev"] and k2.loc["drop_2_4", "rank"] > 1  # chosen honestly, not the best on dev
+    top = heuristics.set_index("strategy").loc["top"]
+    assert top["chosen_on_held_out"] == "drop_2_4" and top["p_adjusted_chosen"] == 0.03
+    assert top["gap_to_chosen"] == pytest.approx(100 * ((FULL - 0.05) - (FULL - 0.11)))  # top beats the honest choice
+    assert notes == []
+    text = oracle.markdown(subsets, heuristics, pd.DataFrame(columns=oracle.ADDITIVITY_COLUMNS), notes)
+    assert "Chosen on held-out (honest oracle): `drop_2_4`" in text
+
+    partial = held_out_frame()
+    partial = partial[partial["strategy"] != "drop_1_3"]
+    subsets, heuristics, _, notes = oracle.oracle_tables(summary, tests, partial)
+    assert not subsets.loc[subsets["k"] == 2, "chosen_on_held_out"].any()
+    assert np.isnan(heuristics.set_index("strategy").loc["top", "gap_to_chosen"])
+    assert any("no honest oracle for m, sst2, k = 2: 1 of 6 subsets" in note and "drop_1_3" in note for note in notes)
+    assert "No cell has scores on held-out" in oracle.markdown(*oracle.oracle_tables(summary)[0:3], [])
+
+
+def test_held_out_scores_are_read_from_the_records(tmp_path):
+    with_rows = record("top", 2, (3, 4), 1)
+    with_rows["held_out"] = {"metrics": {"accuracy": 0.5}, "task_score": 0.5, "rows": 10}
+    (tmp_path / "a.json").write_text(json.dumps(with_rows))
+    (tmp_path / "b.json").write_text(json.dumps(record("top", 2, (3, 4), 2)))  # evaluated without held-out rows
+    scores = oracle.held_out_scores([tmp_path / "a.json", tmp_path / "b.json"])
+    assert scores.to_dict("records") == [{"model": "m", "strategy": "top", "k": 2, "task": "sst2", "seed": 1, "held_out": 50.0}]

@@ -86,3 +86,30 @@ def test_evaluate_step_saves_predictions_that_reproduce_its_metrics(tmp_path):
     saved = predictions.load(tmp_path / "predictions.npz")["validation"]
     assert len(saved["prediction"]) == record["dev_rows"]["validation"] == 32
     assert metrics.compute("stsb", saved["prediction"], saved["label"]) == pytest.approx(record["metrics"])
+
+
+def test_evaluate_scores_the_held_out_train_rows_as_their_own_split(tmp_path):
+    """Issue 25 item 1: with held-out train rows in the features (config tuning), evaluate scores them too,
+    in metrics.json's held_out block and predictions.npz's held_out split, apart from the dev rows; a record
+    without them over such features is a stale result (integrity)."""
+    from dropbench import integrity
+    from dropbench.evaluation import write_cell_metrics
+
+    torch.set_num_threads(1)
+    model_dir = build_tiny_bert(tmp_path / "model")
+    source = write_tiny_tasks(tmp_path / "glue", rows=32)["stsb"]["source"]
+    prepare_task(model_dir, "stsb", source, tmp_path / "features", max_length=32, held_out={"rows": 8, "seed": 0})
+    train_log = tmp_path / "train_log.json"
+    train_log.write_text(json.dumps({"train_seconds": 1.0, "device": "cpu"}))
+    cell = {"model": "tiny", "strategy": "none", "k": 0, "task": "stsb", "seed": 1}
+    record = write_cell_metrics(cell, model_dir, model_dir, tmp_path / "features", train_log, 8,
+                                tmp_path / "metrics.json", predictions_path=tmp_path / "predictions.npz")
+    saved = predictions.load(tmp_path / "predictions.npz")
+    assert record["held_out"]["rows"] == len(saved["held_out"]["label"]) == 8
+    assert record["dev_rows"] == {"validation": 32} and "held_out" not in record["metrics"]
+    assert metrics.compute("stsb", saved["held_out"]["prediction"], saved["held_out"]["label"]) == pytest.approx(
+        record["held_out"]["metrics"])
+    assert record["held_out"]["task_score"] == pytest.approx(sum(record["held_out"]["metrics"].values()) / 2)
+    assert integrity.predictions_problem(tmp_path / "predictions.npz", cell, record, tmp_path / "features") is None
+    stale = {key: value for key, value in record.items() if key != "held_out"}
+    assert "holds dev splits" in integrity.predictions_problem(tmp_path / "predictions.npz", cell, stale)

@@ -204,6 +204,7 @@ def test_a_tuned_run_fine_tunes_each_variant_at_its_choice(tuned_run):
         assert json.loads((cell / "train_log.json").read_text())["config"]["learning_rate"] == choice["chosen"]
         metrics = json.loads((cell / "metrics.json").read_text())
         assert metrics["tuning"] == choice and metrics["train_rows"] == 32 - 12
+        assert metrics["held_out"]["rows"] == 12 and 0 <= metrics["held_out"]["task_score"] <= 1  # (issue 25 item 1)
         candidate_record = json.loads((workdir / f"results/tuning/tiny/{variant}/sst2/lr0.001.json").read_text())
         assert candidate_record["held_out_rows"] == 12 and candidate_record["seed"] == 0
     table = (workdir / "reports/tuning.csv").read_text().splitlines()

@@ -20,6 +20,7 @@ from dropbench.batching import sorted_batches
 from dropbench.device import autocast, pick_device, reuse_freed_memory
 from dropbench.job_params import STAGE_VERSIONS, TRAINED_KEYS
 from dropbench.records import check_record
+from dropbench.tuning import HELD_OUT
 
 OK, DEGENERATE = "ok", "degenerate"
 
@@ -65,8 +66,12 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
         scores.update({f"{prefix}{name}": float(value) for name, value in split_scores.items()})
         chance_levels.update({f"{prefix}{name}": level for name, level in chance.chance_levels(split_scores, split.labels).items()})
         distinct[split_name] = int(len(np.unique(predicted)))
+    held_out = _score_held_out(model, features_dir, task, device, eval_batch_size)
     eval_seconds = time.perf_counter() - started
+    if held_out is not None:
+        dev_predictions[HELD_OUT] = held_out.pop("predictions")
     return {
+        "held_out": held_out,
         "metrics": scores,
         "chance": chance_levels,
         "distinct_predictions": distinct,
@@ -77,6 +82,22 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
         "dev_losses": dev_losses,
         "head": heads.saved_head(finetuned_dir),
     }
+
+
+def _score_held_out(model, features_dir, task: str, device, eval_batch_size: int) -> dict | None:
+    """Scores on the rows held out from the task's train split (prepare_task's split ``held_out``, config
+    ``tuning``), where the features have them: what anything that chooses (a subset, a learning rate) may
+    choose on, never the dev rows we report. None without them."""
+    path = features.split_path(features_dir, HELD_OUT)
+    if not path.exists():
+        return None
+    spec = glue.get_task(task)
+    split = features.load(path)
+    predicted = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{HELD_OUT}")
+    scores = {name: float(value) for name, value in metrics.compute(task, predicted, split.labels).items()}
+    clean = {name: value if math.isfinite(value) else None for name, value in scores.items()}
+    return {"metrics": clean, "task_score": task_score(task, clean), "rows": len(split),
+            "predictions": (predicted, split.labels)}
 
 
 def task_score(task: str, scores: dict) -> float | None:
@@ -142,6 +163,8 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "stage_versions": STAGE_VERSIONS,
         "head": result["head"],
     }
+    if result["held_out"] is not None:  # scored on held-out train rows too (a separate split, never dev)
+        record["held_out"] = result["held_out"]
     if "learning_rate" in train.get("config", {}):
         record["learning_rate"] = train["config"]["learning_rate"]
     # what the fine-tune trained with (its train log's settings): planning compares it with the config

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dropbench import grid, job_params, predictions, strategies
+from dropbench.tuning import HELD_OUT
 from dropbench.atomic import write_json
 from dropbench.records import CorruptResultError, record_problem
 
@@ -155,6 +156,9 @@ def predictions_problem(path: Path, cell: dict | None = None, record: dict | Non
     if recorded is not None and recorded != digest:
         return f"{path.name} is not the file this cell's evaluate wrote (sha256 {digest[:12]}..., metrics.json records {recorded[:12]}...)"
     rows = (record or {}).get("dev_rows")
+    held_out = (record or {}).get("held_out")
+    if isinstance(rows, dict) and isinstance(held_out, dict):  # the held-out train rows, scored as their own split
+        rows = {**rows, HELD_OUT: held_out.get("rows")}
     if isinstance(rows, dict) and sorted(rows) != sorted(splits):
         return f"{path.name} holds dev splits {sorted(splits)}, metrics.json has {sorted(rows)}"
     for split, arrays in sorted(splits.items()):
@@ -226,6 +230,9 @@ def record_problems(record: dict, cell: grid.Cell, expected: dict, data_driven: 
     differ = _differences(info if isinstance(info, dict) else {}, expected.get("features") or {})
     if differ:
         return [Problem(Path(features), f"{features}/info.json (the features of {cell.metrics}) records {differ}")]
+    if isinstance(info, dict) and info.get("held_out") and "held_out" not in record:
+        return [Problem(Path(cell.metrics), f"{cell.metrics} has no scores on the held-out train rows its features "
+                                            f"hold (evaluated before evaluate scored them)")]
     dropped = expected.get("dropped")
     if dropped is not None and not cell.is_baseline and sorted(record.get("dropped_layers") or []) != sorted(dropped):
         return [Problem(Path(_pruned(cell, data_driven)), f"{cell.metrics} records dropped layers "

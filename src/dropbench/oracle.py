@@ -4,12 +4,15 @@ Given the cells of config ``subsets`` (every set of k layers dropped, ``drop_<i>
 k = 1), per (model, task, k):
 
 - every subset's mean dev task score and 95% t-interval over seeds;
-- the best subset **on dev**: an optimistic bound, since it is chosen on the rows it is scored on (the
-  honest oracle, chosen on rows held out from train, needs held-out scores in every cell: not built yet);
+- the best subset **on dev**: an optimistic bound, since it is chosen on the rows it is scored on;
+- the **honest oracle**: the subset with the best mean score on the rows held out from the train split
+  (config ``tuning``; evaluate scores every cell on them, metrics.json ``held_out``), and its dev score and
+  rank; withheld, with the reason, where a subset of that k has no held-out scores;
 - every other strategy of the grid at that k (the heuristics): its rank among the subsets (1 = best), the
   share of subsets it scores at least as well as, the subset that drops the same layers, and its gap to
-  the best subset on dev: the mean over seeds of the per-seed difference with a t-interval, and the paired
-  permutation test's Holm-adjusted p from ``results/stats.csv`` (both cells' seeds, same dev examples);
+  the best subset on dev and to the honest oracle: the mean over seeds of the per-seed difference with a
+  t-interval, and the paired permutation test's Holm-adjusted p from ``results/stats.csv`` (both cells'
+  seeds, same dev examples);
 - whether layer effects add up: with the single-layer cells (k = 1) of the same model and task, the sum of
   the dropped layers' single-layer losses (full - layer<i>) against each subset's measured loss (full -
   subset), Spearman's rank correlation and its p-value.
@@ -31,9 +34,11 @@ from dropbench.aggregate import HAS_RESULT, RETRIED
 from dropbench.grid import BASELINE
 from dropbench.strategies import subset_layers
 
-SUBSET_COLUMNS = ["model", "task", "k", "strategy", "dropped", "n_seeds", "mean", "ci_low", "ci_high", "rank", "best_on_dev"]
+SUBSET_COLUMNS = ["model", "task", "k", "strategy", "dropped", "n_seeds", "mean", "ci_low", "ci_high", "rank", "best_on_dev",
+                  "held_out_mean", "chosen_on_held_out"]
 HEURISTIC_COLUMNS = ["model", "task", "k", "strategy", "dropped", "same_as", "n_seeds", "mean", "rank", "of", "at_least_as_good_as",
-                     "gap_to_best_on_dev", "gap_ci_low", "gap_ci_high", "gap_seeds", "p_adjusted", "best_on_dev"]
+                     "gap_to_best_on_dev", "gap_ci_low", "gap_ci_high", "gap_seeds", "p_adjusted", "best_on_dev",
+                     "chosen_on_held_out", "gap_to_chosen", "chosen_gap_ci_low", "chosen_gap_ci_high", "p_adjusted_chosen"]
 ADDITIVITY_COLUMNS = ["model", "task", "k", "subsets", "spearman", "p_value"]
 
 
@@ -52,12 +57,47 @@ def is_subset(strategy: str, k: int) -> bool:
     return layers is not None and len(layers) == k
 
 
+def held_out_scores(metrics_paths) -> pd.DataFrame:
+    """model, strategy, k, task, seed, held_out (task score x 100 on the held-out train rows) of every
+    metrics.json that has them (metrics.json ``held_out``, config ``tuning``)."""
+    import json
+
+    rows = []
+    for path in metrics_paths:
+        record = json.loads(open(path).read())
+        score = (record.get("held_out") or {}).get("task_score")
+        if score is not None:
+            rows.append({key: record[key] for key in ("model", "strategy", "k", "task", "seed")} | {"held_out": 100 * score})
+    return pd.DataFrame(rows, columns=["model", "strategy", "k", "task", "seed", "held_out"])
+
+
 def _gap(a: pd.Series, b: pd.Series) -> dict:
     """Mean over the seeds both have of a - b, with its t-interval (series indexed by seed)."""
     seeds = a.index.intersection(b.index)
     interval = stats.seed_interval(list(a[seeds] - b[seeds]))
     return {"gap_to_best_on_dev": interval["mean"], "gap_ci_low": interval["ci_low"], "gap_ci_high": interval["ci_high"],
             "gap_seeds": interval["n_seeds"]}
+
+
+def _chosen_gap(a: pd.Series, b: pd.Series | None) -> dict:
+    if b is None:
+        return {"gap_to_chosen": np.nan, "chosen_gap_ci_low": np.nan, "chosen_gap_ci_high": np.nan}
+    gap = _gap(a, b)
+    return {"gap_to_chosen": gap["gap_to_best_on_dev"], "chosen_gap_ci_low": gap["gap_ci_low"], "chosen_gap_ci_high": gap["gap_ci_high"]}
+
+
+def _held_out_choice(held_out: pd.DataFrame | None, model: str, task: str, k: int, subsets: Iterable[str]):
+    """(held-out mean per subset, the subset with the best, or None and why not)."""
+    subsets = list(subsets)
+    if held_out is None or held_out.empty:
+        return {}, None, None
+    rows = held_out[(held_out["model"] == model) & (held_out["task"] == task) & (held_out["k"] == k)]
+    means = rows.groupby("strategy")["held_out"].mean().reindex(subsets)
+    lacking = [s for s in subsets if pd.isna(means.get(s))]
+    if lacking:
+        return means.dropna().to_dict(), None, (f"no honest oracle for {model}, {task}, k = {k}: {len(lacking)} of "
+                                                f"{len(subsets)} subsets have no held-out scores (e.g. `{lacking[0]}`)")
+    return means.to_dict(), means.sort_values(ascending=False, kind="stable").index[0], None
 
 
 def _p_adjusted(tests: pd.DataFrame | None, model: str, task: str, strategy: str, k: int, other: str) -> float:
@@ -70,8 +110,9 @@ def _p_adjusted(tests: pd.DataFrame | None, model: str, task: str, strategy: str
     return float(hit["p_adjusted"].iloc[0]) if len(hit) else float("nan")
 
 
-def oracle_tables(summary: pd.DataFrame, tests: pd.DataFrame | None = None):
-    """(subsets, heuristics, additivity, notes): see the module docstring. ``tests``: results/stats.csv."""
+def oracle_tables(summary: pd.DataFrame, tests: pd.DataFrame | None = None, held_out: pd.DataFrame | None = None):
+    """(subsets, heuristics, additivity, notes): see the module docstring. ``tests``: results/stats.csv;
+    ``held_out``: ``held_out_scores`` of the cells (the honest oracle; none without)."""
     scores = per_seed_scores(summary)
     subset_rows, heuristic_rows, additivity_rows = [], [], []
     reasons = {}
@@ -88,11 +129,15 @@ def oracle_tables(summary: pd.DataFrame, tests: pd.DataFrame | None = None):
             means = pd.Series({s: v.mean() for s, v in subsets.items()}).sort_values(ascending=False, kind="stable")
             best = means.index[0]
             ranks = means.rank(ascending=False, method="min").astype(int)
+            held_out_means, chosen, missing = _held_out_choice(held_out, model, task, k, means.index)
+            if missing:
+                reasons[(model, task, k)] = missing
             for strategy in means.index:
                 interval = stats.seed_interval(list(subsets[strategy]))
                 subset_rows.append({"model": model, "task": task, "k": k, "strategy": strategy, "dropped": dropped[(strategy, k)],
                                     "n_seeds": interval["n_seeds"], "mean": interval["mean"], "ci_low": interval["ci_low"],
-                                    "ci_high": interval["ci_high"], "rank": int(ranks[strategy]), "best_on_dev": strategy == best})
+                                    "ci_high": interval["ci_high"], "rank": int(ranks[strategy]), "best_on_dev": strategy == best,
+                                    "held_out_mean": held_out_means.get(strategy, np.nan), "chosen_on_held_out": strategy == chosen})
             for (strategy, kk), values in by_cell.items():
                 if kk != k or is_subset(strategy, kk) or strategy == BASELINE:
                     continue
@@ -104,11 +149,14 @@ def oracle_tables(summary: pd.DataFrame, tests: pd.DataFrame | None = None):
                     "rank": int((means > mean).sum()) + 1, "of": len(means),
                     "at_least_as_good_as": float((means <= mean).mean()),
                     **_gap(values, subsets[best]), "p_adjusted": _p_adjusted(tests, model, task, strategy, k, best),
-                    "best_on_dev": best})
+                    "best_on_dev": best, "chosen_on_held_out": chosen or "",
+                    **_chosen_gap(values, subsets[chosen] if chosen else None),
+                    "p_adjusted_chosen": _p_adjusted(tests, model, task, strategy, k, chosen) if chosen else np.nan})
             if k >= 2 and full is not None:
                 additivity_rows.append(_additivity(model, task, k, subsets, by_cell, full))
     return (pd.DataFrame(subset_rows, columns=SUBSET_COLUMNS), pd.DataFrame(heuristic_rows, columns=HEURISTIC_COLUMNS),
-            pd.DataFrame(additivity_rows, columns=ADDITIVITY_COLUMNS), claims.notes(reasons))
+            pd.DataFrame(additivity_rows, columns=ADDITIVITY_COLUMNS),
+            claims.notes({key: r for key, r in reasons.items() if len(key) == 2}) + [r for key, r in reasons.items() if len(key) == 3])
 
 
 def _additivity(model: str, task: str, k: int, subsets: dict, by_cell: dict, full: pd.Series) -> dict:
@@ -135,10 +183,13 @@ def markdown(subsets: pd.DataFrame, heuristics: pd.DataFrame, additivity: pd.Dat
     lines = ["# How far is each strategy from the best possible layers?", "",
              "Every subset of k layers dropped (config `subsets`), its mean dev task score x 100 and 95% t-interval "
              "over seeds. **Best on dev** is chosen on the dev rows it is scored on: an optimistic bound, not an "
-             "achievable choice (the honest oracle, chosen on rows held out from train, is not built yet). Heuristics: "
+             "achievable choice. **Chosen on held-out** (the honest oracle) is the subset with the best mean score on "
+             "rows held out from the train split (config `tuning`), scored on dev like any cell. Heuristics: "
              "rank among the subsets (1 = best), the share of subsets they score at least as well as, and the gap to the "
-             "best subset on dev (mean over seeds of the per-seed difference, t-interval; p: the paired permutation test "
-             "of `results/stats.csv`, Holm-adjusted). Layers are 1-based (1 = lowest).", ""]
+             "best subset on dev and to the honest oracle (mean over seeds of the per-seed difference, t-interval; p: the "
+             "paired permutation test of `results/stats.csv`, Holm-adjusted). Layers are 1-based (1 = lowest).", ""]
+    if not subsets["chosen_on_held_out"].any() and not any("no honest oracle" in note for note in notes):
+        lines += ["- No cell has scores on held-out train rows (config `tuning` prepares them): no honest oracle."]
     lines += [f"- {note}" for note in notes]
     for (model, task, k), group in subsets.groupby(["model", "task", "k"], sort=False):
         best = group[group["best_on_dev"]].iloc[0]
@@ -146,14 +197,22 @@ def markdown(subsets: pd.DataFrame, heuristics: pd.DataFrame, additivity: pd.Dat
                   f"Best on dev (optimistic): `{best['strategy']}` (drops {best['dropped']}) {_fmt(best['mean'])} "
                   f"[{_fmt(best['ci_low'])}, {_fmt(best['ci_high'])}]; worst: `{group.iloc[-1]['strategy']}` "
                   f"{_fmt(group.iloc[-1]['mean'])}.", ""]
+        chosen = group[group["chosen_on_held_out"]]
+        if len(chosen):
+            c = chosen.iloc[0]
+            lines[-1:-1] = [f"Chosen on held-out (honest oracle): `{c['strategy']}` (drops {c['dropped']}), held-out "
+                            f"{_fmt(c['held_out_mean'])}, dev {_fmt(c['mean'])} [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}], "
+                            f"rank {c['rank']} of {len(group)} on dev."]
         rows = heuristics[(heuristics["model"] == model) & (heuristics["task"] == task) & (heuristics["k"] == k)]
         if len(rows):
-            lines += ["| heuristic | drops | score | rank | at least as good as | gap to best on dev [95% CI] | p (Holm) |",
-                      "|---|---|---|---|---|---|---|"]
+            lines += ["| heuristic | drops | score | rank | at least as good as | gap to best on dev [95% CI] | p (Holm) "
+                      "| gap to honest oracle [95% CI] | p (Holm) |",
+                      "|---|---|---|---|---|---|---|---|---|"]
             for row in rows.itertuples():
                 lines.append(f"| {row.strategy} | {row.dropped} | {_fmt(row.mean)} | {row.rank} of {row.of} | "
                              f"{100 * row.at_least_as_good_as:.0f}% | {_fmt(row.gap_to_best_on_dev)} [{_fmt(row.gap_ci_low)}, "
-                             f"{_fmt(row.gap_ci_high)}] | {_fmt(row.p_adjusted, 3)} |")
+                             f"{_fmt(row.gap_ci_high)}] | {_fmt(row.p_adjusted, 3)} | {_fmt(row.gap_to_chosen)} "
+                             f"[{_fmt(row.chosen_gap_ci_low)}, {_fmt(row.chosen_gap_ci_high)}] | {_fmt(row.p_adjusted_chosen, 3)} |")
         fit = additivity[(additivity["model"] == model) & (additivity["task"] == task) & (additivity["k"] == k)]
         if len(fit) and pd.notna(fit["spearman"].iloc[0]):
             r = fit.iloc[0]
@@ -180,6 +239,10 @@ def strip_figure(subsets: pd.DataFrame, heuristics: pd.DataFrame, png, pdf, csv)
             ax.scatter(i + jitter, points["mean"], s=12, color="grey", alpha=0.7, label="subset" if i == 0 else None)
             best = points[points["best_on_dev"]]
             ax.scatter([i], best["mean"], s=60, facecolors="none", edgecolors="black", label="best on dev" if i == 0 else None)
+            chosen = points[points["chosen_on_held_out"]]
+            if len(chosen):
+                ax.scatter([i], chosen["mean"], s=110, facecolors="none", edgecolors="tab:red",
+                           label="chosen on held-out" if i == 0 else None)
             marks = heuristics[(heuristics["model"] == model) & (heuristics["task"] == task) & (heuristics["k"] == k)]
             for j, row in enumerate(marks.itertuples()):
                 ax.scatter([i + 0.3], [row.mean], marker="D", s=25, color=f"C{j % 10}")
@@ -197,14 +260,16 @@ def strip_figure(subsets: pd.DataFrame, heuristics: pd.DataFrame, png, pdf, csv)
     pd.concat([subsets.assign(kind="subset"), heuristics.assign(kind="heuristic")], ignore_index=True).to_csv(csv, index=False)
 
 
-def write_oracle(summary_csv, stats_csv, md, subsets_csv, heuristics_csv, additivity_csv, png, pdf, figure_csv) -> None:
+def write_oracle(summary_csv, stats_csv, md, subsets_csv, heuristics_csv, additivity_csv, png, pdf, figure_csv,
+                 metrics_paths=()) -> None:
+    """``metrics_paths``: the cells' metrics.json, for their held-out scores (the honest oracle)."""
     from dropbench.aggregate import read_summary
 
     summary = read_summary(summary_csv)
     tests = pd.read_csv(stats_csv) if stats_csv else None
     if tests is not None:
         tests = tests[tests["comparison"].fillna("").ne("")]
-    subsets, heuristics, additivity, notes = oracle_tables(summary, tests)
+    subsets, heuristics, additivity, notes = oracle_tables(summary, tests, held_out_scores(metrics_paths))
     subsets.to_csv(subsets_csv, index=False)
     heuristics.to_csv(heuristics_csv, index=False)
     additivity.to_csv(additivity_csv, index=False)

@@ -331,6 +331,12 @@ def oracle_outputs():
             **figure_outputs("oracle", "strategies among every subset", "Oracle", lambda input: missing_label(input.summary))}
 
 
+def oracle_metrics(wildcards=None):
+    """The metrics.json of every cell of the subset models (their held-out scores choose the honest oracle)."""
+    models = set(grid.subset_models(config))
+    return _existing_if_partial([cell.metrics for cell in CELLS if cell.model in models])
+
+
 def oracle_targets():
     """The oracle report where config `subsets` names a model; nothing otherwise."""
     return [oracle_outputs()["md"]] if grid.subset_models(config) else []

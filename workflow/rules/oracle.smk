@@ -7,6 +7,7 @@ rule oracle:
     input:
         summary=rules.aggregate.output.summary,
         stats=rules.stats.output.stats,
+        metrics=oracle_metrics,
     output:
         **oracle_outputs(),
     params:
