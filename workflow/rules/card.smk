@@ -11,11 +11,11 @@ rule model_card:
         metrics=rules.evaluate.output[0],
         tokenizer=cell_model_dir,
         stats=rules.stats.output.stats,
-        code=f"{SRC}/dropbench/model_card.py",
     output:
         directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/publish"),
     params:
         job=card_params,
+        code=code_digest("model_card"),
     log:
         "logs/model_card/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
     localrule: True
