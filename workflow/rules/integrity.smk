@@ -3,6 +3,27 @@
 # (force_when_planning).
 
 
+def check_forcing_supported():
+    """Fail at start-up, not silently, if this Snakemake's Workflow no longer works as force_when_planning
+    assumes (tested against the pinned release by tests/test_recompute.py, which re-runs a damaged result):
+    an instance with a __dict__ (not slotted) whose dataclass field dag_settings is assigned after the
+    Snakefile is read, and DAG settings with a forcerun set."""
+    import dataclasses
+
+    from snakemake.exceptions import WorkflowError
+    from snakemake.settings.types import DAGSettings
+
+    fields = {field.name for field in dataclasses.fields(workflow)} if dataclasses.is_dataclass(workflow) else set()
+    problems = [problem for problem, bad in (
+        ("Workflow has no dataclass field dag_settings", "dag_settings" not in fields),
+        ("Workflow instances have no __dict__ (slotted)", not hasattr(workflow, "__dict__")),
+        ("DAGSettings has no field forcerun", "forcerun" not in {f.name for f in dataclasses.fields(DAGSettings)}),
+    ) if bad]
+    if problems:
+        raise WorkflowError("dropbench cannot force damaged results to re-run with this Snakemake "
+                            f"({'; '.join(problems)}): use the Snakemake version in requirements.txt")
+
+
 def force_when_planning(paths):
     """Add ``paths`` to the --forcerun targets. Snakemake hands its DAG settings (with --forcerun) to the
     workflow only after reading the Snakefile, so the addition is made when they arrive."""
@@ -62,6 +83,8 @@ def recorded_expectations(cell):
 
 if workflow.is_main_process:
     from dropbench import integrity
+
+    check_forcing_supported()
 
     # a partial report checks the retried cells too: their results are inputs it reads as they are
     _checked = CELLS + (retried_cells() if PARTIAL_SUMMARY else [])
