@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # test this checkout's code, installed or not
 
-from dropbench import metrics  # noqa: E402
+from dropbench import evaluate_metric, metrics  # noqa: E402
 
 CASES = json.loads((Path(__file__).resolve().parent / "fixtures" / "metric_cases.json").read_text())
 TASK_CASE = {"cola": "binary", "sst2": "binary", "mrpc": "binary", "qqp": "binary", "qnli": "binary",
@@ -86,13 +86,13 @@ EVALUATE_SCRIPT = textwrap.dedent("""
     socket.create_connection = no_network
 
     import evaluate
-    from dropbench import metrics
+    from dropbench import evaluate_metric, metrics
 
     cases, task_case = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     out = {}
     for task, case_name in task_case.items():
         case = cases[case_name]
-        via_helper = metrics.evaluate_task(task, case["predictions"], case["references"])
+        via_helper = evaluate_metric.evaluate_task(task, case["predictions"], case["references"])
         module = evaluate.load(sys.argv[3], config_name=task)  # the documented direct use
         via_load = module.compute(predictions=case["predictions"], references=case["references"])
         out[task] = [via_helper, via_load]
@@ -120,4 +120,4 @@ def test_evaluate_module_equals_direct_path_offline(tmp_path):
 
 def test_load_glue_metric_rejects_unknown_task():
     with pytest.raises(ValueError, match="unknown task 'nope'"):
-        metrics.load_glue_metric("nope")
+        evaluate_metric.load_glue_metric("nope")

@@ -20,7 +20,7 @@ from dropbench.batching import sorted_batches
 from dropbench.device import autocast, pick_device, reuse_freed_memory
 from dropbench.job_params import STAGE_VERSIONS, TRAINED_KEYS
 from dropbench.records import check_record
-from dropbench.tuning import HELD_OUT
+from dropbench.grid import HELD_OUT
 
 OK, DEGENERATE = "ok", "degenerate"
 

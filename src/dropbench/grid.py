@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from dropbench import strategies
 
 BASELINE = "none"
+# The features split of the rows held out from a task's train split (config tuning; prepare_task): scored by
+# evaluate apart from the dev splits, chosen on by dropbench.tuning and the oracle.
+HELD_OUT = "held_out"
 # A re-run of a diverged fine-tune (dropbench.retries) has seed first seed + RETRY_SEED_STEP x attempt,
 # so with retry_diverged the configured seeds stay below it (config_check).
 RETRY_SEED_STEP = 1000

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dropbench import grid, job_params, predictions, strategies
-from dropbench.tuning import HELD_OUT
+from dropbench.grid import HELD_OUT
 from dropbench.atomic import write_json
 from dropbench.records import CorruptResultError, record_problem
 

@@ -1,13 +1,13 @@
-"""GLUE dev-set metrics: computed directly, or through the bundled `evaluate` module.
+"""GLUE dev-set metrics, computed directly.
 
 Jobs use ``compute`` (numpy, ``BATCH_METRICS``, the one implementation the statistics use too):
 importing `evaluate` costs an evaluate job 5-9 s, as its package import pulls in much of `transformers`.
-``evaluate_task`` (the official implementation) stays as the cross-check in tests.
+The official implementation through the bundled `evaluate` module is the cross-check of
+``dropbench.evaluate_metric`` (tests only), so importing this module never needs `evaluate`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -15,7 +15,6 @@ from scipy import stats as sps
 
 from dropbench.glue import get_task
 
-METRIC_SCRIPT = Path(__file__).resolve().parent / "glue_metric" / "glue_metric.py"
 
 
 # ---- every GLUE metric over replicates: preds (R, n), refs (n,) -> (R,), the one implementation that
@@ -110,19 +109,3 @@ def compute(task: str, predictions: Sequence, references: Sequence) -> dict[str,
     """
     preds, refs = _checked(task, predictions, references)
     return {name: float(BATCH_METRICS[name](preds[np.newaxis, :], refs)[0]) for name in get_task(task).metrics}
-
-
-def load_glue_metric(task: str):
-    """The bundled `evaluate` GLUE metric for `task`, loaded from a local script (no network)."""
-    get_task(task)  # unknown task -> ValueError listing the known ones, before the slow import
-    import evaluate
-
-    # keep_in_memory: no Arrow cache files or locks under ~/.cache for each evaluation.
-    return evaluate.load(str(METRIC_SCRIPT), config_name=task, keep_in_memory=True)
-
-
-def evaluate_task(task: str, predictions: Sequence, references: Sequence) -> dict[str, float]:
-    """`compute`, but through the `evaluate` module (as a consumer of `evaluate.load` would)."""
-    # Check first: evaluate's Arrow encoding would silently cast e.g. float predictions to int.
-    preds, refs = _checked(task, predictions, references)
-    return load_glue_metric(task).compute(predictions=preds, references=refs)

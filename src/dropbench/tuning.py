@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from dropbench.atomic import write_json
+from dropbench.grid import HELD_OUT  # noqa: F401 (tuning.HELD_OUT: the split it chooses on)
 
-HELD_OUT = "held_out"  # the features split of the held-out train rows
 
 
 def lr_name(lr: float) -> str:

@@ -183,8 +183,9 @@ rule paper_comparison:
     params:
         code=code_digest("paper_comparison", "stats", files=("resources/paper/published_scores.csv",)),
         # which of our models are the paper's checkpoints (by name, depth and hub id)
-        sources={model: {key: model_cfg["source"][key] for key in ("kind", "repo_id") if key in model_cfg["source"]}
-                 for model, model_cfg in config["models"].items()},
+        sources={model: {key: config["models"][model]["source"][key] for key in ("kind", "repo_id")
+                         if key in config["models"][model]["source"]}
+                 for model in sorted(config["models"])},  # (sorted: the models' order is no part of it)
     log:
         "logs/paper_comparison.log",
     conda:
