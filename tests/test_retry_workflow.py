@@ -68,7 +68,8 @@ def test_a_diverged_run_is_retried_once_and_kept(diverged_run):
     assert planned_jobs(workdir) == {"find_diverged": 1, **REPORTS}
     result = snakemake(workdir, "--cores", "2")
     ran = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", result.stdout + result.stderr, flags=re.MULTILINE)
-    assert sorted(set(ran) - set(REPORTS)) == ["evaluate", "find_diverged", "finetune"]
+    # (the cards of seeds 1 and 2 are rewritten, as results/stats.csv is: a retried seed gets none)
+    assert sorted(set(ran) - set(REPORTS) - {"model_card"}) == ["evaluate", "find_diverged", "finetune"]
     assert ran.count("finetune") == ran.count("evaluate") == 1
 
     retries = pd.read_csv(workdir / "results" / "retries" / "attempt1.csv")

@@ -268,12 +268,18 @@ def write_publish_folder(out_dir, finetuned_dir, tokenizer_dir, metrics_json, tr
     out_dir, finetuned_dir, tokenizer_dir = Path(out_dir), Path(finetuned_dir), Path(tokenizer_dir)
     cell = params["cell"]
     record = json.loads(Path(metrics_json).read_text())
-    train_log = json.loads(Path(train_log_json).read_text())
+    # The fine-tuned files, train log and tokenizer are intermediates a user may delete under a valid result
+    # (README, "Rerunning only what changed"): a card never makes the workflow re-train; it says what is gone.
+    train_log = json.loads(Path(train_log_json).read_text()) if Path(train_log_json).is_file() else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}
     # not the hidden files (Snakemake's .snakemake_timestamp of the directory output: linked, touching this
     # folder's would touch the fine-tune's and make it look newer than its evaluation)
-    for source in sorted(p for p in finetuned_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+    present = sorted(p for p in finetuned_dir.iterdir() if p.is_file()) if finetuned_dir.is_dir() else []
+    if not any(p.name.endswith(".safetensors") for p in present):
+        files["(no weights)"] = (f"the cell's finetuned/ weights were deleted after it was evaluated; delete its "
+                                 f"metrics.json and run snakemake to train them again ({finetuned_dir})")
+    for source in (p for p in present if not p.name.startswith(".")):
         files[source.name] = f"{_place(source, out_dir / source.name)} of finetuned/{source.name}"
     for name in TOKENIZER_FILES:
         source = tokenizer_dir / name

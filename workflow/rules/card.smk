@@ -6,15 +6,17 @@
 
 rule model_card:
     input:
-        model=rules.finetune.output.model,
-        train_log=rules.finetune.output.train_log,
+        # only the cell's result and the statistics: the fine-tuned files, train log and tokenizer (params) are
+        # intermediates a user may delete under a valid result, and a card must never re-train a cell
         metrics=rules.evaluate.output[0],
-        tokenizer=cell_model_dir,
         stats=rules.stats.output.stats,
     output:
         directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/publish"),
     params:
         job=card_params,
+        finetuned="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned",
+        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
+        tokenizer=cell_model_dir,
         code=code_digest("model_card"),
     log:
         "logs/model_card/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
