@@ -28,13 +28,12 @@ TUNING = config.get("tuning")  # learning-rate selection on held-out train rows:
 
 @functools.cache
 def code_digest(*modules, files=()):
-    """sha256 (first 16 hex digits) of the source of the dropbench ``modules`` a report rule runs, and of
-    ``files`` of the repository: part of the rule's params, so editing that code re-makes the report while
-    moving or copying a finished run (the repository at another absolute path) re-runs nothing."""
-    digest = hashlib.sha256()
-    for path in [*(Path(SRC) / "dropbench" / f"{name}.py" for name in modules), *(Path(SRC).parent / f for f in files)]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    """A digest of the dropbench ``modules`` a report rule runs and every module they import (directly or
+    not; dropbench.code_digest), and of ``files`` of the repository: part of the rule's params, so editing
+    any of that code re-makes the report while moving or copying a finished run re-runs nothing."""
+    from dropbench import code_digest as digest
+
+    return digest.code_digest(modules, [Path(SRC).parent / f for f in files])
 
 
 # The integrity check of the grid's results (damaged or stale results forced): integrity.smk, included last.
