@@ -66,31 +66,6 @@ def test_unknown_task_and_split_are_rejected():
         load_split("rte", local(FIXTURES / "rte_tsv"), "test")
 
 
-def test_substitute_task_cannot_use_a_glue_name():
-    for name in ("qnli", "mnli_matched"):
-        with pytest.raises(ValueError, match="reserved for GLUE"):
-            glue.register_task(dataclasses.replace(glue.TASKS["qnli"], name=name, glue_dir="x"))
-    spec = glue.derive_task("qnli", "qnli_style_squad11")
-    try:
-        assert spec.labels == glue.TASKS["qnli"].labels and spec.glue_dir == "qnli_style_squad11"
-        assert glue.derive_task("qnli", "qnli_style_squad11") is not None  # idempotent
-        with pytest.raises(ValueError, match="already registered"):
-            glue.register_task(dataclasses.replace(spec, metrics=("accuracy", "f1")))
-    finally:
-        glue.TASKS.pop("qnli_style_squad11")
-
-
-def test_substitute_reads_hf_parquet_under_its_own_name(tmp_path):
-    spec = glue.derive_task("qnli", "qnli_style_squad11")
-    try:
-        pd.DataFrame({"question": ["Who?", "When?"], "sentence": ["Me.", "Now."], "label": [0, 1],
-                      "idx": [0, 1]}).to_parquet(tmp_path / "train.parquet")
-        df = load_split("qnli_style_squad11", local(tmp_path), "train")
-        assert df["label"].tolist() == [0, 1] and spec.name != "qnli"
-    finally:
-        glue.TASKS.pop("qnli_style_squad11")
-
-
 # ------------------------------------------------------------ shipped data
 
 

@@ -73,7 +73,7 @@ def test_a_pickle_only_checkpoint_is_refused_without_unpickling(tmp_path):
 
 def test_grid_paths_of_valid_names_stay_under_results():
     cell = grid.Cell("m.v1-base", "top", 2, "sst2", 1)
-    paths = [cell.dir, cell.metrics, grid.state_dir(cell), grid.pretrained_dir(cell.model),
+    paths = [cell.dir, cell.metrics, grid.pretrained_dir(cell.model),
              grid.features_dir(cell.model, cell.task), grid.pruned_dir(cell.model, "top", 2, "any")]
     root = Path("/work/x").resolve()
     for path in paths:

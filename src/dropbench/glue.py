@@ -9,7 +9,6 @@ class indices into `TaskSpec.labels`, or floats for STS-B.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import gzip
 import hashlib
 import math
@@ -113,9 +112,6 @@ _GLUE_TASKS = (
     _classification("wnli", "WNLI", ("sentence1", "sentence2"), "label", ("sentence1", "sentence2"),
                     ("not_entailment", "entailment")),
 )
-GLUE_TASK_NAMES = tuple(spec.name for spec in _GLUE_TASKS)
-# Also the HF config names of GLUE's MNLI dev-only views and diagnostic set.
-RESERVED_TASK_NAMES = frozenset(GLUE_TASK_NAMES) | {"mnli_matched", "mnli_mismatched", "ax"}
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _GLUE_TASKS}
 
 
@@ -124,31 +120,6 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
-
-
-def register_task(spec: TaskSpec) -> TaskSpec:
-    """Add a non-GLUE task (e.g. a substitute training set) to `TASKS`.
-
-    GLUE names are reserved so that results on a stand-in can never be
-    reported under a benchmark task's name. Re-registering an identical spec is
-    a no-op, so a module may be imported more than once.
-    """
-    if spec.name in RESERVED_TASK_NAMES:
-        raise ValueError(f"task name {spec.name!r} is reserved for GLUE; choose another name "
-                         f"(e.g. '{spec.name}_style_<source>') for a non-GLUE task")
-    existing = TASKS.get(spec.name)
-    if existing is not None and existing != spec:
-        raise ValueError(f"task {spec.name!r} is already registered with a different spec")
-    TASKS[spec.name] = spec
-    return spec
-
-
-def derive_task(base: str, name: str) -> TaskSpec:
-    """A spec with `base`'s columns, labels and metrics under a new `name`, registered.
-
-    Its data directory is named after the task, never after the GLUE task.
-    """
-    return register_task(dataclasses.replace(get_task(base), name=name, glue_dir=name))
 
 
 # ---------------------------------------------------------------- subsampling

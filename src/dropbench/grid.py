@@ -134,5 +134,3 @@ def pruned_dir(model: str, strategy: str, k: int, scope: str) -> str:
     return f"results/models/{model}/pruned/{strategy}-k{k}/{scope}"
 
 
-def state_dir(cell: Cell) -> str:
-    return f"results/train_state/{cell.model}/{cell.variant}/{cell.task}/seed{cell.seed}"

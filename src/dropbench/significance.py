@@ -191,12 +191,6 @@ def stats_table(
     return table.reindex(columns=STATS_COLUMNS)
 
 
-def diverged_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Diverged runs per (model, strategy, k, task), for the tables' count."""
-    rows = table[(table["comparison"].fillna("") == "") & (table["metric"] == "task_score")]
-    return rows[[*GROUP, "n_seeds", "n_diverged"]].reset_index(drop=True)
-
-
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     with atomic_file(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
