@@ -66,7 +66,7 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
         scores.update({f"{prefix}{name}": float(value) for name, value in split_scores.items()})
         chance_levels.update({f"{prefix}{name}": level for name, level in chance.chance_levels(split_scores, split.labels).items()})
         distinct[split_name] = int(len(np.unique(predicted)))
-    held_out = _score_held_out(model, features_dir, task, device, eval_batch_size)
+    held_out = score_held_out(model, features_dir, task, device, eval_batch_size)
     eval_seconds = time.perf_counter() - started
     if held_out is not None:
         dev_predictions[HELD_OUT] = held_out.pop("predictions")
@@ -84,10 +84,11 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
     }
 
 
-def _score_held_out(model, features_dir, task: str, device, eval_batch_size: int) -> dict | None:
+def score_held_out(model, features_dir, task: str, device, eval_batch_size: int) -> dict | None:
     """Scores on the rows held out from the task's train split (prepare_task's split ``held_out``, config
     ``tuning``), where the features have them: what anything that chooses (a subset, a learning rate) may
-    choose on, never the dev rows we report. None without them."""
+    choose on, never the dev rows we report: metrics (None where undefined), task score, rows, predictions.
+    None without them. Used by evaluate and by the learning-rate selection (dropbench.tuning)."""
     path = features.split_path(features_dir, HELD_OUT)
     if not path.exists():
         return None

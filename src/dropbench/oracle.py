@@ -32,6 +32,7 @@ from scipy import stats as sps
 from dropbench import claims, stats
 from dropbench.aggregate import HAS_RESULT, RETRIED
 from dropbench.grid import BASELINE
+from dropbench.records import read_cell_metrics
 from dropbench.strategies import subset_layers
 
 SUBSET_COLUMNS = ["model", "task", "k", "strategy", "dropped", "n_seeds", "mean", "ci_low", "ci_high", "rank", "best_on_dev",
@@ -60,30 +61,21 @@ def is_subset(strategy: str, k: int) -> bool:
 def held_out_scores(metrics_paths) -> pd.DataFrame:
     """model, strategy, k, task, seed, held_out (task score x 100 on the held-out train rows) of every
     metrics.json that has them (metrics.json ``held_out``, config ``tuning``)."""
-    import json
-
     rows = []
     for path in metrics_paths:
-        record = json.loads(open(path).read())
+        record = read_cell_metrics(path)
         score = (record.get("held_out") or {}).get("task_score")
         if score is not None:
             rows.append({key: record[key] for key in ("model", "strategy", "k", "task", "seed")} | {"held_out": 100 * score})
     return pd.DataFrame(rows, columns=["model", "strategy", "k", "task", "seed", "held_out"])
 
 
-def _gap(a: pd.Series, b: pd.Series) -> dict:
-    """Mean over the seeds both have of a - b, with its t-interval (series indexed by seed)."""
-    seeds = a.index.intersection(b.index)
-    interval = stats.seed_interval(list(a[seeds] - b[seeds]))
-    return {"gap_to_best_on_dev": interval["mean"], "gap_ci_low": interval["ci_low"], "gap_ci_high": interval["ci_high"],
-            "gap_seeds": interval["n_seeds"]}
-
-
-def _chosen_gap(a: pd.Series, b: pd.Series | None) -> dict:
+def _gap(a: pd.Series, b: pd.Series | None) -> dict:
+    """Mean over the seeds both have of a - b, with its t-interval (series indexed by seed); NaN without b."""
     if b is None:
-        return {"gap_to_chosen": np.nan, "chosen_gap_ci_low": np.nan, "chosen_gap_ci_high": np.nan}
-    gap = _gap(a, b)
-    return {"gap_to_chosen": gap["gap_to_best_on_dev"], "chosen_gap_ci_low": gap["gap_ci_low"], "chosen_gap_ci_high": gap["gap_ci_high"]}
+        return {"mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0}
+    seeds = a.index.intersection(b.index)
+    return stats.seed_interval(list(a[seeds] - b[seeds]))
 
 
 def _held_out_choice(held_out: pd.DataFrame | None, model: str, task: str, k: int, subsets: Iterable[str]):
@@ -143,14 +135,18 @@ def oracle_tables(summary: pd.DataFrame, tests: pd.DataFrame | None = None, held
                     continue
                 mean = values.mean()
                 same = [s for s in subsets if dropped[(s, k)] == dropped[(strategy, k)]]
+                to_best, to_chosen = _gap(values, subsets[best]), _gap(values, subsets[chosen] if chosen else None)
                 heuristic_rows.append({
                     "model": model, "task": task, "k": k, "strategy": strategy, "dropped": dropped[(strategy, k)],
                     "same_as": same[0] if same else "", "n_seeds": len(values), "mean": mean,
                     "rank": int((means > mean).sum()) + 1, "of": len(means),
                     "at_least_as_good_as": float((means <= mean).mean()),
-                    **_gap(values, subsets[best]), "p_adjusted": _p_adjusted(tests, model, task, strategy, k, best),
+                    "gap_to_best_on_dev": to_best["mean"], "gap_ci_low": to_best["ci_low"],
+                    "gap_ci_high": to_best["ci_high"], "gap_seeds": to_best["n_seeds"],
+                    "p_adjusted": _p_adjusted(tests, model, task, strategy, k, best),
                     "best_on_dev": best, "chosen_on_held_out": chosen or "",
-                    **_chosen_gap(values, subsets[chosen] if chosen else None),
+                    "gap_to_chosen": to_chosen["mean"], "chosen_gap_ci_low": to_chosen["ci_low"],
+                    "chosen_gap_ci_high": to_chosen["ci_high"],
                     "p_adjusted_chosen": _p_adjusted(tests, model, task, strategy, k, chosen) if chosen else np.nan})
             if k >= 2 and full is not None:
                 additivity_rows.append(_additivity(model, task, k, subsets, by_cell, full))

@@ -42,28 +42,26 @@ def variant_dir(model: str, strategy: str, k, task: str) -> str:
 def tune(model_dir, features_dir, task: str, cfg, state_dir, out_path, eval_batch_size: int = 128) -> dict:
     """Fine-tune at ``cfg`` (one candidate learning rate, seed tuning.seed) on the train split into a
     temporary directory (the weights are not kept), score on the held-out split, write ``out_path``."""
-    from dropbench import features, glue, heads, metrics
+    from dropbench import features, heads
     from dropbench.device import pick_device
-    from dropbench.evaluation import predict, task_score
+    from dropbench.evaluation import score_held_out
     from dropbench.train import finetune
 
-    spec = glue.get_task(task)
-    held_out = features.load(features.split_path(features_dir, HELD_OUT))
+    if not features.split_path(features_dir, HELD_OUT).exists():  # before the fine-tune, not after it
+        raise FileNotFoundError(f"{features_dir} has no {HELD_OUT} split: prepare_task without config tuning?")
     with tempfile.TemporaryDirectory(prefix="tune-") as tmp:
         summary = finetune(model_dir, features_dir, task, Path(tmp) / "model", state_dir, cfg, Path(tmp) / "train_log.json")
         device = pick_device()
         model = heads.load_classifier(Path(tmp) / "model").to(device)
-        predicted = predict(model, held_out, device, eval_batch_size, spec.is_regression, f"held-out {task}")
-    scores = {name: float(value) if math.isfinite(value) else None
-              for name, value in metrics.compute(task, predicted, held_out.labels).items()}
+        held_out = score_held_out(model, features_dir, task, device, eval_batch_size)
     record = {
         "task": task,
         "learning_rate": float(cfg.learning_rate),
         "seed": cfg.seed,
-        "held_out_rows": len(held_out),
+        "held_out_rows": held_out["rows"],
         "train_rows": summary["train_rows"],
-        "task_score": task_score(task, scores),
-        "metrics": scores,
+        "task_score": held_out["task_score"],
+        "metrics": held_out["metrics"],
         "fit": summary.get("fit"),
         "final_loss": summary["final_loss"],
         "train_seconds": summary["train_seconds"],
