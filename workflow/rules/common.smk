@@ -28,8 +28,8 @@ TUNING = config.get("tuning")  # learning-rate selection on held-out train rows:
 
 @functools.cache
 def code_digest(*modules, files=()):
-    """A digest of the dropbench ``modules`` a report rule runs and every module they import (directly or
-    not; dropbench.code_digest), and of ``files`` of the repository: part of the rule's params, so editing
+    """A digest of the dropbench ``modules`` a report rule's script imports and every module they import
+    (directly or not; dropbench.code_digest), and of ``files`` of the repository: part of the rule's params, so editing
     any of that code re-makes the report while moving or copying a finished run re-runs nothing."""
     from dropbench import code_digest as digest
 

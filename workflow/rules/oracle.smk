@@ -11,7 +11,7 @@ rule oracle:
     output:
         **oracle_outputs(),
     params:
-        code=code_digest("oracle", "claims", "stats", "aggregate", "strategies"),
+        code=code_digest("oracle"),
     log:
         "logs/oracle.log",
     localrule: True

@@ -28,7 +28,7 @@ rule aggregate:
             labels=lambda wildcards, output: {"table": "missing cells", "missing": missing_label(output.summary)},
         ),
     params:
-        code=code_digest("aggregate", "chance", "paper_score"),
+        code=code_digest("aggregate"),
         expected=expected_cells(),
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         failed_dir="results/failed",
@@ -54,7 +54,7 @@ rule plot:
         **figure_outputs("pareto", "score vs parameters and latency", "Scores", lambda input: missing_label(input.summary)),
         **figure_outputs("training_loss", "training loss against the trivial predictor", "Training", lambda input: missing_label(input.summary)),
     params:
-        code=code_digest("plots", "aggregate", "training_plots", "convergence"),
+        code=code_digest("plots"),
         style=job_params.canonical(config["plots"], "plots"),
         reference_models=[model for model, model_cfg in config["models"].items() if not grid.prunes(model_cfg)],
     log:
@@ -102,7 +102,7 @@ rule stats:
         ),
         diverged="results/diverged.csv",
     params:
-        code=code_digest("stats", "significance", "predictions"),
+        code=code_digest("significance"),
         statistics=job_params.canonical(config["statistics"], "statistics"),
     log:
         "logs/stats.log",
@@ -123,7 +123,7 @@ rule tables:
     output:
         **model_table_outputs(),
     params:
-        code=code_digest("aggregate", "chance", "paper_score"),
+        code=code_digest("aggregate"),
         notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         paper_score=job_params.canonical(config.get("paper_score", {})),
@@ -153,7 +153,7 @@ rule sensitivity:
         claims="reports/sensitivity_claims.csv",
     params:
         settings=config["sensitivity"],
-        code=code_digest("sensitivity", "aggregate", "claims"),
+        code=code_digest("sensitivity"),
     log:
         "logs/sensitivity.log",
     localrule: True
@@ -181,7 +181,7 @@ rule paper_comparison:
             labels={"table": "paper comparison"},
         ),
     params:
-        code=code_digest("paper_comparison", "stats", files=("resources/paper/published_scores.csv",)),
+        code=code_digest("paper_comparison", files=("resources/paper/published_scores.csv",)),
         # which of our models are the paper's checkpoints (by name, depth and hub id)
         sources={model: {key: config["models"][model]["source"][key] for key in ("kind", "repo_id")
                          if key in config["models"][model]["source"]}

@@ -40,7 +40,7 @@ if not PARTIAL_SUMMARY:
         output:
             "results/retries/attempt{attempt}.csv",
         params:
-            code=code_digest("retries", "significance", "stats", "chance"),
+            code=code_digest("retries"),
         log:
             "logs/find_diverged/attempt{attempt}.log",
         wildcard_constraints:
