@@ -31,6 +31,13 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/oracle.smk"
 include: "workflow/rules/card.smk"
+
+
+if config.get("export"):
+
+    include: "workflow/rules/export.smk"
+
+
 # last: the integrity check of the results reads the functions of every rule file above
 include: "workflow/rules/integrity.smk"
 
@@ -46,4 +53,5 @@ rule all:
         tuning_outputs(),
         sensitivity_outputs(),
         oracle_targets(),
+        export_targets(),
     default_target: True

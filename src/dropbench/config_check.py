@@ -229,6 +229,7 @@ def check(config: dict) -> dict[str, int | None]:
     _check_subsets(config)
     _check_tuning(config)
     _check_sensitivity(config)
+    _check_export(config)
     _check_numbers(config)
     try:
         paper_score.paper_metrics(list(config["tasks"]), config.get("paper_score"))
@@ -326,6 +327,21 @@ def _check_sensitivity(config: dict) -> None:
     for name in settings[1:]:
         if config["models"][name]["source"] != config["models"][first]["source"]:
             _fail("sensitivity", name, f"model entries with the source of {first!r} (settings compare one checkpoint)")
+
+
+def _check_export(config: dict) -> None:
+    """``export``: variants of the grid (``<strategy>-k<k>``, the full model ``none-k0``), each once, and a seed of it."""
+    if not config.get("export"):
+        return
+    variants = config["export"]["variants"]
+    _check_unique("export.variants", variants)
+    in_grid = sorted({cell.variant for cell in grid.cells(config)})
+    for variant in variants:
+        if variant not in in_grid:
+            _fail("export.variants", variant, f"variants of the grid: {', '.join(in_grid)}")
+    seed = grid.export_seed(config)
+    if seed not in config["seeds"]:
+        _fail("export.seed", seed, f"one of seeds ({', '.join(map(str, config['seeds']))})")
 
 
 def _check_tuning(config: dict) -> None:

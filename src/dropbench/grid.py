@@ -116,6 +116,25 @@ def cells(config: dict) -> list[Cell]:
     return sorted(out)
 
 
+def export_seed(config: dict) -> int:
+    """The seed whose fine-tunes config ``export`` exports: its ``seed``, else the first of ``seeds``."""
+    return config["export"].get("seed", config["seeds"][0])
+
+
+def export_cells(config: dict) -> list[Cell]:
+    """The cells config ``export`` names: each of its variants (``<strategy>-k<k>``) of every model and task
+    of the grid that has it, at ``export_seed``; none without ``export``."""
+    if not config.get("export"):
+        return []
+    variants, seed = set(config["export"]["variants"]), export_seed(config)
+    return [cell for cell in cells(config) if cell.variant in variants and cell.seed == seed]
+
+
+def export_dir(cell: Cell) -> str:
+    """Where a cell's export goes (dropbench.exports): one per (model, variant, task), whichever seed."""
+    return f"exports/{cell.model}/{cell.variant}/{cell.task}"
+
+
 def pretrained_dir(model: str) -> str:
     return f"results/models/{model}/pretrained"
 

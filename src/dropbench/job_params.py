@@ -47,6 +47,9 @@ JOB_KEYS = ("seed", "head")
 TRAINED_KEYS = (*WEIGHT_KEYS, *OPTIONAL_WEIGHT_KEYS, *JOB_KEYS)
 # iterative_<base>: epochs of fine-tuning before each layer drop (dropbench.families).
 ITERATIVE_EPOCHS_PER_DROP = 2
+# What dropbench.exports writes (config export): bump it when a change alters an export, and only exports re-run.
+# Here, not in dropbench.exports, so that planning never reaches the module that imports onnx.
+EXPORT_VERSION = 1
 # Keys of a model source that only verify the staged copy.
 SOURCE_CHECK_KEYS = ("sha256", "size")
 
@@ -234,6 +237,13 @@ def evaluate_params(cell: dict) -> dict:
 @job
 def profile_scores_params(scoring: dict) -> dict:
     return {"scoring": scoring_params(scoring), "version": STAGE_VERSIONS["prune"]}
+
+
+@job
+def export_params(cell: dict) -> dict:
+    """What an export holds beyond its input files (the cell's publish folder, metrics.json and dev features):
+    the cell (its seed is not in the export's path) and the export format version (dropbench.exports)."""
+    return {"cell": cell, "version": EXPORT_VERSION}
 
 
 @job

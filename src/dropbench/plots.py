@@ -7,6 +7,8 @@ hatched cells (heatmap) or left out (Pareto view), never zeros.
 
 from __future__ import annotations
 
+import functools
+
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -232,11 +234,37 @@ def pareto_points(means: pd.DataFrame, reference_models: Iterable[str]) -> pd.Da
     return points
 
 
-def pareto(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
+EXPORT_RUNTIMES = {"onnx_fp32": ("s", "ONNX Runtime fp32"), "onnx_int8": ("X", "ONNX Runtime int8")}
+
+
+def export_points(points: pd.DataFrame, exports: pd.DataFrame, tasks: dict[str, set]) -> pd.DataFrame:
+    """One point per exported (model, variant, ONNX runtime) exported for every task of its model
+    (reports/exports.csv, dropbench.exports_report): the mean of its task scores (one seed's fine-tune) against
+    the full model's latency of the figure divided by the runtime's speed-up timed beside the full model
+    (the median over the tasks' timings). No parameters: an export has the cell's."""
+    rows = []
+    onnx = exports[exports["runtime"].isin(list(EXPORT_RUNTIMES))]
+    for (model, variant, runtime), group in onnx.groupby(["model", "variant", "runtime"], sort=False):
+        full = points[(points["model"] == model) & (points["kind"] == "full")]["latency_ms"]
+        if set(group["task"]) != tasks.get(model, set()) or full.empty or group["task_score"].isna().any():
+            continue
+        strategy, k = variant.rsplit("-k", 1)
+        rows.append({"model": model, "strategy": strategy, "k": int(k), "kind": "export", "runtime": runtime,
+                     "seed": int(group["seed"].iloc[0]), "status": "ok", "value": group["task_score"].mean(),
+                     "parameters": np.nan, "latency_ms": full.iloc[0] / group["speedup_vs_full_torch"].median()})
+    return pd.DataFrame(rows, columns=[*points.columns[:8], "runtime", "seed"])
+
+
+def pareto(means: pd.DataFrame, reference_models: Iterable[str], style: dict, exports: pd.DataFrame | None = None):
     """Task-average score against parameters and against measured latency, the Pareto front as a step line;
-    the full (unpruned) models are stars, reference (e.g. distilled) models diamonds."""
+    the full (unpruned) models are stars, reference (e.g. distilled) models diamonds; with ``exports``
+    (reports/exports.csv) the exported variants in ONNX Runtime fp32 and int8 on the latency panel."""
     points = pareto_points(means, reference_models)
     drawn = points[points["value"].notna()]
+    exported = None
+    if exports is not None and not exports.empty:
+        tasks = {model: set(group["task"]) for model, group in means.groupby("model")}
+        exported = export_points(points, exports, tasks)
     markers = {"pruned": ("o", 30), "full": ("*", 160), "reference": ("D", 60)}
     colors = _strategy_colors(pd.unique(points.loc[points["kind"] == "pruned", "strategy"]))
     fig, axes = plt.subplots(1, 2, figsize=(2 * style["panel_width"] + 1, style["panel_height"] + 0.6))
@@ -250,6 +278,16 @@ def pareto(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
                 text = point["model"] if kind != "pruned" else f"{point['strategy']} k={point['k']}"
                 ax.annotate(text, (point[cost] * scale, point["value"]), textcoords="offset points", xytext=(4, 3), fontsize="x-small")
         front = drawn[drawn[f"front_{cost}"]].sort_values(cost)
+        if cost == "latency_ms" and exported is not None:
+            for runtime, group in exported.groupby("runtime", sort=False):
+                marker, label = EXPORT_RUNTIMES[runtime]
+                ax.scatter(group[cost], group["value"], marker=marker, s=40, facecolors="none",
+                           edgecolors=[colors.get(s, "black") for s in group["strategy"]], zorder=3,
+                           label=f"{label} (seed {group['seed'].iloc[0]})")
+                for _, point in group.iterrows():
+                    ax.annotate(f"{point['strategy']} k={point['k']} {runtime[5:]}", (point[cost], point["value"]),
+                                textcoords="offset points", xytext=(4, -8), fontsize="x-small")
+            ax.legend(fontsize="small", loc="best")
         ax.step(front[cost] * scale, front["value"], where="post", color="grey", alpha=0.6, label="Pareto front")
         ax.set_xlabel(axis_label)
         ax.set_ylabel("average dev score x 100")
@@ -258,7 +296,7 @@ def pareto(means: pd.DataFrame, reference_models: Iterable[str], style: dict):
     fig.suptitle("average score vs size and speed" + (f" ({missing} not drawn: a task has no score)" if missing else ""))
     axes[0].legend(fontsize="small", loc="best")
     fig.tight_layout()
-    return fig, points
+    return fig, points if exported is None else pd.concat([points, exported], ignore_index=True)
 
 
 def read_layer_scores(pruning_dirs: Iterable[str | Path]) -> pd.DataFrame:
@@ -310,16 +348,19 @@ def figure_paths(outputs: Mapping[str, str], name: str) -> tuple[str, str, str]:
 
 
 def plot_all(summary_csv: str | Path, outputs: Mapping[str, str], style: Mapping | None = None,
-             reference_models: Iterable[str] = (), train_logs: Iterable[str | Path] = ()) -> None:
+             reference_models: Iterable[str] = (), train_logs: Iterable[str | Path] = (),
+             exports_csv: str | Path | None = None) -> None:
     """Draw every summary figure; ``outputs`` maps ``<figure>``, ``<figure>_pdf`` and ``<figure>_data`` to paths.
-    With a ``training_loss`` output, the cells' ``train_logs`` draw it (dropbench.training_plots)."""
+    With a ``training_loss`` output, the cells' ``train_logs`` draw it (dropbench.training_plots); with
+    ``exports_csv`` (reports/exports.csv) the Pareto figure draws the exported models' runtimes."""
     style = check_style(style)
     summary = pd.read_csv(summary_csv)
     means = cell_means(summary)
     reference_models = list(reference_models)
     with plt.style.context(style["style"]), plt.rc_context({"font.size": style["font_size"]}):
+        exports = pd.read_csv(exports_csv) if exports_csv else None
         for name, draw, data_in in (("score_vs_dropped", score_vs_dropped, means), ("retained_heatmap", retained_heatmap, summary),
-                                    ("pareto", pareto, means)):
+                                    ("pareto", functools.partial(pareto, exports=exports), means)):
             fig, data = draw(data_in, reference_models, style)
             save(fig, data, *figure_paths(outputs, name), dpi=style["dpi"])
         if "training_loss" in outputs:

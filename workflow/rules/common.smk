@@ -413,3 +413,31 @@ def card_params(wildcards):
 def card_folders():
     """One publishable folder per cell of the grid."""
     return [f"{cell.dir}/publish" for cell in CELLS]
+
+
+# Exports (config `export`; export.smk): one seed's cells of the chosen variants.
+EXPORT_CELLS = grid.export_cells(config)
+
+
+def _export_cell(wildcards):
+    return grid.Cell(wildcards.model, wildcards.strategy, int(wildcards.k), wildcards.task, grid.export_seed(config))
+
+
+def export_cell_inputs(wildcards):
+    """The cell's publishable folder (its model card's output), its result and the task's dev features."""
+    cell = _export_cell(wildcards)
+    return {"publish": f"{cell.dir}/publish", "metrics": cell.metrics, "features": grid.features_dir(cell.model, cell.task)}
+
+
+def export_params(wildcards):
+    cell = _export_cell(wildcards)
+    return job_params.export_params({key: getattr(cell, key) for key in job_params.CELL_KEYS})
+
+
+def export_table():
+    """reports/exports.csv where the config exports cells (the Pareto figure draws their points), else nothing."""
+    return ["reports/exports.csv"] if EXPORT_CELLS else []
+
+
+def export_targets():
+    return ["reports/exports.md", *export_table()] if EXPORT_CELLS else []

@@ -48,6 +48,7 @@ rule plot:
     input:
         summary=rules.aggregate.output.summary,
         train_logs=summary_train_logs,
+        exports=export_table(),  # the exported models' runtimes on the Pareto figure (config export)
     output:
         **figure_outputs("score_vs_dropped", "score vs layers dropped", "Scores", lambda input: missing_label(input.summary)),
         **figure_outputs("retained_heatmap", "percent retained", "Scores", lambda input: missing_label(input.summary)),

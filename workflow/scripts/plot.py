@@ -8,4 +8,5 @@ with log_to(snakemake.log[0]):
         style=snakemake.params.style,
         reference_models=snakemake.params.reference_models,
         train_logs=snakemake.input.train_logs,
+        exports_csv=snakemake.input.exports[0] if snakemake.input.get("exports") else None,
     )

@@ -1,0 +1,70 @@
+# Exports for deployment (config `export`; dropbench.exports, dropbench.export_latency, dropbench.exports_report):
+# each chosen cell's Hugging Face folder, ONNX fp32 and ONNX int8 models with their dev scores, their latency in
+# each runtime beside the unpruned torch model, and reports/exports.{md,csv}. Included only with `export`, so a
+# config without it plans none of these jobs and imports neither onnx nor onnxruntime.
+# Input functions and targets: common.smk (export_cell_inputs, export_params, export_targets).
+
+
+rule export_cell:
+    input:
+        unpack(export_cell_inputs),
+    output:
+        hf=directory("exports/{model}/{strategy}-k{k}/{task}/hf"),
+        onnx="exports/{model}/{strategy}-k{k}/{task}/model.onnx",
+        int8="exports/{model}/{strategy}-k{k}/{task}/model.int8.onnx",
+        record="exports/{model}/{strategy}-k{k}/{task}/export.json",
+    params:
+        job=export_params,
+    log:
+        "logs/export_cell/{model}/{strategy}-k{k}/{task}.log",
+    conda:
+        "../../envs/export.yaml"
+    resources:
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+    script:
+        "../scripts/export_cell.py"
+
+
+# Timed like measure_latency (latency.smk): the job holds every core and times one thread.
+rule measure_export_latency:
+    input:
+        hf=rules.export_cell.output.hf,
+        onnx=rules.export_cell.output.onnx,
+        int8=rules.export_cell.output.int8,
+        full_model=lambda wildcards: grid.pretrained_dir(wildcards.model),
+    output:
+        "exports/{model}/{strategy}-k{k}/{task}/latency.json",
+    params:
+        protocol=latency_params,
+    log:
+        "logs/measure_export_latency/{model}/{strategy}-k{k}/{task}.log",
+    conda:
+        "../../envs/export.yaml"
+    threads: every_core()
+    resources:
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+    script:
+        "../scripts/measure_export_latency.py"
+
+
+rule exports_report:
+    input:
+        records=[f"{grid.export_dir(cell)}/export.json" for cell in EXPORT_CELLS],
+        latencies=[f"{grid.export_dir(cell)}/latency.json" for cell in EXPORT_CELLS],
+    output:
+        csv="reports/exports.csv",
+        md="reports/exports.md",
+    params:
+        code=code_digest("exports_report"),
+    log:
+        "logs/exports_report.log",
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/exports_report.py"
