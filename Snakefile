@@ -31,16 +31,18 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/oracle.smk"
 include: "workflow/rules/card.smk"
+include: "workflow/rules/tracking.smk"
 # last: the integrity check of the results reads the functions of every rule file above
 include: "workflow/rules/integrity.smk"
 
 
-# Every cell's metrics and model card (card.smk), every table and figure (report_only, in report.smk; the
-# layer profile's, profile.smk).
+# Every cell's metrics and model card (card.smk) and, with `tracking`, its MLflow run (tracking.smk), every
+# table and figure (report_only, in report.smk; the layer profile's, profile.smk).
 rule all:
     input:
         metrics_files(),
         card_folders(),
+        tracking_markers(),
         rules.report_only.input,
         profile_outputs().values(),
         tuning_outputs(),
