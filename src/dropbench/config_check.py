@@ -361,15 +361,15 @@ def _check_tracking(config: dict) -> None:
 
 def check_tracking_installed(config: dict, uses_conda: bool) -> None:
     """With ``tracking``, fail before any job if the packages its jobs import are missing (without --use-conda
-    the jobs run in this Python): mlflow and, for a sqlite store, the database packages. Finds them without
-    importing them."""
+    the jobs run in this Python): mlflow and, for a database store (sqlite, ...), MLflow's database packages.
+    Finds them without importing them. (A server database's own driver, e.g. psycopg2, is not looked for.)"""
     import importlib.util
 
     mlflow_cfg = (config.get("tracking") or {}).get("mlflow")
     if not mlflow_cfg or uses_conda:
         return
     needed = ["mlflow"]
-    if mlflow_cfg["tracking_uri"].lower().startswith("sqlite:"):
+    if mlflow_cfg["tracking_uri"].lower().startswith(("sqlite:", "postgresql", "mysql", "mssql")):
         needed += ["sqlalchemy", "alembic"]
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
