@@ -31,6 +31,7 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/oracle.smk"
 include: "workflow/rules/card.smk"
+include: "workflow/rules/tracking.smk"
 
 
 if config.get("export"):
@@ -42,12 +43,13 @@ if config.get("export"):
 include: "workflow/rules/integrity.smk"
 
 
-# Every cell's metrics and model card (card.smk), every table and figure (report_only, in report.smk; the
-# layer profile's, profile.smk).
+# Every cell's metrics and model card (card.smk) and, with `tracking`, its MLflow run (tracking.smk), every
+# table and figure (report_only, in report.smk; the layer profile's, profile.smk).
 rule all:
     input:
         metrics_files(),
         card_folders(),
+        tracking_markers(),
         rules.report_only.input,
         profile_outputs().values(),
         tuning_outputs(),

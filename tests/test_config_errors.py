@@ -391,3 +391,32 @@ def test_sensitivity_compares_two_or_more_entries_of_one_checkpoint(base):
         shutil.copytree(config["models"]["tiny"]["source"]["path"], copy_dir)
     other = with_second_entry(config, "other", {"kind": "local", "path": str(copy_dir)})
     rejected(changed(other, "sensitivity", ["tiny", "other"]), "'other'", "with the source of 'tiny'")
+
+
+def test_tracking_needs_a_store_mlflow_can_log_to(base, monkeypatch):
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    config = changed(base[1], "tracking", {"mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+    checked(config)
+    checked(changed(config, "tracking.mlflow.tracking_uri", "http://localhost:5000"))
+    rejected(changed(config, "tracking.mlflow.tracking_uri", "mlruns"), "'tracking.mlflow.tracking_uri'", "'mlruns'",
+             "sqlite:///mlflow.db")
+    rejected(changed(config, "tracking.mlflow.tracking_uri", "sqlite:///:memory:"), "'sqlite:///:memory:'", "database file")
+    rejected(changed(config, "tracking.mlflow.tracking_uri", "file:mlruns"), "'file:mlruns'", "MLFLOW_ALLOW_FILE_STORE=true")
+    rejected(changed(config, "tracking.mlflow.tracking_uri", ""), "'tracking.mlflow.tracking_uri'")
+    rejected(changed(config, "tracking.mlflow.experment", "x"), "'tracking.mlflow.experment'", "did you mean 'experiment'?")
+    rejected(changed(config, "tracking.wandb", {}), "unknown config key(s)", "'tracking.wandb'")
+    rejected(changed(base[1], "tracking", {"mlflow": {"experiment": "x"}}), "'tracking.mlflow'", "'tracking_uri' is a required property")
+
+
+def test_tracking_without_mlflow_installed_stops_before_any_job(base, monkeypatch):
+    import importlib.util
+
+    config = changed(base[1], "tracking", {"mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+    checked(config)
+    config_check.check_tracking_installed(config, uses_conda=False)  # installed here (requirements.txt)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("mlflow", "alembic") else real(name, *a))
+    with pytest.raises(ConfigError, match=r"'tracking': this Python lacks mlflow, alembic; install them with `pip install -e \.\[tracking\]`"):
+        config_check.check_tracking_installed(config, uses_conda=False)
+    config_check.check_tracking_installed(config, uses_conda=True)  # the job's conda env has them
+    config_check.check_tracking_installed(base[1], uses_conda=False)  # no tracking: nothing looked up

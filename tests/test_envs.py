@@ -24,7 +24,7 @@ RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
 
 # Import names whose distribution is called something else.
-DISTRIBUTION = {"sklearn": "scikit-learn", "yaml": "pyyaml", "PIL": "pillow"}
+DISTRIBUTION = {"sklearn": "scikit-learn", "yaml": "pyyaml", "PIL": "pillow", "mlflow": "mlflow-skinny"}
 
 
 def normalise(name: str) -> str:

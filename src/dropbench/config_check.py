@@ -230,6 +230,7 @@ def check(config: dict) -> dict[str, int | None]:
     _check_tuning(config)
     _check_sensitivity(config)
     _check_export(config)
+    _check_tracking(config)
     _check_numbers(config)
     try:
         paper_score.paper_metrics(list(config["tasks"]), config.get("paper_score"))
@@ -359,6 +360,38 @@ def _check_tuning(config: dict) -> None:
         if family in (strategies.TASK_SPECIFIC, strategies.ITERATIVE):
             _fail("strategies", name, "strategies outside the task_specific_* and iterative_* families with 'tuning' "
                   "(learning-rate selection is not built for them; remove 'tuning' to run them)")
+
+
+def _check_tracking(config: dict) -> None:
+    """``tracking.mlflow``: a tracking URI MLflow can log to (dropbench.tracking.uri_problem); mlflow itself is
+    not imported here (``check_tracking_installed``)."""
+    from dropbench import tracking
+
+    mlflow_cfg = (config.get("tracking") or {}).get("mlflow")
+    if not mlflow_cfg:
+        return
+    problem = tracking.uri_problem(mlflow_cfg["tracking_uri"])
+    if problem:
+        _fail("tracking.mlflow.tracking_uri", mlflow_cfg["tracking_uri"], problem)
+
+
+def check_tracking_installed(config: dict, uses_conda: bool) -> None:
+    """With ``tracking``, fail before any job if the packages its jobs import are missing (without --use-conda
+    the jobs run in this Python): mlflow and, for a database store (sqlite, ...), MLflow's database packages.
+    Finds them without importing them. (A server database's own driver, e.g. psycopg2, is not looked for.)"""
+    import importlib.util
+
+    mlflow_cfg = (config.get("tracking") or {}).get("mlflow")
+    if not mlflow_cfg or uses_conda:
+        return
+    needed = ["mlflow"]
+    if mlflow_cfg["tracking_uri"].lower().startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+        needed += ["sqlalchemy", "alembic"]
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"config key 'tracking': this Python lacks {', '.join(missing)}; install them with "
+                          "`pip install -e .[tracking]` (or the pins in requirements.txt), run with --use-conda "
+                          "(envs/tracking.yaml), or remove 'tracking'")
 
 
 def _is_int(value) -> bool:

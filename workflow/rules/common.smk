@@ -25,6 +25,16 @@ STRATEGIES_NEEDING_DATA = set(config_check.data_driven(config))
 PARTIAL_SUMMARY = str(config["partial_summary"]).lower() == "true"
 RETRY_DIVERGED = config["retry_diverged"]  # re-runs of diverged fine-tunes: workflow/rules/retry.smk
 TUNING = config.get("tuning")  # learning-rate selection on held-out train rows: workflow/rules/tuning.smk
+TRACKING = config.get("tracking")  # MLflow runs of the cells: workflow/rules/tracking.smk
+
+
+def _uses_conda():
+    from snakemake.settings.types import DeploymentMethod
+
+    return DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+
+
+config_check.check_tracking_installed(config, _uses_conda())  # without `tracking`: nothing, no mlflow import
 
 @functools.cache
 def code_digest(*modules, files=()):
@@ -441,3 +451,10 @@ def export_table():
 
 def export_targets():
     return ["reports/exports.md", *export_table()] if EXPORT_CELLS else []
+
+
+def tracking_markers():
+    """With `tracking`: one marker per cell of the grid, written once the cell is logged as an MLflow run."""
+    if not TRACKING:
+        return []
+    return [f"results/tracking/mlflow/{c.model}/{c.variant}/{c.task}/seed{c.seed}.json" for c in CELLS]

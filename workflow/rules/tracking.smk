@@ -1,0 +1,33 @@
+# Opt-in experiment tracking (config `tracking`, dropbench.tracking): each fine-tuned cell logged as one MLflow
+# run once it is evaluated and its model card written. The output is a small marker per cell (run id, experiment,
+# tracking URI); the run is found again by the cell's identity and metrics.json digest, so a re-run of this job
+# (--forcerun, a change of dropbench.tracking's code) never logs the cell twice. Targets: common.smk
+# (tracking_markers), only with `tracking` in the config.
+
+
+rule track_cell:
+    input:
+        metrics=rules.evaluate.output[0],
+        # ancient: the card must exist before the run is logged, but a card rewritten later (it follows
+        # results/stats.csv, so every card is, whenever the grid changes) re-logs no cell; --forcerun track_cell
+        # writes the current cards into the runs (README "Experiment tracking (MLflow)")
+        card=ancient(rules.model_card.output[0]),
+    output:
+        "results/tracking/mlflow/{model}/{strategy}-k{k}/{task}/seed{seed}.json",
+    params:
+        # the loss curve: read where it still exists, never required (an intermediate, like the card's)
+        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
+        tracking_uri=lambda wildcards: TRACKING["mlflow"]["tracking_uri"],
+        experiment=lambda wildcards: TRACKING["mlflow"]["experiment"],
+        code=code_digest("tracking"),
+    log:
+        "logs/track_cell/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+    # it talks to the tracking server (or writes a local store): on a cluster, from the submitting node
+    localrule: True
+    conda:
+        "../../envs/tracking.yaml"
+    resources:
+        mem_mb=config["resources"]["light"]["mem_mb"],
+        runtime=config["resources"]["light"]["runtime"],
+    script:
+        "../scripts/track_cell.py"
