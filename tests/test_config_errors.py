@@ -413,10 +413,23 @@ def test_tracking_without_mlflow_installed_stops_before_any_job(base, monkeypatc
 
     config = changed(base[1], "tracking", {"mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
     checked(config)
-    config_check.check_tracking_installed(config, uses_conda=False)  # installed here (requirements.txt)
+    config_check.check_optional_packages(config, uses_conda=False)  # installed here (requirements.txt)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("mlflow", "alembic") else real(name, *a))
     with pytest.raises(ConfigError, match=r"'tracking': this Python lacks mlflow, alembic; install them with `pip install -e \.\[tracking\]`"):
-        config_check.check_tracking_installed(config, uses_conda=False)
-    config_check.check_tracking_installed(config, uses_conda=True)  # the job's conda env has them
-    config_check.check_tracking_installed(base[1], uses_conda=False)  # no tracking: nothing looked up
+        config_check.check_optional_packages(config, uses_conda=False)
+    config_check.check_optional_packages(config, uses_conda=True)  # the job's conda env has them
+    config_check.check_optional_packages(base[1], uses_conda=False)  # no tracking: nothing looked up
+
+
+def test_export_without_onnx_installed_stops_before_any_job(base, monkeypatch):
+    import importlib.util
+
+    config = changed(base[1], "export", {"variants": ["top-k1"]})
+    checked(config)
+    config_check.check_optional_packages(config, uses_conda=False)  # installed here (requirements.txt)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"'export': this Python lacks onnxruntime; install them with `pip install -e \.\[export\]`"):
+        config_check.check_optional_packages(config, uses_conda=False)
+    config_check.check_optional_packages(config, uses_conda=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny import build_tiny_bert, one_thread, tiny_config, write_config  # noqa: F401 (a fixture)
-from workflow_runner import REPO, planned_jobs, snakemake
+from tiny import build_tiny_bert, one_thread, tiny_config  # noqa: F401 (a fixture)
+from workflow_runner import REPO
 
-from dropbench import export_latency, exports, exports_report, features, heads
+from dropbench import export_latency, exports, exports_report, heads
 from dropbench.config_check import ConfigError, load_and_check
 
 
@@ -151,59 +150,3 @@ def test_bad_export_settings_are_refused_naming_the_value(tmp_path):
         with pytest.raises(ConfigError, match=message):
             load_and_check({**copy.deepcopy(config), "export": export}, schema)
     load_and_check({**config, "export": {"variants": ["none-k0", "top-k1"], "seed": 1}}, schema)
-
-
-@pytest.fixture(scope="module")
-def exported_grid(tmp_path_factory):
-    """The tiny BERT with each head, baseline and top-1 on SST-2, top-1 exported."""
-    workdir = tmp_path_factory.mktemp("exports")
-    config = tiny_config(workdir, strategies=("top",), k=(1,))
-    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
-    config["models"]["tiny_mp"] = {**config["models"]["tiny"], "head": "mean_pooling"}
-    config["export"] = {"variants": ["top-k1"]}
-    write_config(workdir, config)
-    plan = planned_jobs(workdir)
-    snakemake(workdir, "--cores", "2")
-    return workdir, plan
-
-
-@pytest.mark.slow
-def test_a_finished_grid_exports_each_chosen_cell_checked_and_timed(exported_grid, one_thread):
-    workdir, plan = exported_grid
-    assert plan["export_cell"] == plan["measure_export_latency"] == 2 and plan["exports_report"] == 1
-    for model in ("tiny", "tiny_mp"):
-        folder = workdir / f"exports/{model}/top-k1/sst2"
-        record = json.loads((folder / "export.json").read_text())
-        metrics = json.loads((workdir / f"results/cells/{model}/top-k1/sst2/seed1/metrics.json").read_text())
-        assert record["cell"] == {"model": model, "strategy": "top", "k": 1, "task": "sst2", "seed": 1}
-        assert record["runtimes"]["torch"]["metrics"] == metrics["metrics"]
-        assert record["runtimes"]["onnx_fp32"]["max_abs_logit_diff"] <= 1e-4
-        assert record["runtimes"]["onnx_fp32"]["prediction_agreement"] == 1.0
-        assert set(record["runtimes"]["onnx_int8"]["metrics"]) == {"accuracy"}
-        assert (folder / "hf/README.md").is_file()
-        publish = workdir / f"results/cells/{model}/top-k1/sst2/seed1/publish"
-        assert os.stat(folder / "hf/model.safetensors").st_ino == os.stat(publish / "model.safetensors").st_ino
-        # Snakemake's timestamp of the folder is its own, not a link to the card folder's
-        assert os.stat(folder / "hf/.snakemake_timestamp").st_ino != os.stat(publish / ".snakemake_timestamp").st_ino
-        assert heads.load_classifier(folder / "hf").config.num_hidden_layers == 3
-        latency = json.loads((folder / "latency.json").read_text())
-        assert set(latency["runtimes"]) == {"torch", "onnx_fp32", "onnx_int8"}
-        assert all(timed["latency_ms"] > 0 for timed in latency["runtimes"].values())
-    table = pd.read_csv(workdir / "reports/exports.csv")
-    assert len(table) == 6 and set(table["runtime"]) == {"torch", "onnx_fp32", "onnx_int8"}
-    pareto = pd.read_csv(workdir / "reports/figures/pareto.csv")
-    assert set(pareto.loc[pareto["kind"] == "export", "runtime"]) == {"onnx_fp32", "onnx_int8"}
-    assert planned_jobs(workdir) == {}
-
-
-@pytest.mark.slow
-def test_without_export_no_export_job_is_planned(exported_grid):
-    workdir, _ = exported_grid
-    config_path = workdir / "config.yaml"
-    text = config_path.read_text()
-    try:
-        config_path.write_text(text.split("export:")[0])
-        result = snakemake(workdir, "-n", "--forceall")
-        assert "export_cell" not in result.stdout and "exports_report" not in result.stdout
-    finally:
-        config_path.write_text(text)

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
-
-import pytest
-import torch
-from tiny import one_thread, tiny_config, write_config  # noqa: F401 (a fixture)
-from workflow_runner import planned_jobs, snakemake
-
-from dropbench import heads, job_params, model_card
+from dropbench import job_params, model_card
 
 MNLI_RECORD = {
     "model": "m", "strategy": "top", "k": 2, "task": "mnli", "seed": 3, "status": "ok", "task_score": 0.7,
@@ -64,85 +56,3 @@ def test_the_card_params_hold_the_cell_note_and_base_not_the_commit():
                       "version": model_card.CARD_VERSION}
     assert job_params.card_params(cell, {**cfg, "base_model": "x/y", "license": "mit"})["base"] == {
         "base_model": "x/y", "license": "mit"}
-
-
-@pytest.fixture(scope="module")
-def finished_grid(tmp_path_factory):
-    """The tiny BERT with each head (native, mean_pooling), baseline and top-1, on SST-2."""
-    workdir = tmp_path_factory.mktemp("cards")
-    config = tiny_config(workdir, strategies=("top",), k=(1,))
-    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
-    tiny = config["models"]["tiny"]
-    config["models"] = {"tiny": {**tiny, "note": "a tiny random BERT", "license": "mit"},
-                        "tiny_mp": {**tiny, "head": "mean_pooling", "base_model": "org/tiny-bert"}}
-    write_config(workdir, config)
-    plan = planned_jobs(workdir, ignore=())
-    snakemake(workdir, "--cores", "2")
-    return workdir, config, plan
-
-
-@pytest.mark.slow
-def test_every_cell_of_a_finished_grid_has_a_card_matching_its_metrics(finished_grid):
-    from huggingface_hub import ModelCard
-
-    workdir, _, plan = finished_grid
-    assert plan["model_card"] == plan["evaluate"] == 4
-    folders = sorted(workdir.glob("results/cells/*/*/*/seed*/publish"))
-    assert len(folders) == 4
-    for folder in folders:
-        record = json.loads((folder.parent / "metrics.json").read_text())
-        card = ModelCard.load(folder / "README.md")
-        assert metrics_of_card(card) == record["metrics"]
-        assert card.data.eval_results[0].dataset_config == "sst2"
-        assert card.data.eval_results[0].dataset_split == "validation"
-        dropped = ", ".join(str(layer + 1) for layer in record["dropped_layers"]) or "none"
-        assert f"| dropped (1-based, 1 = lowest) | {dropped} |" in card.text
-        assert "| seed | 1 |" in card.text and str(record["stage_versions"]["finetune"]) in card.text
-        assert "n/a (one seed)" in card.text  # the variant's row of results/stats.csv, one seed
-        if record["model"] == "tiny":
-            assert card.data.license == "mit" and "a tiny random BERT" in card.text
-        else:
-            assert card.data.base_model == "org/tiny-bert" and "load_classifier" in card.text
-        # what upload_folder publishes (its file filter, with the card's ignore pattern): plain files, model
-        # files hard links to the cell's
-        from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
-        from huggingface_hub.utils import filter_repo_objects
-
-        names = [path.name for path in folder.iterdir()]
-        published = set(filter_repo_objects(names, ignore_patterns=[*model_card.UPLOAD_IGNORE, *DEFAULT_IGNORE_PATTERNS]))
-        head_files = {"classifier_head.json", "classifier_head.safetensors"} if record["model"] == "tiny_mp" else set()
-        assert published == {"README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                             "vocab.txt", *head_files}
-        assert all(path.is_file() and not path.is_symlink() for path in folder.iterdir())
-        for path in (folder.parent / "finetuned").iterdir():
-            if not path.name.startswith("."):  # Snakemake's .snakemake_timestamp is each folder's own
-                assert os.stat(folder / path.name).st_ino == os.stat(path).st_ino
-        assert os.stat(folder / ".snakemake_timestamp").st_ino != os.stat(folder.parent / "finetuned/.snakemake_timestamp").st_ino
-
-
-@pytest.mark.slow
-def test_a_published_folder_loads_with_from_pretrained(finished_grid, one_thread):
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
-
-    workdir, _, _ = finished_grid
-    for model, head in (("tiny", heads.NATIVE), ("tiny_mp", heads.MEAN_POOLING)):
-        folder = workdir / f"results/cells/{model}/top-k1/sst2/seed1/publish"
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        batch = tokenizer(["a good movie", "the plot was bad"], return_tensors="pt", padding=True)
-        expected = heads.load_classifier(folder.parent / "finetuned").eval()
-        with torch.no_grad():
-            if head == heads.NATIVE:
-                logits = AutoModelForSequenceClassification.from_pretrained(folder).eval()(**batch).logits
-            else:
-                assert AutoModel.from_pretrained(folder).config.num_hidden_layers == 3
-                logits = heads.load_classifier(folder).eval()(**batch).logits
-            assert torch.allclose(logits, expected(**batch).logits)
-
-
-@pytest.mark.slow
-def test_cards_are_cached_and_their_params_rerun_only_the_cards(finished_grid):
-    workdir, config, _ = finished_grid
-    assert planned_jobs(workdir, ignore=()) == {}
-    config["models"]["tiny"]["license"] = "apache-2.0"  # only the cards show it
-    write_config(workdir, config)
-    assert planned_jobs(workdir, ignore=()) == {"model_card": 2, "all": 1}

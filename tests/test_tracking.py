@@ -6,14 +6,9 @@ from __future__ import annotations
 import ast
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-import yaml
-from tiny import tiny_config, write_config
-from workflow_runner import REPO, planned_jobs, snakemake
+from workflow_runner import REPO
 
 from dropbench import tracking
 
@@ -171,74 +166,3 @@ def test_only_dropbench_tracking_imports_mlflow_and_only_inside_functions():
         else:
             assert "import mlflow" not in text and "from mlflow" not in text, path
     assert set(importers) == {"src/dropbench/tracking.py"}
-
-
-# ------------------------------------------------------------------ the workflow, on the tiny grid
-
-
-def dry_run_imports_mlflow(workdir, configfile) -> bool:
-    """Plan the grid of ``configfile`` in a Python that reports, at exit, whether mlflow was imported."""
-    code = ("import atexit, sys; atexit.register(lambda: print('MLFLOW', 'mlflow' in sys.modules)); "
-            "from snakemake.cli import main; main()")
-    result = subprocess.run(
-        [sys.executable, "-c", code, "-n", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(configfile)],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert "MLFLOW" in result.stdout and result.returncode == 0, result.stdout + result.stderr
-    return "MLFLOW True" in result.stdout
-
-
-@pytest.fixture(scope="module")
-def tracked_grid(tmp_path_factory):
-    """The tiny BERT, baseline and top-1 on SST-2, one seed, logged to a sqlite store in the working directory."""
-    workdir = tmp_path_factory.mktemp("tracking")
-    config = tiny_config(workdir, strategies=("top",), k=(1,))
-    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
-    (workdir / "untracked.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    config["tracking"] = {"mlflow": {"tracking_uri": "sqlite:///mlflow.db", "experiment": "tiny grid"}}
-    write_config(workdir, config)
-    plan = planned_jobs(workdir, ignore=())
-    snakemake(workdir, "--cores", "2")
-    return workdir, plan
-
-
-@pytest.mark.slow
-def test_a_tracked_grid_logs_one_run_per_cell_once(tracked_grid):
-    from mlflow.tracking import MlflowClient
-
-    workdir, plan = tracked_grid
-    assert plan["track_cell"] == plan["evaluate"] == 2
-    markers = sorted(workdir.glob("results/tracking/mlflow/tiny/*/sst2/seed1.json"))
-    assert [m.parent.parent.name for m in markers] == ["none-k0", "top-k1"]
-    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-    experiment = client.get_experiment_by_name("tiny grid")
-
-    def runs():
-        return {run.data.tags[tracking.CELL_TAG]: run for run in client.search_runs([experiment.experiment_id])}
-
-    logged = runs()
-    assert set(logged) == {"tiny/none-k0/sst2/seed1", "tiny/top-k1/sst2/seed1"} and len(client.search_runs(
-        [experiment.experiment_id])) == 2
-    for path in markers:
-        marker = json.loads(path.read_text())
-        run = logged[marker["cell"]]
-        assert marker["run_id"] == run.info.run_id and marker["tracking_uri"] == f"sqlite:///{workdir}/mlflow.db"
-        record = json.loads((workdir / f"results/cells/{marker['cell']}/metrics.json").read_text())
-        assert run.data.metrics["accuracy"] == record["metrics"]["accuracy"]
-        assert len(client.get_metric_history(run.info.run_id, tracking.LOSS_HISTORY)) == 4  # 32 rows, batch 8
-        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"metrics.json", "train_log.json", "model_card"}
-        assert (workdir / "mlruns" / marker["experiment_id"] / run.info.run_id / "artifacts" / "model_card" / "README.md").is_file()
-
-    assert planned_jobs(workdir, ignore=()) == {}
-    # a rewritten card (results/stats.csv changed) re-logs nothing: the cell's metrics are those of its run
-    assert planned_jobs(workdir, "--forcerun", "model_card", ignore=()) == {"model_card": 2, "all": 1}
-    snakemake(workdir, "--cores", "2", "--forcerun", "track_cell")  # the jobs again: the same runs, none added
-    assert {cell: run.info.run_id for cell, run in runs().items()} == {c: r.info.run_id for c, r in logged.items()}
-    assert len(client.search_runs([experiment.experiment_id])) == 2
-
-
-@pytest.mark.slow
-def test_planning_imports_no_mlflow_with_or_without_tracking(tracked_grid):
-    workdir, _ = tracked_grid
-    assert not dry_run_imports_mlflow(workdir, workdir / "untracked.yaml")
-    assert not dry_run_imports_mlflow(workdir, workdir / "config.yaml")

@@ -34,7 +34,8 @@ def _uses_conda():
     return DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 
 
-config_check.check_tracking_installed(config, _uses_conda())  # without `tracking`: nothing, no mlflow import
+# without `tracking` or `export`: nothing looked up, no mlflow or onnx import
+config_check.check_optional_packages(config, _uses_conda())
 
 @functools.cache
 def code_digest(*modules, files=()):
@@ -434,9 +435,11 @@ def _export_cell(wildcards):
 
 
 def export_cell_inputs(wildcards):
-    """The cell's publishable folder (its model card's output), its result and the task's dev features."""
+    """The cell's publishable folder (its model card's output), its result and the task's dev features. The card
+    is ancient, as for track_cell: every card is rewritten whenever results/stats.csv changes, which must not
+    re-export a cell (a new metrics.json does); --forcerun export_cell copies the current card."""
     cell = _export_cell(wildcards)
-    return {"publish": f"{cell.dir}/publish", "metrics": cell.metrics, "features": grid.features_dir(cell.model, cell.task)}
+    return {"publish": ancient(f"{cell.dir}/publish"), "metrics": cell.metrics, "features": grid.features_dir(cell.model, cell.task)}
 
 
 def export_params(wildcards):
