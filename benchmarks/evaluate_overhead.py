@@ -3,7 +3,7 @@
 Two kinds of fresh Python process, side by side, each run ``--repeats`` times (fastest kept):
 - `bare`: imports torch and transformers, loads the fine-tuned model, predicts the dev rows in batches:
   the least any evaluate job must do;
-- `job`: what workflow/scripts/evaluate.py runs (Snakemake's script preamble import, then
+- `job`: what the evaluate step (dropbench.steps.models.evaluate) runs (Snakemake's script preamble import, then
   ``dropbench.evaluation.write_cell_metrics``: metrics, chance levels, statuses, predictions file,
   record check, atomic writes).
 The tiny model is the tests' 4-layer BERT (hidden 32) with 64 SST-2 rows (tests/tiny.py), pruned to 3
@@ -77,7 +77,7 @@ def main() -> None:
     record = json.loads((work / "metrics.json").read_text())
     print(f"tiny model, {sum(record['dev_rows'].values())} dev rows, fastest of {args.repeats} alternated runs, one thread")
     print(f"bare (import torch + transformers, load, predict): {min(bare):.2f} s")
-    print(f"job (workflow/scripts/evaluate.py's work): {min(job):.2f} s")
+    print(f"job (the evaluate step (dropbench.steps.models.evaluate)'s work): {min(job):.2f} s")
     print(f"evaluate_overhead_s: {min(job) - min(bare):.2f}")
 
 

@@ -35,7 +35,7 @@ TIME_ONE = """
 import json, sys
 from dropbench.device import set_threads
 from dropbench.latency import measure_architecture
-set_threads(1)  # as workflow/scripts/measure_latency.py
+set_threads(1)  # as the measure_latency step (dropbench.steps.models)
 measure_architecture(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], {}, full_model_dir=(sys.argv[4:] or [None])[0])
 """
 

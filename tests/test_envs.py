@@ -162,7 +162,7 @@ def test_every_third_party_import_in_the_package_is_in_some_env():
 
 def test_the_import_scan_sees_lazy_imports():
     # sources imports huggingface_hub inside the function that downloads from the hub.
-    assert "huggingface_hub" in third_party_imports(REPO / "workflow" / "scripts" / "download_model.py")
+    assert "huggingface_hub" in third_party_imports(REPO / "workflow" / "scripts" / "models_step.py")
 
 
 def test_snakemake_lint_passes(tmp_path):

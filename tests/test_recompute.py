@@ -125,6 +125,34 @@ def test_the_repository_moved_or_copied_elsewhere_plans_nothing(finished_run, tm
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+COMPUTE_RULES = {"download_model", "prepare_task", "prune", "finetune", "evaluate", "measure_latency"}
+
+
+def test_a_step_edit_re_runs_no_cell_and_a_changed_script_is_carried_over_by_touch(finished_run, tmp_path):
+    """Issue 23 item 3: every rule's script is one call into dropbench.steps that never changes, so editing a step
+    re-runs no fine-tune or evaluation (only the report rules whose digest holds the step module); a one-time
+    change of the scripts (this change itself) is carried over by `snakemake --touch` (README)."""
+    workdir, _ = finished_run
+    copy = tmp_path / "checkout"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".venv", ".git", "results", "reports", ".snakemake", "logs",
+                                                            "__pycache__", ".pytest_cache", "benchmarks"))
+    snakefile = copy / "Snakefile"
+    assert planned_jobs(workdir, snakefile=snakefile) == {}
+    for module, expected in (("models", {"stats"}), ("reports", {"aggregate", "tables", "plot"})):
+        path = copy / "src" / "dropbench" / "steps" / f"{module}.py"
+        with restored(path):
+            path.write_text(path.read_text() + "\n# edited\n")
+            plan = planned_jobs(workdir, snakefile=snakefile)
+            assert expected <= set(plan) and not set(plan) & COMPUTE_RULES, plan
+    script = copy / "workflow" / "scripts" / "models_step.py"
+    script.write_text(script.read_text() + "# a script changed once\n")
+    assert {"finetune", "evaluate", "prune"} <= set(planned_jobs(workdir, snakefile=snakefile))
+    snakemake(workdir, "--touch", "--cores", "1", snakefile=snakefile)
+    assert planned_jobs(workdir, snakefile=snakefile) == {}
+    snakemake(workdir, "--touch", "--cores", "1")  # back to this checkout's scripts for the tests below
+    assert planned_jobs(workdir) == {}
+
+
 def test_adding_a_sha256_to_the_model_source_plans_nothing(finished_run):
     workdir, config = finished_run
     weights = Path(config["models"]["tiny"]["source"]["path"]) / "model.safetensors"

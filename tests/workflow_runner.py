@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
+              snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
+    command = [*SNAKEMAKE, "-s", str(snakefile), "--directory", str(workdir),
                "--configfile", str(workdir / "config.yaml"), *args]
     run_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     result = subprocess.run(command, capture_output=True, text=True, env=run_env)
@@ -28,10 +29,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
 IGNORED_RULES = ("model_card",)
 
 
-def planned_jobs(workdir: Path, *args: str, env: dict | None = None, ignore=IGNORED_RULES) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str, env: dict | None = None, ignore=IGNORED_RULES,
+                 snakefile: Path = REPO / "Snakefile") -> dict[str, int]:
     """Jobs per rule that a dry run would execute (empty when nothing is to be done), without the rules in
     ``ignore``."""
-    result = snakemake(workdir, "-n", *args, env=env)
+    result = snakemake(workdir, "-n", *args, env=env, snakefile=snakefile)
     text = result.stdout + result.stderr
     if "Nothing to be done" in text:
         return {}

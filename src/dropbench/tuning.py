@@ -127,3 +127,16 @@ def summary_rows(choice_paths: dict) -> list[dict]:
                          "held_out_score": score, "chosen": float(lr) == choice["chosen"],
                          "held_out_rows": choice["held_out_rows"], "seed": choice["seed"]})
     return rows
+
+
+SUMMARY_COLUMNS = ["model", "strategy", "k", "task", "learning_rate", "held_out_score", "chosen", "held_out_rows", "seed"]
+
+
+def write_summary(choice_paths: dict, out_csv) -> None:
+    """reports/tuning.csv: ``summary_rows`` of every variant's choice."""
+    import pandas as pd
+
+    from dropbench.atomic import atomic_file
+
+    with atomic_file(out_csv) as tmp:
+        pd.DataFrame(summary_rows(choice_paths), columns=SUMMARY_COLUMNS).to_csv(tmp, index=False)

@@ -27,4 +27,4 @@ rule model_card:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/model_card.py"
+        "../scripts/reports_step.py"

@@ -37,14 +37,17 @@ def _uses_conda():
 # without `tracking` or `export`: nothing looked up, no mlflow or onnx import
 config_check.check_optional_packages(config, _uses_conda())
 
+
 @functools.cache
-def code_digest(*modules, files=()):
-    """A digest of the dropbench ``modules`` a report rule's script imports and every module they import
-    (directly or not; dropbench.code_digest), and of ``files`` of the repository: part of the rule's params, so editing
-    any of that code re-makes the report while moving or copying a finished run re-runs nothing."""
+def code_digest(*modules, files=(), steps="reports"):
+    """A digest of the dropbench ``modules`` a report rule's step calls and every module they import (directly or
+    not; dropbench.code_digest), of its step module (``dropbench.steps.<steps>``: the scripts never change) and of
+    ``files`` of the repository: part of the rule's params, so editing any of that code re-makes the report while
+    moving or copying a finished run re-runs nothing."""
     from dropbench import code_digest as digest
 
-    return digest.code_digest(modules, [Path(SRC).parent / f for f in files])
+    step_module = Path(SRC) / "dropbench" / "steps" / f"{steps}.py"
+    return digest.code_digest(modules, [step_module, *(Path(SRC).parent / f for f in files)])
 
 
 # The integrity check of the grid's results (damaged or stale results forced): integrity.smk, included last.

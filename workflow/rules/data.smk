@@ -14,4 +14,4 @@ rule prepare_task:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/prepare_task.py"
+        "../scripts/models_step.py"

@@ -22,4 +22,4 @@ rule evaluate:
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
         runtime=config["resources"]["evaluate"]["runtime"],
     script:
-        "../scripts/evaluate.py"
+        "../scripts/models_step.py"

@@ -23,7 +23,7 @@ rule export_cell:
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
         runtime=config["resources"]["evaluate"]["runtime"],
     script:
-        "../scripts/export_cell.py"
+        "../scripts/exports_step.py"
 
 
 # Timed like measure_latency (latency.smk): the job holds every core and times one thread.
@@ -46,7 +46,7 @@ rule measure_export_latency:
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
         runtime=config["resources"]["evaluate"]["runtime"],
     script:
-        "../scripts/measure_export_latency.py"
+        "../scripts/exports_step.py"
 
 
 rule exports_report:
@@ -67,4 +67,4 @@ rule exports_report:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/exports_report.py"
+        "../scripts/reports_step.py"

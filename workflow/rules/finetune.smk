@@ -21,7 +21,7 @@ rule finetune:
         mem_mb=config["resources"]["finetune"]["mem_mb"],
         runtime=config["resources"]["finetune"]["runtime"],
     script:
-        "../scripts/finetune.py"
+        "../scripts/models_step.py"
 
 
 # Strategy families (dropbench.families). task_specific_<base>: this first stage fine-tunes the full
@@ -52,7 +52,7 @@ rule frozen_finetune:
         mem_mb=config["resources"]["finetune"]["mem_mb"],
         runtime=config["resources"]["finetune"]["runtime"],
     script:
-        "../scripts/family_finetune.py"
+        "../scripts/models_step.py"
 
 
 # iterative_<base>: the full model, one layer dropped every two epochs in <base>'s order, then the
@@ -82,7 +82,7 @@ rule iterative_finetune:
         mem_mb=config["resources"]["finetune"]["mem_mb"],
         runtime=config["resources"]["finetune"]["runtime"],
     script:
-        "../scripts/family_finetune.py"
+        "../scripts/models_step.py"
 
 
 ruleorder: iterative_finetune > finetune

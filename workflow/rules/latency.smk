@@ -27,4 +27,4 @@ rule measure_latency:
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
         runtime=config["resources"]["evaluate"]["runtime"],
     script:
-        "../scripts/measure_latency.py"
+        "../scripts/models_step.py"

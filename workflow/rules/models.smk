@@ -13,4 +13,4 @@ rule download_model:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/download_model.py"
+        "../scripts/models_step.py"

@@ -21,4 +21,4 @@ rule oracle:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/oracle.py"
+        "../scripts/reports_step.py"

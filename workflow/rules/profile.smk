@@ -19,7 +19,7 @@ rule layer_profile_scores:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/layer_profile_scores.py"
+        "../scripts/models_step.py"
 
 
 rule layer_profile:
@@ -42,4 +42,4 @@ rule layer_profile:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/layer_profile.py"
+        "../scripts/reports_step.py"

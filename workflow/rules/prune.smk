@@ -13,4 +13,4 @@ rule prune:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/prune.py"
+        "../scripts/models_step.py"

@@ -41,7 +41,7 @@ rule aggregate:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/aggregate.py"
+        "../scripts/reports_step.py"
 
 
 rule plot:
@@ -66,7 +66,7 @@ rule plot:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/plot.py"
+        "../scripts/reports_step.py"
 
 
 rule plot_layer_scores:
@@ -85,7 +85,7 @@ rule plot_layer_scores:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/plot_layer_scores.py"
+        "../scripts/reports_step.py"
 
 
 # ---- statistics (issue 14): intervals over seeds and paired tests on the dev predictions.
@@ -103,7 +103,7 @@ rule stats:
         ),
         diverged="results/diverged.csv",
     params:
-        code=code_digest("significance"),
+        code=code_digest("significance", steps="models"),
         statistics=job_params.canonical(config["statistics"], "statistics"),
     log:
         "logs/stats.log",
@@ -113,7 +113,7 @@ rule stats:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/stats.py"
+        "../scripts/models_step.py"
 
 
 # ---- the per-model tables, with the significant differences of results/stats.csv marked (issue 14)
@@ -140,7 +140,7 @@ rule tables:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/tables.py"
+        "../scripts/reports_step.py"
 
 
 # ---- do the findings survive the protocol? (config sensitivity and/or tuning; dropbench.sensitivity)
@@ -164,7 +164,7 @@ rule sensitivity:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/sensitivity.py"
+        "../scripts/reports_step.py"
 
 
 # ---- the paper beside ours (issue 14): published numbers from resources/paper/.
@@ -195,7 +195,7 @@ rule paper_comparison:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/paper_comparison.py"
+        "../scripts/reports_step.py"
 
 
 # ---- intervals and significance drawn (issue 14)
@@ -216,7 +216,7 @@ rule plot_intervals:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/plot_intervals.py"
+        "../scripts/reports_step.py"
 
 
 # Tables and figures only, e.g. from a partial grid:

@@ -40,7 +40,7 @@ if not PARTIAL_SUMMARY:
         output:
             "results/retries/attempt{attempt}.csv",
         params:
-            code=code_digest("retries"),
+            code=code_digest("retries", steps="models"),
         log:
             "logs/find_diverged/attempt{attempt}.log",
         wildcard_constraints:
@@ -52,4 +52,4 @@ if not PARTIAL_SUMMARY:
             mem_mb=config["resources"]["light"]["mem_mb"],
             runtime=config["resources"]["light"]["runtime"],
         script:
-            "../scripts/find_diverged.py"
+            "../scripts/models_step.py"

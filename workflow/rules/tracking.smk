@@ -19,7 +19,7 @@ rule track_cell:
         train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
         tracking_uri=lambda wildcards: TRACKING["mlflow"]["tracking_uri"],
         experiment=lambda wildcards: TRACKING["mlflow"]["experiment"],
-        code=code_digest("tracking"),
+        code=code_digest("tracking", steps="tracking"),
     log:
         "logs/track_cell/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
     # it talks to the tracking server (or writes a local store): on a cluster, from the submitting node
@@ -30,4 +30,4 @@ rule track_cell:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/track_cell.py"
+        "../scripts/tracking_step.py"

@@ -29,7 +29,7 @@ rule tune_learning_rate:
         mem_mb=config["resources"]["finetune"]["mem_mb"],
         runtime=config["resources"]["finetune"]["runtime"],
     script:
-        "../scripts/tune_learning_rate.py"
+        "../scripts/models_step.py"
 
 
 checkpoint choose_learning_rate:
@@ -46,7 +46,7 @@ checkpoint choose_learning_rate:
         mem_mb=config["resources"]["light"]["mem_mb"],
         runtime=config["resources"]["light"]["runtime"],
     script:
-        "../scripts/choose_learning_rate.py"
+        "../scripts/models_step.py"
 
 
 rule tuning_table:
@@ -56,10 +56,11 @@ rule tuning_table:
         "reports/tuning.csv",
     params:
         variants=tuning_variants,
+        code=code_digest("tuning", steps="models"),
     log:
         "logs/tuning_table.log",
     localrule: True
     conda:
         "../../envs/pytorch.yaml"
     script:
-        "../scripts/tuning_table.py"
+        "../scripts/models_step.py"

@@ -1,0 +1,21 @@
+"""One function per rule: what the rule's job runs, given Snakemake's ``snakemake`` object (here ``job``).
+
+Every rule's script is the same two lines (``workflow/scripts/<env>_step.py``: ``run(snakemake)`` of the
+module for its conda env), so a script never changes and Snakemake's code trigger never re-runs a finished
+job for an edit here: ``job_params.STAGE_VERSIONS`` alone decides what a code change re-runs, and the report
+rules' params hold a digest of their modules and of their step module (README "What re-runs when").
+One module per conda env, so each env holds every package its steps import (tests/test_envs.py):
+``models`` (envs/pytorch.yaml), ``reports`` (envs/report.yaml), ``exports`` (envs/export.yaml) and
+``tracking`` (envs/tracking.yaml). Each module's ``run`` calls the function named as the job's rule.
+
+The logging (``log_to``), failure records, device threads and GPU slots around each step are here, once per
+kind of step; the dropbench modules the functions call do the work and never see Snakemake.
+"""
+
+from dropbench.jobs import log_to
+
+
+def run_step(job, steps: dict) -> None:
+    """The step of ``job``'s rule from ``steps`` (name -> function), its output logged to the job's log."""
+    with log_to(job.log[0]):
+        steps[job.rule](job)
