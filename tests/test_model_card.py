@@ -34,6 +34,23 @@ def test_a_card_parses_and_its_model_index_holds_every_metric_with_its_split():
     assert "| dropped (1-based, 1 = lowest) | 5, 6 |" in card.text
     assert "| kept (1-based, in order) | 1, 2, 3, 4 |" in card.text
     assert "load_classifier" in card.text and "a note" in card.text and "abc123" in card.text
+    assert "evaluated at commit" not in card.text  # a record from before the environment block
+
+
+def test_a_record_says_which_commit_and_libraries_evaluated_it_and_the_card_repeats_it():
+    from huggingface_hub import ModelCard
+
+    from dropbench import provenance
+
+    environment = provenance.environment()
+    assert environment["commit"] == provenance.workflow_commit() and len(environment["commit"]) == 40
+    assert environment["versions"]["torch"].split("+")[0] == __import__("torch").__version__.split("+")[0]
+    assert set(environment["versions"]) == {"python", *provenance.LIBRARIES}
+    assert provenance.workflow_commit("/") == "unknown"
+    record = {**MNLI_RECORD, "environment": {"commit": "f00", "versions": {"torch": "9.9", "numpy": "1.0"}}}
+    cell = {key: record[key] for key in job_params.CELL_KEYS}
+    card = ModelCard(model_card.render(cell, record, {}, [], "", {}, "abc", {}))
+    assert "- evaluated at commit `f00` with torch 9.9, numpy 1.0" in card.text
 
 
 def test_an_undefined_metric_is_left_out_of_the_model_index_and_said_in_the_body():

@@ -18,7 +18,7 @@ from test_model_card import metrics_of_card
 from tiny import one_thread, tiny_config, write_config  # noqa: F401 (a fixture)
 from workflow_runner import REPO, planned_jobs, snakemake
 
-from dropbench import heads, model_card, tracking
+from dropbench import heads, model_card, provenance, tracking
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,8 @@ def test_every_cell_of_a_finished_grid_has_a_card_matching_its_metrics(finished_
         dropped = ", ".join(str(layer + 1) for layer in record["dropped_layers"]) or "none"
         assert f"| dropped (1-based, 1 = lowest) | {dropped} |" in card.text
         assert "| seed | 1 |" in card.text and str(record["stage_versions"]["finetune"]) in card.text
+        assert record["environment"]["commit"] == provenance.workflow_commit()  # what evaluated it (issue 23 item 7)
+        assert f"evaluated at commit `{record['environment']['commit']}`" in card.text
         assert "n/a (one seed)" in card.text  # the variant's row of results/stats.csv, one seed
         if record["model"] == "tiny":
             assert card.data.license == "mit" and "a tiny random BERT" in card.text

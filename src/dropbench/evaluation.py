@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoConfig
 
-from dropbench import chance, convergence, features, glue, heads, layer_drop, metrics, predictions
+from dropbench import chance, convergence, features, glue, heads, layer_drop, metrics, predictions, provenance
 from dropbench.atomic import write_json
 from dropbench.batching import sorted_batches
 from dropbench.device import autocast, pick_device, reuse_freed_memory
@@ -163,6 +163,9 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "eval_seconds": result["eval_seconds"],
         "stage_versions": STAGE_VERSIONS,
         "head": result["head"],
+        # the commit and library versions that evaluated the cell (its fine-tune ran in the same environment
+        # unless the workflow was updated in between: stage_versions say what the code was meant to produce)
+        "environment": provenance.environment(),
     }
     if result["held_out"] is not None:  # scored on held-out train rows too (a separate split, never dev)
         record["held_out"] = result["held_out"]

@@ -21,12 +21,12 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from dropbench import glue
+from dropbench.provenance import workflow_commit
 
 # Part of the rule's params: bump it when the card's text or layout changes, so that cards are rewritten.
 CARD_VERSION = 1
@@ -41,17 +41,6 @@ HF_METRIC_TYPES = {"accuracy": "accuracy", "f1": "f1", "matthews_correlation": "
                    "pearson": "pearsonr", "spearmanr": "spearmanr"}
 GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B", "mnli": "MNLI",
               "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
-
-
-def workflow_commit(root: str | Path) -> str:
-    """The git commit of the workflow checkout at ``root`` ("unknown" outside a git checkout)."""
-    try:
-        result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and commit else "unknown"
 
 
 def base_identity(model_cfg: dict) -> dict:
@@ -235,6 +224,9 @@ def body(cell: dict, record: dict, train_log: dict, intervals: list[dict], note:
               f"- dropbench stage versions: {json.dumps(record['stage_versions'], sort_keys=True)}",
               f"- dropbench commit that wrote this card: `{commit}` (the stage versions above identify the code "
               "that trained and evaluated the model)",
+              *([f"- evaluated at commit `{record['environment']['commit']}` with "
+                 + ", ".join(f"{name} {version}" for name, version in record["environment"]["versions"].items())]
+                if "environment" in record else []),
               f"- cell: `results/cells/{cell['model']}/{cell['strategy']}-k{cell['k']}/{task}/seed{cell['seed']}/`",
               f"- license: {identity.get('license') or 'not known to dropbench; see the base model'}", "",
               "Files of this folder (model files are hard links to the cell's `finetuned/` files where possible); "
@@ -287,6 +279,6 @@ def write_publish_folder(out_dir, finetuned_dir, tokenizer_dir, metrics_json, tr
             files[name] = f"{_place(source, out_dir / name)} of the tokenizer"
     files[CARD] = "this card"
     text = render(cell, record, train_log, seed_intervals(stats_csv, cell), params["note"], params["base"],
-                  commit or workflow_commit(Path(__file__).resolve().parents[2]), files)
+                  commit or workflow_commit(), files)
     (out_dir / CARD).write_text(text, encoding="utf-8")
     return out_dir / CARD
