@@ -21,14 +21,14 @@ import pandas as pd
 
 from dropbench.chance import CHANCE_MARGINS, at_chance
 from dropbench.convergence import UNDERFIT_FIT
-from dropbench.grid import BASELINE
+from dropbench.cells import BASELINE, CELL_KEYS, Cell
 from dropbench.paper_score import AVG7_TASKS, MEAN, avg7_problem, metric_keys, paper_metrics, paper_score
 from dropbench.records import CorruptResultError, read_cell_metrics
 from dropbench.strategies import cls_threshold_of
 
 log = logging.getLogger(__name__)
 
-CELL_COLUMNS = ["model", "strategy", "k", "task", "seed"]
+CELL_COLUMNS = list(CELL_KEYS)
 OK, DEGENERATE, MISSING, FAILED = "ok", "degenerate", "missing", "failed"
 HAS_RESULT = (OK, DEGENERATE)
 SUMMARY_COLUMNS = [
@@ -173,14 +173,10 @@ def read_failed(failed_dir: str | Path | None) -> dict[tuple, str]:
 
 
 def _cell_from_failed_path(path: Path, failed_dir) -> dict | None:
-    parts = path.relative_to(failed_dir).with_suffix("").parts
-    if len(parts) != 4 or "-k" not in parts[1] or not parts[3].startswith("seed"):
+    try:
+        return Cell.from_path(path.relative_to(failed_dir)).as_dict()
+    except ValueError:
         return None
-    strategy, _, k = parts[1].rpartition("-k")
-    seed = parts[3].removeprefix("seed")
-    if not (k.isdigit() and seed.isdigit()):
-        return None
-    return {"model": parts[0], "strategy": strategy, "k": int(k), "task": parts[2], "seed": int(seed)}
 
 
 def missing_rows(cell: Mapping, reason: str | None) -> list[dict]:

@@ -1,47 +1,23 @@
 """The grid of cells a config asks for: (model, strategy, k, task, seed), with the baseline once.
 
-Everything path-shaped lives here so the Snakefile, the scripts and the tests agree on it.
+Everything path-shaped lives here (a cell's own paths in dropbench.cells) so the Snakefile, the steps and
+the tests agree on it.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 from dropbench import strategies
+from dropbench.cells import (  # noqa: F401 (the grid's cells and their paths: grid.Cell, grid.CELL_DIR, ...)
+    BASELINE, CELL_DIR, CELL_KEYS, CELL_NAME, CELLS_ROOT, FAILED_ROOT, Cell)
 
-BASELINE = "none"
 # The features split of the rows held out from a task's train split (config tuning; prepare_task): scored by
 # evaluate apart from the dev splits, chosen on by dropbench.tuning and the oracle.
 HELD_OUT = "held_out"
 # A re-run of a diverged fine-tune (dropbench.retries) has seed first seed + RETRY_SEED_STEP x attempt,
 # so with retry_diverged the configured seeds stay below it (config_check).
 RETRY_SEED_STEP = 1000
-
-
-@dataclass(frozen=True, order=True)
-class Cell:
-    model: str
-    strategy: str
-    k: int
-    task: str
-    seed: int
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.strategy == BASELINE
-
-    @property
-    def variant(self) -> str:
-        return f"{self.strategy}-k{self.k}"
-
-    @property
-    def dir(self) -> str:
-        return f"results/cells/{self.model}/{self.variant}/{self.task}/seed{self.seed}"
-
-    @property
-    def metrics(self) -> str:
-        return f"{self.dir}/metrics.json"
 
 
 def prunes(model_cfg: dict) -> bool:
@@ -130,9 +106,12 @@ def export_cells(config: dict) -> list[Cell]:
     return [cell for cell in cells(config) if cell.variant in variants and cell.seed == seed]
 
 
+# Where a cell's export goes (dropbench.exports): one per (model, variant, task), whichever seed.
+EXPORT_DIR = "exports/{model}/{strategy}-k{k}/{task}"
+
+
 def export_dir(cell: Cell) -> str:
-    """Where a cell's export goes (dropbench.exports): one per (model, variant, task), whichever seed."""
-    return f"exports/{cell.model}/{cell.variant}/{cell.task}"
+    return EXPORT_DIR.format(model=cell.model, strategy=cell.strategy, k=cell.k, task=cell.task)
 
 
 def pretrained_dir(model: str) -> str:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dropbench import grid, job_params, predictions, strategies
+from dropbench.cells import FAILED_ROOT, Cell
 from dropbench.grid import HELD_OUT
 from dropbench.atomic import write_json
 from dropbench.records import CorruptResultError, record_problem
 
-FAILED_ROOT = "results/failed"
 # The safetensors format caps its header at 100 MB.
 MAX_HEADER_BYTES = 100 << 20
 
@@ -171,11 +171,11 @@ def predictions_problem(path: Path, cell: dict | None = None, record: dict | Non
 
 
 def _identity(cell) -> dict:
-    return {key: cell[key] for key in ("model", "strategy", "k", "task", "seed")}
+    return Cell.of(cell).as_dict()
 
 
 def _variant(cell: dict) -> str:
-    return f"{cell['model']}/{cell['strategy']}-k{cell['k']}/{cell['task']}/seed{cell['seed']}"
+    return Cell.of(cell).name
 
 
 def _feature_labels(features_dir, split: str):
@@ -365,7 +365,7 @@ def _as_problem(path, reason: str | None) -> list[Problem]:
 
 
 def failure_path(cell: dict, root: str | Path = FAILED_ROOT) -> Path:
-    return Path(root) / cell["model"] / f"{cell['strategy']}-k{cell['k']}" / cell["task"] / f"seed{cell['seed']}.json"
+    return Path(root) / f"{Cell.of(cell).name}.json"
 
 
 def cell_from_wildcards(wildcards) -> dict:
@@ -405,7 +405,7 @@ def stage_failure_record(cells: list[dict], rule: str, root: str | Path = FAILED
     except Exception as err:
         reason = f"{type(err).__name__}: {err}".strip()
         for cell in cells:
-            record = {key: cell[key] for key in ("model", "strategy", "k", "task", "seed")}
+            record = Cell.of(cell).as_dict()
             write_json(failure_path(cell, root), {**record, "rule": rule, "error": reason})
         raise
     for cell in cells:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dropbench import glue, strategies
+from dropbench.cells import CELL_KEYS
 
 STAGE_VERSIONS = {"download": 1, "prepare": 1, "prune": 1, "finetune": 1, "evaluate": 1}
 
@@ -53,8 +54,6 @@ EXPORT_VERSION = 1
 # Keys of a model source that only verify the staged copy.
 SOURCE_CHECK_KEYS = ("sha256", "size")
 
-# The keys of a cell, as evaluate_params holds them.
-CELL_KEYS = ("model", "strategy", "k", "task", "seed")
 # Canonical key order of the mappings named here (for config mappings, the order the shipped configs and
 # config/README.md write them in), so that the params of every shipped config are those planned before
 # issue 27 and nothing re-runs; every other mapping's keys, and keys not listed, are sorted.

@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from dropbench import glue
+from dropbench.cells import Cell
 from dropbench.provenance import workflow_commit
 
 # Part of the rule's params: bump it when the card's text or layout changes, so that cards are rewritten.
@@ -227,7 +228,7 @@ def body(cell: dict, record: dict, train_log: dict, intervals: list[dict], note:
               *([f"- evaluated at commit `{record['environment']['commit']}` with "
                  + ", ".join(f"{name} {version}" for name, version in record["environment"]["versions"].items())]
                 if "environment" in record else []),
-              f"- cell: `results/cells/{cell['model']}/{cell['strategy']}-k{cell['k']}/{task}/seed{cell['seed']}/`",
+              f"- cell: `{Cell.of(cell).dir}/`",
               f"- license: {identity.get('license') or 'not known to dropbench; see the base model'}", "",
               "Files of this folder (model files are hard links to the cell's `finetuned/` files where possible); "
               "publish them with `huggingface_hub.upload_folder(repo_id=..., folder_path=folder, "

@@ -31,7 +31,7 @@ from scipy import stats as sps
 
 from dropbench import claims, stats
 from dropbench.aggregate import HAS_RESULT, RETRIED
-from dropbench.grid import BASELINE
+from dropbench.cells import BASELINE, CELL_KEYS, Cell
 from dropbench.records import read_cell_metrics
 from dropbench.strategies import subset_layers
 
@@ -66,8 +66,8 @@ def held_out_scores(metrics_paths) -> pd.DataFrame:
         record = read_cell_metrics(path)
         score = (record.get("held_out") or {}).get("task_score")
         if score is not None:
-            rows.append({key: record[key] for key in ("model", "strategy", "k", "task", "seed")} | {"held_out": 100 * score})
-    return pd.DataFrame(rows, columns=["model", "strategy", "k", "task", "seed", "held_out"])
+            rows.append(Cell.of(record).as_dict() | {"held_out": 100 * score})
+    return pd.DataFrame(rows, columns=[*CELL_KEYS, "held_out"])
 
 
 def _gap(a: pd.Series, b: pd.Series | None) -> dict:

@@ -24,6 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from dropbench.atomic import atomic_file
+from dropbench.cells import Cell
 from dropbench.records import CorruptResultError
 
 DIGEST = "sha256"
@@ -59,7 +60,7 @@ def save(path: str | Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]], 
 
 def cell_identity(cell: Mapping) -> str:
     """The JSON a predictions file holds to name its cell."""
-    return json.dumps({key: cell[key] for key in ("model", "strategy", "k", "task", "seed")})
+    return json.dumps(Cell.of(cell).as_dict())
 
 
 def read(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict | None, str]:

@@ -26,7 +26,7 @@ import pandas as pd
 from dropbench import predictions, stats
 from dropbench.atomic import atomic_file
 from dropbench.glue import get_task
-from dropbench.grid import BASELINE
+from dropbench.cells import BASELINE, Cell
 from dropbench.records import CorruptResultError
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,8 @@ def metric_layout(task: str) -> list[tuple[str, str, str]]:
 
 
 def cell_of(path: str | Path) -> tuple:
-    """(model, strategy, k, task, seed) from ``.../<model>/<strategy>-k<k>/<task>/seed<seed>/<file>``."""
-    parts = Path(path).parts
-    strategy, _, k = parts[-4].rpartition("-k")
-    return parts[-5], strategy, int(k), parts[-3], int(parts[-2].removeprefix("seed"))
+    """(model, strategy, k, task, seed) of a file in a cell's directory (``cells.Cell.from_path``)."""
+    return tuple(Cell.from_path(path).as_dict().values())
 
 
 def load_runs(paths: Iterable[str | Path]) -> dict[tuple, dict]:

@@ -49,6 +49,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from dropbench.atomic import write_json
+from dropbench.cells import Cell
 from dropbench.records import read_cell_metrics
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def resolve_uri(uri: str, cwd: str | Path | None = None) -> str:
 
 
 def cell_name(cell: dict) -> str:
-    return f"{cell['model']}/{cell['strategy']}-k{cell['k']}/{cell['task']}/seed{cell['seed']}"
+    return Cell.of(cell).name
 
 
 def run_params(record: dict) -> dict[str, str]:

@@ -11,15 +11,15 @@ rule model_card:
         metrics=rules.evaluate.output[0],
         stats=rules.stats.output.stats,
     output:
-        directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/publish"),
+        directory(f"{grid.CELL_DIR}/publish"),
     params:
         job=card_params,
-        finetuned="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned",
-        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
+        finetuned=f"{grid.CELL_DIR}/finetuned",
+        train_log=f"{grid.CELL_DIR}/train_log.json",
         tokenizer=cell_model_dir,
         code=code_digest("model_card"),
     log:
-        "logs/model_card/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+        f"logs/model_card/{grid.CELL_NAME}.log",
     localrule: True
     conda:
         "../../envs/report.yaml"

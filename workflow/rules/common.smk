@@ -91,7 +91,7 @@ def finetune_model_dir(wildcards):
     else the cell's encoder."""
     if strategies.family_of(wildcards.strategy)[0] == strategies.TASK_SPECIFIC:
         w = wildcards
-        return f"results/cells/{w.model}/{w.strategy}-k{w.k}/{w.task}/seed{w.seed}/frozen_finetune"
+        return f"{grid.Cell(w.model, w.strategy, int(w.k), w.task, int(w.seed)).dir}/frozen_finetune"
     return cell_model_dir(wildcards)
 
 
@@ -463,4 +463,4 @@ def tracking_markers():
     """With `tracking`: one marker per cell of the grid, written once the cell is logged as an MLflow run."""
     if not TRACKING:
         return []
-    return [f"results/tracking/mlflow/{c.model}/{c.variant}/{c.task}/seed{c.seed}.json" for c in CELLS]
+    return [f"results/tracking/mlflow/{c.name}.json" for c in CELLS]

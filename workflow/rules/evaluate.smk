@@ -6,14 +6,14 @@ rule evaluate:
         source_model=cell_model_dir,
         tuning=tuning_choice_input,  # the learning-rate selection (config tuning), else nothing
     output:
-        "results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/metrics.json",
-        predictions="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/predictions.npz",
+        f"{grid.CELL_DIR}/metrics.json",
+        predictions=f"{grid.CELL_DIR}/predictions.npz",
     params:
         job=evaluate_params,
     log:
-        "logs/evaluate/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+        f"logs/evaluate/{grid.CELL_NAME}.log",
     benchmark:
-        "results/benchmarks/evaluate/{model}/{strategy}-k{k}/{task}/seed{seed}.tsv"
+        f"results/benchmarks/evaluate/{grid.CELL_NAME}.tsv"
     conda:
         "../../envs/pytorch.yaml"
     threads: config["resources"]["evaluate"]["threads"]

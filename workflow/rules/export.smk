@@ -9,10 +9,10 @@ rule export_cell:
     input:
         unpack(export_cell_inputs),
     output:
-        hf=directory("exports/{model}/{strategy}-k{k}/{task}/hf"),
-        onnx="exports/{model}/{strategy}-k{k}/{task}/model.onnx",
-        int8="exports/{model}/{strategy}-k{k}/{task}/model.int8.onnx",
-        record="exports/{model}/{strategy}-k{k}/{task}/export.json",
+        hf=directory(f"{grid.EXPORT_DIR}/hf"),
+        onnx=f"{grid.EXPORT_DIR}/model.onnx",
+        int8=f"{grid.EXPORT_DIR}/model.int8.onnx",
+        record=f"{grid.EXPORT_DIR}/export.json",
     params:
         job=export_params,
     log:
@@ -34,7 +34,7 @@ rule measure_export_latency:
         int8=rules.export_cell.output.int8,
         full_model=lambda wildcards: grid.pretrained_dir(wildcards.model),
     output:
-        "exports/{model}/{strategy}-k{k}/{task}/latency.json",
+        f"{grid.EXPORT_DIR}/latency.json",
     params:
         protocol=latency_params,
     log:

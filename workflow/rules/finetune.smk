@@ -4,15 +4,15 @@ rule finetune:
         features=rules.prepare_task.output[0],
         tuning=tuning_choice_input,  # the chosen learning rate (config tuning), else nothing
     output:
-        model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned"),
-        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
+        model=directory(f"{grid.CELL_DIR}/finetuned"),
+        train_log=f"{grid.CELL_DIR}/train_log.json",
     params:
         job=finetune_params,
-        state_dir="results/train_state/{model}/{strategy}-k{k}/{task}/seed{seed}",
+        state_dir=f"results/train_state/{grid.CELL_NAME}",
     log:
-        "logs/finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+        f"logs/finetune/{grid.CELL_NAME}.log",
     benchmark:
-        "results/benchmarks/finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.tsv"
+        f"results/benchmarks/finetune/{grid.CELL_NAME}.tsv"
     conda:
         "../../envs/pytorch.yaml"
     threads: config["resources"]["finetune"]["threads"]
@@ -33,17 +33,17 @@ rule frozen_finetune:
         pruned=cell_model_dir,  # pruning.json: the layers to freeze and drop
         features=rules.prepare_task.output[0],
     output:
-        model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/frozen_finetune"),
-        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/frozen_train_log.json",
+        model=directory(f"{grid.CELL_DIR}/frozen_finetune"),
+        train_log=f"{grid.CELL_DIR}/frozen_train_log.json",
     wildcard_constraints:
         strategy=r"task_specific_[a-z0-9_]+",
     params:
         job=finetune_params,
-        state_dir="results/train_state/{model}/{strategy}-k{k}/{task}/seed{seed}-frozen",
+        state_dir=f"results/train_state/{grid.CELL_NAME}-frozen",
     log:
-        "logs/frozen_finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+        f"logs/frozen_finetune/{grid.CELL_NAME}.log",
     benchmark:
-        "results/benchmarks/frozen_finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.tsv"
+        f"results/benchmarks/frozen_finetune/{grid.CELL_NAME}.tsv"
     conda:
         "../../envs/pytorch.yaml"
     threads: config["resources"]["finetune"]["threads"]
@@ -63,17 +63,17 @@ rule iterative_finetune:
         pruned=cell_model_dir,  # pruning.json: the order to drop the layers in
         features=rules.prepare_task.output[0],
     output:
-        model=directory("results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/finetuned"),
-        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
+        model=directory(f"{grid.CELL_DIR}/finetuned"),
+        train_log=f"{grid.CELL_DIR}/train_log.json",
     wildcard_constraints:
         strategy=r"iterative_[a-z0-9_]+",
     params:
         job=iterative_params,
-        state_dir="results/train_state/{model}/{strategy}-k{k}/{task}/seed{seed}",
+        state_dir=f"results/train_state/{grid.CELL_NAME}",
     log:
-        "logs/iterative_finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+        f"logs/iterative_finetune/{grid.CELL_NAME}.log",
     benchmark:
-        "results/benchmarks/finetune/{model}/{strategy}-k{k}/{task}/seed{seed}.tsv"
+        f"results/benchmarks/finetune/{grid.CELL_NAME}.tsv"
     conda:
         "../../envs/pytorch.yaml"
     threads: config["resources"]["finetune"]["threads"]

@@ -31,7 +31,7 @@ rule aggregate:
         code=code_digest("aggregate"),
         expected=expected_cells(),
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
-        failed_dir="results/failed",
+        failed_dir=grid.FAILED_ROOT,
         paper_score=job_params.canonical(config.get("paper_score", {})),
     log:
         "logs/aggregate.log",

@@ -13,15 +13,15 @@ rule track_cell:
         # writes the current cards into the runs (README "Experiment tracking (MLflow)")
         card=ancient(rules.model_card.output[0]),
     output:
-        "results/tracking/mlflow/{model}/{strategy}-k{k}/{task}/seed{seed}.json",
+        f"results/tracking/mlflow/{grid.CELL_NAME}.json",
     params:
         # the loss curve: read where it still exists, never required (an intermediate, like the card's)
-        train_log="results/cells/{model}/{strategy}-k{k}/{task}/seed{seed}/train_log.json",
+        train_log=f"{grid.CELL_DIR}/train_log.json",
         tracking_uri=lambda wildcards: TRACKING["mlflow"]["tracking_uri"],
         experiment=lambda wildcards: TRACKING["mlflow"]["experiment"],
         code=code_digest("tracking", steps="tracking"),
     log:
-        "logs/track_cell/{model}/{strategy}-k{k}/{task}/seed{seed}.log",
+        f"logs/track_cell/{grid.CELL_NAME}.log",
     # it talks to the tracking server (or writes a local store): on a cluster, from the submitting node
     localrule: True
     conda:
