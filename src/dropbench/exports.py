@@ -169,13 +169,16 @@ def export_cell(publish_dir, metrics_json, features_dir, out: dict, eval_batch_s
         quantize_int8(out["onnx"], tmp)
     runtimes = {"torch": {"metrics": record["metrics"], "task_score": record["task_score"],
                           "bytes": size_on_disk(weight_files(hf_dir))}}
+    # torch's logits once per dev split: the reference both ONNX models are compared against
+    references = {split_name: predict(model, split, torch.device("cpu"), eval_batch_size, spec.is_regression,
+                                      f"torch {task}/{split_name}", return_logits=True)[1]
+                  for split_name, split in splits.items()}
     for runtime, path in (("onnx_fp32", out["onnx"]), ("onnx_int8", out["int8"])):
         run = session(path)
         scores, diffs, agreements = {}, [], []
         for split_name, split in splits.items():
-            _, reference = predict(model, split, torch.device("cpu"), eval_batch_size, spec.is_regression,
-                                   f"torch {task}/{split_name}", return_logits=True)
-            compared = compare(task, reference, onnx_logits(run, split, pad_id, eval_batch_size), split.labels)
+            compared = compare(task, references[split_name], onnx_logits(run, split, pad_id, eval_batch_size),
+                               split.labels)
             prefix = "" if len(splits) == 1 else f"{split_name}_"
             scores.update({f"{prefix}{name}": value for name, value in compared["metrics"].items()})
             diffs.append(compared["max_abs_logit_diff"])
