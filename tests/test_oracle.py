@@ -136,3 +136,19 @@ def test_held_out_scores_are_read_from_the_records(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(record("top", 2, (3, 4), 2)))  # evaluated without held-out rows
     scores = oracle.held_out_scores([tmp_path / "a.json", tmp_path / "b.json"])
     assert scores.to_dict("records") == [{"model": "m", "strategy": "top", "k": 2, "task": "sst2", "seed": 1, "held_out": 50.0}]
+
+
+def test_the_greedy_steps_are_placed_beside_the_honest_oracle(summary):
+    """Each step of a greedy search: its choice, whether its candidates were the grid's subset cells, and whether
+    it chose the honest oracle's subset of that k (k = 1 and 2 here: every subset of both is in the grid)."""
+    subsets, heuristics, additivity, notes = oracle.oracle_tables(summary, None, held_out_frame())
+    steps = [{"model": "m", "task": "sst2", "seed": 1, "step": 1, "chosen": "layer4", "held_out_task_score": 0.89,
+              "candidates": [{"strategy": f"layer{i}"} for i in range(1, 5)]},
+             {"model": "m", "task": "sst2", "seed": 1, "step": 2, "chosen": "drop_3_4", "held_out_task_score": 0.85,
+              "candidates": [{"strategy": s} for s in ("drop_1_4", "drop_2_4", "drop_3_4")]}]
+    text = oracle.markdown(subsets, heuristics, additivity, notes, steps)
+    assert "## Greedy search: m, sst2 (seed 1, chosen on held-out train rows)" in text
+    assert "| 1 | `layer4` | 89.0 | 4 | yes: the candidates are its cells | `layer4` (the same subset) |" in text
+    assert "| 2 | `drop_3_4` | 85.0 | 3 | yes: the candidates are its cells | `drop_2_4` (another subset) |" in text
+    no_k2 = subsets[subsets["k"] == 1]
+    assert "| 2 | `drop_3_4` | 85.0 | 3 | no: trained for the search |  |" in oracle.markdown(no_k2, heuristics, additivity, notes, steps)

@@ -37,10 +37,11 @@ def _fail(key: str, value, allowed: str) -> None:
 
 
 def data_driven(config: dict) -> list[str]:
-    """The strategies of the grid that score layers on task data, [CLS] threshold cells included
-    (``check`` registers those)."""
+    """The strategies of the grid that choose layers on task data (so their pruned models are per task): those
+    that score layers, the greedy search, and the [CLS] threshold cells (``check`` registers those)."""
     thresholds = [strategies.cls_threshold_name(t) for t in config.get("cls_thresholds", [])]
-    return [name for name in config["strategies"] if strategies.needs_data(name)] + thresholds
+    searched = [name for name in config["strategies"] if strategies.is_searched(name)]  # greedy: chosen per task too
+    return [name for name in config["strategies"] if strategies.needs_data(name)] + searched + thresholds
 
 
 def unknown_keys(config: dict, schema: dict) -> list[str]:
@@ -228,6 +229,7 @@ def check(config: dict) -> dict[str, int | None]:
     _check_layer_profile(config)
     _check_subsets(config)
     _check_tuning(config)
+    _check_greedy(config, depths)
     _check_sensitivity(config)
     _check_export(config)
     _check_tracking(config)
@@ -360,6 +362,20 @@ def _check_tuning(config: dict) -> None:
         if family in (strategies.TASK_SPECIFIC, strategies.ITERATIVE):
             _fail("strategies", name, "strategies outside the task_specific_* and iterative_* families with 'tuning' "
                   "(learning-rate selection is not built for them; remove 'tuning' to run them)")
+
+
+def _check_greedy(config: dict, depths: dict) -> None:
+    """``greedy`` chooses on rows held out from the train split (``tuning.held_out``) and plans its candidates
+    from the model's depth, so every pruned model's depth must be known before any job."""
+    if strategies.GREEDY not in config["strategies"]:
+        return
+    if not (config.get("tuning") or {}).get("held_out"):
+        _fail("strategies", strategies.GREEDY, "'greedy' only with 'tuning' (tuning.held_out): the greedy search chooses "
+              "on rows held out from the train split, never on dev (config/README.md)")
+    for model, cfg in config["models"].items():
+        if cfg.get("prune", True) and depths.get(model) is None:
+            _fail(f"models.{model}.num_layers", None, "the model's depth (an integer >= 2): the greedy search plans its "
+                  "candidates before any download")
 
 
 def _check_tracking(config: dict) -> None:

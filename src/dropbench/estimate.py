@@ -92,6 +92,18 @@ def training_stages(strategy: str, layers: int, k: int, epochs: float) -> list[t
     return [(epochs, layers - k)]
 
 
+def greedy_candidates(config: dict, cells, depths: dict) -> list[tuple[str, int, str]]:
+    """(model, k, task) of every candidate the greedy searches fine-tune beyond the grid's cells: L - s + 1 at step
+    s, for steps 1..the largest greedy k; none at a step whose k `subsets` enumerates for the model (its cells)."""
+    deepest = {}
+    for cell in cells:
+        if cell.strategy == strategies.GREEDY:
+            deepest[(cell.model, cell.task)] = max(cell.k, deepest.get((cell.model, cell.task), 0))
+    enumerated = {(c.model, c.k) for c in cells if strategies.subset_layers(c.strategy) is not None}
+    return [(model, step, task) for (model, task), k in deepest.items() for step in range(1, k + 1)
+            if (model, step) not in enumerated for _ in range(depths[model] - step + 1)]
+
+
 def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> dict:
     if gpu not in GPU_PEAK_TFLOPS:
         raise ValueError(f"--gpu {gpu!r} unknown; allowed: {', '.join(sorted(GPU_PEAK_TFLOPS))}")
@@ -118,9 +130,15 @@ def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> d
         kept_models = 2 if strategies.family_of(cell.strategy)[0] == strategies.TASK_SPECIFIC else 1
         checkpoint_bytes += 4 * params * kept_models
         largest_params = max(largest_params, params)
+    search = greedy_candidates(config, cells, {name: shape[0] for name, shape in shapes.items()})
+    for model, k, task in search:  # one seed each, with the full configured epochs
+        layers, hidden, _ = shapes[model]
+        tokens += epoch_tokens_of[task] * epochs
+        flops += 6 * epoch_tokens_of[task] * epochs * (layers - k) * 12 * hidden**2
     # config tuning: one selection fine-tune per candidate learning rate and (model, strategy, k, task)
     candidates = len(config["tuning"]["learning_rates"]) if config.get("tuning") else 0
     variants = dict.fromkeys((c.model, c.strategy, c.k, c.task) for c in cells) if candidates else {}
+    variants.update(dict.fromkeys((model, f"search{i}", k, task) for i, (model, k, task) in enumerate(search)))
     for model, _, k, task in variants:
         layers, hidden, _ = shapes[model]
         tokens += candidates * epoch_tokens_of[task] * epochs
@@ -128,6 +146,7 @@ def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> d
     gpu_hours = flops / (GPU_PEAK_TFLOPS[gpu] * 1e12 * mfu) / 3600
     return {
         "cells": len(cells),
+        **({"greedy_search_fine_tunes": len(search)} if search else {}),
         **({"tuning_fine_tunes": candidates * len(variants)} if candidates else {}),
         "training_tokens": int(tokens),
         "training_flops": flops,

@@ -146,12 +146,16 @@ def scoring_params(scoring: dict) -> dict:
 
 
 @job
-def prune_params(strategy: str, k: int, depth: int | None, scoring: dict) -> dict:
+def prune_params(strategy: str, k: int, depth: int | None, scoring: dict, search_order: list[int] | None = None) -> dict:
     """A data-free strategy's resolved list of dropped layers when the depth is known (so any code
-    change that changes the list re-runs exactly its cells); a data-driven one's scoring settings."""
+    change that changes the list re-runs exactly its cells); a data-driven one's scoring settings;
+    ``greedy``'s layers from its search's order (``search_order``, 1-based; the step-k record)."""
     params = {"strategy": strategy, "k": k, "version": STAGE_VERSIONS["prune"]}
     if strategies.needs_data(strategy):
         return {**params, "scoring": scoring_params(scoring), "code": strategy_code_hash(strategy)}
+    if strategies.is_searched(strategy):  # known once the search's step k is done (an input of the job)
+        dropped = None if search_order is None else strategies.layers_to_drop(strategy, depth, k, {"greedy_order": search_order})
+        return {**params, "dropped": dropped, "code": strategy_code_hash(strategy)}
     context = {"seed": scoring["seed"]}
     if depth is None:  # a hub source without num_layers: the list is known only after download
         return {**params, "seed": scoring["seed"], "code": strategy_code_hash(strategy)}

@@ -13,6 +13,7 @@ k = 1), per (model, task, k):
   the best subset on dev and to the honest oracle: the mean over seeds of the per-seed difference with a
   t-interval, and the paired permutation test's Holm-adjusted p from ``results/stats.csv`` (both cells'
   seeds, same dev examples);
+- the greedy searches (strategy ``greedy``): each step's choice beside the honest oracle of its k;
 - whether layer effects add up: with the single-layer cells (k = 1) of the same model and task, the sum of
   the dropped layers' single-layer losses (full - layer<i>) against each subset's measured loss (full -
   subset), Spearman's rank correlation and its p-value.
@@ -175,7 +176,8 @@ def _fmt(value, digits: int = 1) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def markdown(subsets: pd.DataFrame, heuristics: pd.DataFrame, additivity: pd.DataFrame, notes: Iterable[str]) -> str:
+def markdown(subsets: pd.DataFrame, heuristics: pd.DataFrame, additivity: pd.DataFrame, notes: Iterable[str],
+             greedy_records: Iterable[dict] = ()) -> str:
     lines = ["# How far is each strategy from the best possible layers?", "",
              "Every subset of k layers dropped (config `subsets`), its mean dev task score x 100 and 95% t-interval "
              "over seeds. **Best on dev** is chosen on the dev rows it is scored on: an optimistic bound, not an "
@@ -214,7 +216,34 @@ def markdown(subsets: pd.DataFrame, heuristics: pd.DataFrame, additivity: pd.Dat
             r = fit.iloc[0]
             lines += ["", f"Are layer effects additive? Summed single-layer losses against measured subset losses over "
                           f"{int(r['subsets'])} subsets: Spearman {r['spearman']:.2f} (p = {r['p_value']:.3g})."]
+    lines += greedy_lines(greedy_records, subsets)
     return "\n".join(lines) + "\n"
+
+
+def greedy_lines(records: Iterable[dict], subsets: pd.DataFrame) -> list[str]:
+    """The greedy searches' steps (results/greedy/<model>/<task>/step<s>.json), each step's choice beside the
+    honest oracle of its k where the grid has every subset of that k (then the candidates were its cells: trained
+    once, shared with the search)."""
+    lines = []
+    by_search: dict = {}
+    for record in records:
+        by_search.setdefault((record["model"], record["task"]), []).append(record)
+    for (model, task), steps in by_search.items():
+        lines += ["", f"## Greedy search: {model}, {task} (seed {steps[0]['seed']}, chosen on held-out train rows)", "",
+                  "| step | drops | held-out | candidates | the grid's subsets of this k | honest oracle of this k |",
+                  "|---|---|---|---|---|---|"]
+        for step in sorted(steps, key=lambda r: r["step"]):
+            k = step["step"]
+            grid = subsets[(subsets["model"] == model) & (subsets["task"] == task) & (subsets["k"] == k)]
+            shared = {c["strategy"] for c in step["candidates"]} <= set(grid["strategy"])
+            chosen = grid[grid["chosen_on_held_out"]]
+            oracle = ""
+            if len(chosen):
+                same = "the same" if chosen["strategy"].iloc[0] == step["chosen"] else "another"
+                oracle = f"`{chosen['strategy'].iloc[0]}` ({same} subset)"
+            lines.append(f"| {k} | `{step['chosen']}` | {100 * step['held_out_task_score']:.1f} | {len(step['candidates'])} | "
+                         f"{'yes: the candidates are its cells' if shared else 'no: trained for the search'} | {oracle} |")
+    return lines
 
 
 def strip_figure(subsets: pd.DataFrame, heuristics: pd.DataFrame, png, pdf, csv) -> None:
@@ -257,8 +286,12 @@ def strip_figure(subsets: pd.DataFrame, heuristics: pd.DataFrame, png, pdf, csv)
 
 
 def write_oracle(summary_csv, stats_csv, md, subsets_csv, heuristics_csv, additivity_csv, png, pdf, figure_csv,
-                 metrics_paths=()) -> None:
-    """``metrics_paths``: the cells' metrics.json, for their held-out scores (the honest oracle)."""
+                 metrics_paths=(), greedy_paths=()) -> None:
+    """``metrics_paths``: the cells' metrics.json, for their held-out scores (the honest oracle); ``greedy_paths``:
+    the greedy searches' step records (dropbench.greedy)."""
+    import json
+    from pathlib import Path
+
     from dropbench.aggregate import read_summary
 
     summary = read_summary(summary_csv)
@@ -270,5 +303,5 @@ def write_oracle(summary_csv, stats_csv, md, subsets_csv, heuristics_csv, additi
     heuristics.to_csv(heuristics_csv, index=False)
     additivity.to_csv(additivity_csv, index=False)
     with open(md, "w") as handle:
-        handle.write(markdown(subsets, heuristics, additivity, notes))
+        handle.write(markdown(subsets, heuristics, additivity, notes, [json.loads(Path(p).read_text()) for p in greedy_paths]))
     strip_figure(subsets, heuristics, png, pdf, figure_csv)

@@ -78,13 +78,17 @@ def prune_step(
     scoring: dict,
     scope: str,
     expected_dropped: list[int] | None = None,
+    search_record: str | Path | None = None,
 ) -> dict:
     """``scope``: the task whose data scored the layers, or "any" (data-free strategies); recorded with
     ``model`` in pruning.json, so readers need not parse the directory name.
     ``expected_dropped``: the list the workflow resolved while planning (data-free strategies);
-    the job refuses to write a model that drops other layers than its params say."""
+    the job refuses to write a model that drops other layers than its params say.
+    ``search_record``: the greedy search's record of step k (``greedy``: its order is the layers to drop)."""
     depth = check_k(model, pretrained_dir, k, strategy)
     context = {"seed": scoring["seed"]}
+    if strategies.is_searched(strategy):
+        context.update(greedy_context(search_record, model, scope, k))
     if strategies.needs_data(strategy):
         if features_dir is None:
             raise ValueError(f"strategy {strategy!r} scores layers on task data, but no task features were given")
@@ -105,6 +109,17 @@ def prune_step(
     info = prune_checkpoint(pretrained_dir, out_dir, strategy, k, context, {"model": model, "scope": scope})
     log.info("dropped layers %s, kept %s", info["dropped"], info["kept"])
     return info
+
+
+def greedy_context(search_record: str | Path | None, model: str, task: str, k: int) -> dict:
+    """The greedy search's order from its step-k record (dropbench.greedy), checked to be this model's and task's."""
+    if search_record is None:
+        raise ValueError("strategy 'greedy' drops the layers its search chose, but no search record was given")
+    record = json.loads(Path(search_record).read_text())
+    if (record["model"], record["task"], record["step"]) != (model, task, k):
+        raise ValueError(f"{search_record} is the greedy search of {record['model']}/{record['task']} step {record['step']}, "
+                         f"not of {model}/{task} step {k}")
+    return {"greedy_order": record["order"], "search_record": str(search_record)}
 
 
 def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | None = None,
@@ -142,6 +157,8 @@ def prune_checkpoint(src_dir, out_dir, strategy: str, k: int, context: dict | No
     }
     if context.get("similarity") is not None:
         info.update(_score_record(strategy, context))
+    if context.get("search_record") is not None:  # greedy: where its layers come from
+        info.update(search_record=context["search_record"], search_order=[int(i) for i in context["greedy_order"]])
     if strategies.family_of(strategy)[0] == strategies.ITERATIVE:  # the order iterative_finetune drops them in
         info["drop_order"] = strategies.drop_order(strategy, before, k, context)
 

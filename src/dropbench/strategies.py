@@ -427,6 +427,33 @@ def _cls_threshold_strategy(threshold: float) -> StrategyFn:
 
     cls_above.__qualname__ = cls_threshold_name(threshold)
     return cls_above
+# ---------------------------------------------------------------- greedy search
+
+# ``greedy`` drops the layers a search chose by fine-tuning on held-out train rows (dropbench.greedy, the
+# checkpoint greedy_step); its order reaches the strategy through the context at prune time.
+GREEDY = "greedy"
+
+
+@register(GREEDY)
+def greedy(num_layers: int, k: int, context: dict) -> list[int]:
+    """The first k layers of the search's order (context['greedy_order'], 1-based; dropbench.greedy)."""
+    order = context.get("greedy_order")
+    if order is None:
+        raise ValueError("strategy 'greedy' drops the layers its search chose: pass context['greedy_order'] "
+                         "(the 'order' of results/greedy/<model>/<task>/step<k>.json)")
+    if len(order) < k:
+        raise ValueError(f"strategy 'greedy' at k={k}: the search's order {list(order)} has only {len(order)} layers")
+    if any(not 1 <= int(layer) <= num_layers for layer in order):
+        raise ValueError(f"strategy 'greedy': order {list(order)} names layers outside 1..{num_layers}")
+    return [int(layer) - 1 for layer in order[:k]]
+
+
+def is_searched(name: str) -> bool:
+    """True for ``greedy``: its layers come from a search on task data (so, like a data-driven strategy, its
+    pruned model is per task) but it scores no layer similarities."""
+    return name == GREEDY
+
+
 # ---------------------------------------------------------------- families
 
 # ``task_specific_<base>`` and ``iterative_<base>`` drop the layers ``<base>`` drops, but train
@@ -436,6 +463,9 @@ TASK_SPECIFIC, ITERATIVE = "task_specific_", "iterative_"
 
 def _family_base(prefix: str) -> Callable[[str], _Strategy]:
     def resolve(base: str) -> _Strategy:
+        if base == GREEDY:
+            raise ValueError(f"unknown strategy {prefix + base!r}: {prefix}<base> is not built for the greedy search's "
+                             f"layers; allowed bases: {', '.join(b for b in available() if b != GREEDY)}")
         if base not in _REGISTRY:
             raise ValueError(f"unknown strategy {prefix + base!r}: {prefix}<base> needs a registered base strategy, "
                              f"and {base!r} is not one; allowed bases: {', '.join(available())}")

@@ -133,7 +133,10 @@ def latency_files_of_grid():
 
 def prune_inputs(wildcards):
     inputs = {"model": grid.pretrained_dir(wildcards.model)}
-    if wildcards.scope != "any":
+    if strategies.is_searched(wildcards.strategy):  # greedy: the search's record of step k (greedy.smk), ancient:
+        # a rewritten record re-runs the prune only if its layers changed (prune_params holds them)
+        inputs["search"] = ancient(greedy_record(wildcards.model, wildcards.scope, int(wildcards.k)))
+    elif wildcards.scope != "any":
         inputs["features"] = grid.features_dir(wildcards.model, wildcards.scope)
     return inputs
 
@@ -163,7 +166,12 @@ def prepare_inputs(wildcards):
 
 def prune_params(wildcards):
     depth = MODEL_DEPTHS[wildcards.model]
-    return job_params.prune_params(wildcards.strategy, int(wildcards.k), depth, config["scoring"])
+    order = None
+    if strategies.is_searched(wildcards.strategy):  # an input of the job: its record exists when this is evaluated
+        from dropbench.greedy import chosen_order
+
+        order = chosen_order(greedy_record(wildcards.model, wildcards.scope, int(wildcards.k)))
+    return job_params.prune_params(wildcards.strategy, int(wildcards.k), depth, config["scoring"], order)
 
 
 def finetune_params(wildcards):
@@ -342,6 +350,17 @@ def oracle_outputs():
     return {"md": "reports/oracle.md", "subsets_csv": "reports/oracle_subsets.csv",
             "heuristics_csv": "reports/oracle_heuristics.csv", "additivity_csv": "reports/oracle_additivity.csv",
             **figure_outputs("oracle", "strategies among every subset", "Oracle", lambda input: missing_label(input.summary))}
+
+
+def oracle_greedy_records(wildcards=None):
+    """Every step record of the greedy searches of the subset models (strategy greedy; greedy.smk)."""
+    from dropbench.greedy import step_file
+
+    models, deepest = set(grid.subset_models(config)), {}
+    for c in CELLS:
+        if c.strategy == strategies.GREEDY and c.model in models:
+            deepest[(c.model, c.task)] = max(c.k, deepest.get((c.model, c.task), 0))
+    return _existing_if_partial([step_file(m, t, s) for (m, t), k in deepest.items() for s in range(1, k + 1)])
 
 
 def oracle_metrics(wildcards=None):

@@ -8,6 +8,7 @@ rule oracle:
         summary=rules.aggregate.output.summary,
         stats=rules.stats.output.stats,
         metrics=oracle_metrics,
+        greedy=oracle_greedy_records,
     output:
         **oracle_outputs(),
     params:

@@ -86,6 +86,7 @@ def prune(job) -> None:
             scoring=params.get("scoring", job.config["scoring"]),
             scope=wildcards.scope,
             expected_dropped=params.get("dropped"),
+            search_record=job.input.get("search"),
         )
 
 
@@ -192,6 +193,13 @@ def choose_learning_rate(job) -> None:
     write_choice(list(job.input), job.output[0])
 
 
+def greedy_step(job) -> None:
+    """One step of the greedy search (strategy greedy): the candidate with the best held-out score joins the order."""
+    from dropbench.greedy import write_step
+
+    write_step(list(job.input.candidates), job.input.get("previous"), job.output[0], job.params.job)
+
+
 def tuning_table(job) -> None:
     """reports/tuning.csv: per (model, strategy, k, task) and candidate learning rate, its held-out score and the choice."""
     from dropbench.tuning import write_summary
@@ -227,5 +235,5 @@ STEPS = {
     "frozen_finetune": frozen_finetune, "iterative_finetune": iterative_finetune, "evaluate": evaluate,
     "measure_latency": measure_latency, "layer_profile_scores": layer_profile_scores,
     "tune_learning_rate": tune_learning_rate, "choose_learning_rate": choose_learning_rate,
-    "tuning_table": tuning_table, "find_diverged": find_diverged, "stats": stats,
+    "tuning_table": tuning_table, "greedy_step": greedy_step, "find_diverged": find_diverged, "stats": stats,
 }

@@ -113,7 +113,7 @@ def oracle(job) -> None:
 
     out = job.output
     write_oracle(job.input.summary, job.input.stats, out.md, out.subsets_csv, out.heuristics_csv,
-                 out.additivity_csv, out.oracle, out.oracle_pdf, out.oracle_data, job.input.metrics)
+                 out.additivity_csv, out.oracle, out.oracle_pdf, out.oracle_data, job.input.metrics, job.input.greedy)
 
 
 def model_card(job) -> None:
