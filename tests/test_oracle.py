@@ -152,3 +152,18 @@ def test_the_greedy_steps_are_placed_beside_the_honest_oracle(summary):
     assert "| 2 | `drop_3_4` | 85.0 | 3 | yes: the candidates are its cells | `drop_2_4` (another subset) |" in text
     no_k2 = subsets[subsets["k"] == 1]
     assert "| 2 | `drop_3_4` | 85.0 | 3 | no: trained for the search |  |" in oracle.markdown(no_k2, heuristics, additivity, notes, steps)
+
+
+def test_a_cls_threshold_cell_stands_at_the_k_it_produced(tmp_path):
+    """Its cells have k = 0 (the rule decides k); it dropped layers 3 and 4, so it is ranked among the k = 2 subsets."""
+    name = strategies.cls_threshold_name(0.95)
+    records = [record("none", 0, (), seed) for seed in SEEDS]
+    for dropped in itertools.combinations(range(1, 5), 2):
+        records += [record(strategies.subset_name(dropped), 2, dropped, seed) for seed in SEEDS]
+    records += [record(name, 0, (3, 4), seed) for seed in SEEDS]
+    for i, rec in enumerate(records):
+        (tmp_path / f"{i}.json").write_text(json.dumps(rec))
+    summary = aggregate.load_summary(sorted(tmp_path.glob("*.json")))
+    heuristics = oracle.oracle_tables(summary)[1].set_index("strategy")
+    assert heuristics.loc[name, "k"] == 2 and heuristics.loc[name, "same_as"] == "drop_3_4"
+    assert heuristics.loc[name, "rank"] == 1 and heuristics.loc[name, "of"] == 6

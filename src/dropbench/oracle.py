@@ -8,7 +8,7 @@ k = 1), per (model, task, k):
 - the **honest oracle**: the subset with the best mean score on the rows held out from the train split
   (config ``tuning``; evaluate scores every cell on them, metrics.json ``held_out``), and its dev score and
   rank; withheld, with the reason, where a subset of that k has no held-out scores;
-- every other strategy of the grid at that k (the heuristics): its rank among the subsets (1 = best), the
+- every other strategy of the grid at that k (the heuristics; a [CLS] threshold cell at the k it produced): its rank among the subsets (1 = best), the
   share of subsets it scores at least as well as, the subset that drops the same layers, and its gap to
   the best subset on dev and to the honest oracle: the mean over seeds of the per-seed difference with a
   t-interval, and the paired permutation test's Holm-adjusted p from ``results/stats.csv`` (both cells'
@@ -107,6 +107,9 @@ def oracle_tables(summary: pd.DataFrame, tests: pd.DataFrame | None = None, held
     """(subsets, heuristics, additivity, notes): see the module docstring. ``tests``: results/stats.csv;
     ``held_out``: ``held_out_scores`` of the cells (the honest oracle; none without)."""
     scores = per_seed_scores(summary)
+    # a strategy that decides k itself (the [CLS] thresholds: cells at k = 0) stands among the subsets of the k it produced
+    decided = (scores["k"] == 0) & (scores["strategy"] != BASELINE)
+    scores.loc[decided, "k"] = scores.loc[decided, "dropped"].str.split().str.len()
     subset_rows, heuristic_rows, additivity_rows = [], [], []
     reasons = {}
     for (model, task), group in scores.groupby(["model", "task"], sort=False):
