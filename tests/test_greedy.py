@@ -133,6 +133,18 @@ def test_the_search_resumes_plans_nothing_once_done_and_shares_cells_with_the_su
     assert planned_jobs(tmp_path) == {}
     assert "## Greedy search: tiny, sst2 (seed 1, chosen on held-out train rows)" in (tmp_path / "reports/oracle.md").read_text()
 
+    # poisoned dev labels (all one class): the task is prepared and every candidate trained again, and every step
+    # chooses exactly as before, on exactly the same held-out scores (the search never reads the dev rows)
+    records = [tmp_path / f"results/greedy/tiny/sst2/step{s}.json" for s in (1, 2)]
+    before = [json.loads(path.read_text()) for path in records]
+    dev = tmp_path / "glue/SST-2/dev.tsv"
+    header, *lines = dev.read_text().splitlines(keepends=True)
+    assert {line.rstrip("\n").rsplit("\t", 1)[1] for line in lines} == {"0", "1"}
+    dev.write_text(header + "".join(line.rstrip("\n").rsplit("\t", 1)[0] + "\t1\n" for line in lines))
+    snakemake(tmp_path, "--cores", "2", str(records[-1].relative_to(tmp_path)))
+    assert records[0].stat().st_mtime_ns > max(first.values())  # the search did run again
+    assert [json.loads(path.read_text()) for path in records] == before
+
 
 def test_the_estimate_counts_the_search_candidates_beyond_the_subsets():
     import yaml
