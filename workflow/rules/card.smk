@@ -24,7 +24,6 @@ rule model_card:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"

@@ -22,6 +22,7 @@ MODEL_DEPTHS = config_check.load_and_check(  # model -> depth, None where known 
 )
 CELLS = grid.cells(config)
 STRATEGIES_NEEDING_DATA = set(config_check.data_driven(config))
+LIGHT_RESOURCES = dict(config["resources"]["light"])  # mem_mb and runtime of the rules that take seconds
 PARTIAL_SUMMARY = str(config["partial_summary"]).lower() == "true"
 RETRY_DIVERGED = config["retry_diverged"]  # re-runs of diverged fine-tunes: workflow/rules/retry.smk
 TUNING = config.get("tuning")  # learning-rate selection on held-out train rows: workflow/rules/tuning.smk
@@ -340,6 +341,60 @@ def profile_outputs():
             "halves_csv": "reports/layer_profile_halves.csv", "correlations_csv": "reports/layer_profile_correlations.csv",
             **figure_outputs("layer_importance", "layer importance", "Layer profile", lambda input: missing_label(input.summary)),
             **figure_outputs("layer_score_correlation", "cheap scores vs importance", "Layer profile", lambda input: missing_label(input.summary))}
+
+
+# ---- retries of diverged fine-tunes (config retry_diverged; checkpoint find_diverged in retry.smk, dropbench.retries)
+
+
+def retry_lists(wildcards=None, attempts=None):
+    """The retry lists of attempts 1..attempts (default: all retry_diverged of them)."""
+    attempts = RETRY_DIVERGED if attempts is None else attempts
+    if PARTIAL_SUMMARY:  # aggregate what exists; never start fine-tunes (no checkpoint in a partial report)
+        return [path for a in range(1, attempts + 1) if os.path.exists(path := f"results/retries/attempt{a}.csv")]
+    return [checkpoints.find_diverged.get(attempt=a).output[0] for a in range(1, attempts + 1)]
+
+
+def retried_cells(attempts=None):
+    """The cells of the retries of attempts 1..attempts."""
+    attempts = RETRY_DIVERGED if attempts is None else attempts
+    if attempts == 0:  # no retries: spare every planning run dropbench.retries' import of scipy (~1 s)
+        return []
+    from dropbench.retries import read_retries, retry_cells
+
+    return retry_cells(read_retries(retry_lists(attempts=attempts)))
+
+
+def find_diverged_inputs(wildcards):
+    earlier = int(wildcards.attempt) - 1
+    cells = CELLS + retried_cells(earlier)
+    return {"predictions": [f"{cell.dir}/predictions.npz" for cell in cells], "earlier": retry_lists(attempts=earlier)}
+
+
+# ---- greedy search (strategy `greedy`; checkpoint in greedy.smk, dropbench.greedy)
+
+
+def greedy_record(model, task, step):
+    """Step ``step``'s record, once the checkpoint has made it (IncompleteCheckpointException before)."""
+    return checkpoints.greedy_step.get(model=model, task=task, step=step).output[0]
+
+
+def greedy_step_inputs(wildcards):
+    from dropbench.greedy import candidate_cells, chosen_order
+
+    step, inputs, order = int(wildcards.step), {}, []
+    if step > 1:
+        inputs["previous"] = greedy_record(wildcards.model, wildcards.task, step - 1)
+        order = chosen_order(inputs["previous"])
+    cells = candidate_cells(wildcards.model, wildcards.task, config["seeds"][0], order, MODEL_DEPTHS[wildcards.model])
+    inputs["candidates"] = [cell.metrics for cell in cells]
+    return inputs
+
+
+def greedy_step_params(wildcards):
+    """The search's identity; which candidates the grid has too is left to the oracle report (so adding `subsets`
+    later rewrites no step)."""
+    return {"model": wildcards.model, "task": wildcards.task, "step": int(wildcards.step), "seed": config["seeds"][0],
+            "depth": MODEL_DEPTHS[wildcards.model]}
 
 
 # ---- the best-subset oracle (config `subsets`; rule in oracle.smk, dropbench.oracle)

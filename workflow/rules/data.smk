@@ -11,7 +11,6 @@ rule prepare_task:
     conda:
         "../../envs/pytorch.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/models_step.py"

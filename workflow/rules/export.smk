@@ -64,7 +64,6 @@ rule exports_report:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"

@@ -3,31 +3,8 @@
 # seed: the first of `seeds`), and this checkpoint keeps the one with the best score on the rows held out from the
 # train split (config tuning.held_out), never on dev. Step s + 1's candidates are known only once step s's record
 # exists; the cell greedy-k<k> prunes by step k's record (prune_inputs in common.smk). Candidates that are also cells
-# of the grid (config `subsets`) are the same cells: trained once.
-
-
-def greedy_record(model, task, step):
-    """Step ``step``'s record, once the checkpoint has made it (IncompleteCheckpointException before)."""
-    return checkpoints.greedy_step.get(model=model, task=task, step=step).output[0]
-
-
-def greedy_step_inputs(wildcards):
-    from dropbench.greedy import candidate_cells, chosen_order
-
-    step, inputs, order = int(wildcards.step), {}, []
-    if step > 1:
-        inputs["previous"] = greedy_record(wildcards.model, wildcards.task, step - 1)
-        order = chosen_order(inputs["previous"])
-    cells = candidate_cells(wildcards.model, wildcards.task, config["seeds"][0], order, MODEL_DEPTHS[wildcards.model])
-    inputs["candidates"] = [cell.metrics for cell in cells]
-    return inputs
-
-
-def greedy_step_params(wildcards):
-    """The search's identity; which candidates the grid has too is left to the oracle report (so adding `subsets`
-    later rewrites no step)."""
-    return {"model": wildcards.model, "task": wildcards.task, "step": int(wildcards.step), "seed": config["seeds"][0],
-            "depth": MODEL_DEPTHS[wildcards.model]}
+# of the grid (config `subsets`) are the same cells: trained once. Its input and params functions are in common.smk
+# (section greedy search).
 
 
 checkpoint greedy_step:
@@ -45,7 +22,6 @@ checkpoint greedy_step:
     conda:
         "../../envs/pytorch.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/models_step.py"

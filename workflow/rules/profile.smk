@@ -16,8 +16,7 @@ rule layer_profile_scores:
     conda:
         "../../envs/pytorch.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/models_step.py"
 
@@ -39,7 +38,6 @@ rule layer_profile:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"

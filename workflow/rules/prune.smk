@@ -10,7 +10,6 @@ rule prune:
     conda:
         "../../envs/pytorch.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/models_step.py"

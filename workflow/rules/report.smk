@@ -38,8 +38,7 @@ rule aggregate:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"
 
@@ -63,8 +62,7 @@ rule plot:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"
 
@@ -82,8 +80,7 @@ rule plot_layer_scores:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"
 
@@ -110,8 +107,7 @@ rule stats:
     conda:
         "../../envs/pytorch.yaml"  # dropbench.glue (task metrics and dev splits) reads the hub through datasets
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/models_step.py"
 
@@ -137,8 +133,7 @@ rule tables:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"
 
@@ -161,8 +156,7 @@ rule sensitivity:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"
 
@@ -192,8 +186,7 @@ rule paper_comparison:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"
 
@@ -213,8 +206,7 @@ rule plot_intervals:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/reports_step.py"
 

@@ -2,31 +2,7 @@
 # of attempt a-1 (the grid's own for a = 1) that diverged; each retry is an ordinary cell at seed
 # first seed + 1000 x a, fine-tuned and evaluated by the usual rules. A checkpoint, because which runs
 # diverge is known only once they ran; with retry_diverged: 0 nothing here is planned.
-# Its input functions live here, beside the checkpoint they read (common.smk's summary inputs call them).
-
-
-def retry_lists(wildcards=None, attempts=None):
-    """The retry lists of attempts 1..attempts (default: all retry_diverged of them)."""
-    attempts = RETRY_DIVERGED if attempts is None else attempts
-    if PARTIAL_SUMMARY:  # aggregate what exists; never start fine-tunes (no checkpoint in a partial report)
-        return [path for a in range(1, attempts + 1) if os.path.exists(path := f"results/retries/attempt{a}.csv")]
-    return [checkpoints.find_diverged.get(attempt=a).output[0] for a in range(1, attempts + 1)]
-
-
-def retried_cells(attempts=None):
-    """The cells of the retries of attempts 1..attempts."""
-    attempts = RETRY_DIVERGED if attempts is None else attempts
-    if attempts == 0:  # no retries: spare every planning run dropbench.retries' import of scipy (~1 s)
-        return []
-    from dropbench.retries import read_retries, retry_cells
-
-    return retry_cells(read_retries(retry_lists(attempts=attempts)))
-
-
-def find_diverged_inputs(wildcards):
-    earlier = int(wildcards.attempt) - 1
-    cells = CELLS + retried_cells(earlier)
-    return {"predictions": [f"{cell.dir}/predictions.npz" for cell in cells], "earlier": retry_lists(attempts=earlier)}
+# Its input functions are in common.smk (section retries), as every rule's are.
 
 
 # A partial report (partial_summary=true) never trains: without the checkpoint, the retry lists that exist
@@ -49,7 +25,6 @@ if not PARTIAL_SUMMARY:
         conda:
             "../../envs/pytorch.yaml"  # dropbench.glue (task metrics) as in rule stats
         resources:
-            mem_mb=config["resources"]["light"]["mem_mb"],
-            runtime=config["resources"]["light"]["runtime"],
+            **LIGHT_RESOURCES,
         script:
             "../scripts/models_step.py"

@@ -27,7 +27,6 @@ rule track_cell:
     conda:
         "../../envs/tracking.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/tracking_step.py"

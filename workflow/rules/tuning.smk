@@ -43,8 +43,7 @@ checkpoint choose_learning_rate:
     conda:
         "../../envs/pytorch.yaml"
     resources:
-        mem_mb=config["resources"]["light"]["mem_mb"],
-        runtime=config["resources"]["light"]["runtime"],
+        **LIGHT_RESOURCES,
     script:
         "../scripts/models_step.py"
 
