@@ -13,11 +13,17 @@ BASELINE = "none"
 # The one grammar of a cell's paths, in Snakemake's wildcard syntax: CELL_NAME names a cell under any root
 # (results/cells/<name>/, results/failed/<name>.json, logs/<rule>/<name>.log, ...); the rules build their paths
 # from these, Cell.dir and Cell.name fill them in, Cell.from_path reads them back.
-CELL_NAME = "{model}/{strategy}-k{k}/{task}/seed{seed}"
+VARIANT = "{strategy}-k{k}"  # a strategy at one k: cells of every task and seed, and where per-variant files go
+CELL_NAME = f"{{model}}/{VARIANT}/{{task}}/seed{{seed}}"
 CELLS_ROOT = "results/cells"
 CELL_DIR = f"{CELLS_ROOT}/{CELL_NAME}"
 FAILED_ROOT = "results/failed"
 CELL_KEYS = ("model", "strategy", "k", "task", "seed")
+
+
+def variant_name(strategy: str, k) -> str:
+    """``<strategy>-k<k>``, e.g. ``top-k2``: how paths, comparisons and labels name a strategy at one k."""
+    return VARIANT.format(strategy=strategy, k=k)
 
 
 @dataclass(frozen=True, order=True)
@@ -34,7 +40,7 @@ class Cell:
 
     @property
     def variant(self) -> str:
-        return f"{self.strategy}-k{self.k}"
+        return variant_name(self.strategy, self.k)
 
     @property
     def name(self) -> str:

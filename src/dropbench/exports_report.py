@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from dropbench.atomic import atomic_file
+from dropbench.cells import variant_name
 
 # Each exported cell's runtimes (dropbench.exports writes them); here so that the report needs no torch.
 RUNTIMES = ("torch", "onnx_fp32", "onnx_int8")
@@ -25,7 +26,7 @@ def rows(export_records, latency_records) -> pd.DataFrame:
         export = json.loads(Path(export_path).read_text())
         latency = json.loads(Path(latency_path).read_text())
         cell = export["cell"]
-        named = {"model": cell["model"], "variant": f"{cell['strategy']}-k{cell['k']}", "task": cell["task"]}
+        named = {"model": cell["model"], "variant": variant_name(cell["strategy"], cell["k"]), "task": cell["task"]}
         if latency["export"] != named:
             raise ValueError(f"{latency_path} times {latency['export']}, not {named} of {export_path}")
         torch_score = export["runtimes"]["torch"]["task_score"]

@@ -10,7 +10,7 @@ import itertools
 
 from dropbench import strategies
 from dropbench.cells import (  # noqa: F401 (the grid's cells and their paths: grid.Cell, grid.CELL_DIR, ...)
-    BASELINE, CELL_DIR, CELL_KEYS, CELL_NAME, CELLS_ROOT, FAILED_ROOT, Cell)
+    BASELINE, CELL_DIR, CELL_KEYS, CELL_NAME, CELLS_ROOT, FAILED_ROOT, VARIANT, Cell, variant_name)
 
 # The features split of the rows held out from a task's train split (config tuning; prepare_task): scored by
 # evaluate apart from the dev splits, chosen on by dropbench.tuning and the oracle.
@@ -107,7 +107,7 @@ def export_cells(config: dict) -> list[Cell]:
 
 
 # Where a cell's export goes (dropbench.exports): one per (model, variant, task), whichever seed.
-EXPORT_DIR = "exports/{model}/{strategy}-k{k}/{task}"
+EXPORT_DIR = f"exports/{{model}}/{VARIANT}/{{task}}"
 
 
 def export_dir(cell: Cell) -> str:
@@ -124,11 +124,11 @@ def features_dir(model: str, task: str) -> str:
 
 def latency_file(model: str, strategy: str, k: int, scope: str) -> str:
     """Inference latency of one architecture (``measure_latency``); scope as for ``pruned_dir``."""
-    return f"results/latency/{model}/{strategy}-k{k}/{scope}.json"
+    return f"results/latency/{model}/{variant_name(strategy, k)}/{scope}.json"
 
 
 def pruned_dir(model: str, strategy: str, k: int, scope: str) -> str:
     """``scope`` is ``any`` for data-free strategies, or the task whose data chose the layers."""
-    return f"results/models/{model}/pruned/{strategy}-k{k}/{scope}"
+    return f"results/models/{model}/pruned/{variant_name(strategy, k)}/{scope}"
 
 

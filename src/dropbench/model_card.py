@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from dropbench import glue
-from dropbench.cells import Cell
+from dropbench.cells import Cell, variant_name
 from dropbench.provenance import workflow_commit
 
 # Part of the rule's params: bump it when the card's text or layout changes, so that cards are rewritten.
@@ -196,7 +196,7 @@ def body(cell: dict, record: dict, train_log: dict, intervals: list[dict], note:
         lines += ["", f"Training fit (last-epoch training loss / the trivial predictor's): {fit.get('train_fit')}"
                   f"{' (underfit: above 0.5)' if fit.get('underfit') else ''}."]
     lines += ["", "## The variant over seeds", "",
-              f"`{cell['strategy']}-k{cell['k']}` on {GLUE_NAMES.get(task, task)}, from `results/stats.csv` of the run "
+              f"`{variant_name(cell['strategy'], cell['k'])}` on {GLUE_NAMES.get(task, task)}, from `results/stats.csv` of the run "
               "that produced this model: mean and 95% Student-t interval over the seeds x 100 (no interval with one seed).", ""]
     if intervals:
         lines += ["| metric | seeds | mean | 95% interval |", "|---|---|---|---|"]

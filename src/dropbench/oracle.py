@@ -32,7 +32,7 @@ from scipy import stats as sps
 
 from dropbench import claims, stats
 from dropbench.aggregate import HAS_RESULT, RETRIED
-from dropbench.cells import BASELINE, CELL_KEYS, Cell
+from dropbench.cells import BASELINE, CELL_KEYS, Cell, variant_name
 from dropbench.records import read_cell_metrics
 from dropbench.strategies import subset_layers
 
@@ -98,8 +98,8 @@ def _p_adjusted(tests: pd.DataFrame | None, model: str, task: str, strategy: str
     if tests is None or tests.empty:
         return float("nan")
     rows = tests[(tests["model"] == model) & (tests["task"] == task) & (tests["k"] == k) & (tests["metric"] == "task_score")]
-    hit = rows[((rows["strategy"] == strategy) & (rows["comparison"] == f"{other}-k{k}"))
-               | ((rows["strategy"] == other) & (rows["comparison"] == f"{strategy}-k{k}"))]
+    hit = rows[((rows["strategy"] == strategy) & (rows["comparison"] == variant_name(other, k)))
+               | ((rows["strategy"] == other) & (rows["comparison"] == variant_name(strategy, k)))]
     return float(hit["p_adjusted"].iloc[0]) if len(hit) else float("nan")
 
 

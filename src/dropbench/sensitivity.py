@@ -24,7 +24,7 @@ import pandas as pd
 
 from dropbench.aggregate import DEGENERATE, OK, UNDERFIT, cell_means, read_summary
 from dropbench.claims import notes, withheld_tasks
-from dropbench.grid import BASELINE
+from dropbench.cells import BASELINE, variant_name
 
 BEST = "best per variant"
 
@@ -56,9 +56,9 @@ def claims(scores: pd.DataFrame, settings: Sequence[str], withheld: Mapping[tupl
         checks = []
         for k in sorted({k for s, k in table.index if s != BASELINE}):
             if ("top", k) in table.index and ("bottom", k) in table.index:
-                checks.append((f"top-k{k} above bottom-k{k}", ("top", k), ("bottom", k)))
+                checks.append((f"{variant_name('top', k)} above {variant_name('bottom', k)}", ("top", k), ("bottom", k)))
         if (BASELINE, 0) in table.index:
-            checks += [(f"{s}-k{k} below full", (BASELINE, 0), (s, k)) for s, k in table.index if s != BASELINE]
+            checks += [(f"{variant_name(s, k)} below full", (BASELINE, 0), (s, k)) for s, k in table.index if s != BASELINE]
         for claim, higher, lower in checks:
             row = {"task": task, "claim": claim}
             for column in [*settings, BEST]:
@@ -118,7 +118,7 @@ def markdown(scores: pd.DataFrame, claim_table: pd.DataFrame, settings: Sequence
                   "|---|" + "---|" * (len(settings) + 1)]
         for row in table.to_dict("records"):
             cells = [_fmt(row[s]) + ("°" if row.get(f"{s} underfit") is True else "") for s in settings]
-            lines.append(f"| {row['strategy']}-k{row['k']} | " + " | ".join([*cells, _fmt(row[BEST])]) + " |")
+            lines.append(f"| {variant_name(row['strategy'], row['k'])} | " + " | ".join([*cells, _fmt(row[BEST])]) + " |")
         lines.append("")
         task_claims = claim_table[claim_table["task"] == task]
         if len(task_claims):

@@ -26,7 +26,7 @@ import pandas as pd
 from dropbench import predictions, stats
 from dropbench.atomic import atomic_file
 from dropbench.glue import get_task
-from dropbench.cells import BASELINE, Cell
+from dropbench.cells import BASELINE, Cell, variant_name
 from dropbench.records import CorruptResultError
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def paired_rows(runs: Mapping[tuple, dict], order: Iterable[tuple], resamples: i
         for metric, (delta, p) in stats.paired_permutation_test(metric_layout(variant[3]), a, b, resamples, seed).items():
             rows.append({
                 **dict(zip(GROUP, variant)), "metric": metric,
-                "comparison": f"{reference[1]}-k{reference[2]}", "n_paired_seeds": len(seeds),
+                "comparison": variant_name(reference[1], reference[2]), "n_paired_seeds": len(seeds),
                 "delta": delta, "p_value": p,
             })
     return pd.DataFrame(rows, columns=[*GROUP, "metric", "comparison", "n_paired_seeds", "delta", "p_value"])

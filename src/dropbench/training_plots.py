@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from dropbench.cells import variant_name  # noqa: E402
 from dropbench.convergence import UNDERFIT_FIT  # noqa: E402
 from dropbench.plots import _panels, _strategy_colors  # noqa: E402
 from dropbench.significance import cell_of  # noqa: E402
@@ -65,7 +66,7 @@ def training_loss_figure(curves: pd.DataFrame, style: dict):
         ks = sorted(pd.unique(panel["k"]))
         for (strategy, k), line in panel.groupby(["strategy", "k"], sort=False):
             width = 1.0 + 1.5 * ks.index(k) / max(1, len(ks) - 1)
-            ax.plot(line["step"], line["fit"], color=colors[strategy], linewidth=width, label=f"{strategy}-k{k}")
+            ax.plot(line["step"], line["fit"], color=colors[strategy], linewidth=width, label=variant_name(strategy, k))
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
         ax.axhline(UNDERFIT_FIT, color="grey", linestyle=":", linewidth=0.8)
         ax.set(title=f"{model} / {task}", xlabel="step", ylabel="train loss / trivial loss")

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from dropbench.atomic import write_json
+from dropbench.cells import variant_name
 from dropbench.grid import HELD_OUT  # noqa: F401 (tuning.HELD_OUT: the split it chooses on)
 
 
@@ -36,7 +37,7 @@ def choice_file(model: str, strategy: str, k, task: str) -> str:
 
 
 def variant_dir(model: str, strategy: str, k, task: str) -> str:
-    return f"results/tuning/{model}/{strategy}-k{k}/{task}"
+    return f"results/tuning/{model}/{variant_name(strategy, k)}/{task}"
 
 
 def tune(model_dir, features_dir, task: str, cfg, state_dir, out_path, eval_batch_size: int = 128) -> dict:

@@ -16,7 +16,7 @@ rule export_cell:
     params:
         job=export_params,
     log:
-        "logs/export_cell/{model}/{strategy}-k{k}/{task}.log",
+        f"logs/export_cell/{{model}}/{grid.VARIANT}/{{task}}.log",
     conda:
         "../../envs/export.yaml"
     resources:
@@ -38,7 +38,7 @@ rule measure_export_latency:
     params:
         protocol=latency_params,
     log:
-        "logs/measure_export_latency/{model}/{strategy}-k{k}/{task}.log",
+        f"logs/measure_export_latency/{{model}}/{grid.VARIANT}/{{task}}.log",
     conda:
         "../../envs/export.yaml"
     threads: every_core()

@@ -14,11 +14,11 @@ rule measure_latency:
     input:
         unpack(latency_inputs),
     output:
-        "results/latency/{model}/{strategy}-k{k}/{scope}.json",
+        f"results/latency/{{model}}/{grid.VARIANT}/{{scope}}.json",
     params:
         protocol=latency_params,
     log:
-        "logs/latency/{model}/{strategy}-k{k}/{scope}.log",
+        f"logs/latency/{{model}}/{grid.VARIANT}/{{scope}}.log",
     conda:
         "../../envs/pytorch.yaml"
     threads: every_core()

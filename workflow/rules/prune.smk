@@ -2,11 +2,11 @@ rule prune:
     input:
         unpack(prune_inputs),
     output:
-        directory("results/models/{model}/pruned/{strategy}-k{k}/{scope}"),
+        directory(f"results/models/{{model}}/pruned/{grid.VARIANT}/{{scope}}"),
     params:
         job=prune_params,
     log:
-        "logs/prune/{model}/{strategy}-k{k}/{scope}.log",
+        f"logs/prune/{{model}}/{grid.VARIANT}/{{scope}}.log",
     conda:
         "../../envs/pytorch.yaml"
     resources:

@@ -11,16 +11,16 @@ rule tune_learning_rate:
         model=cell_model_dir,
         features=rules.prepare_task.output[0],
     output:
-        "results/tuning/{model}/{strategy}-k{k}/{task}/lr{lr}.json",
+        f"results/tuning/{{model}}/{grid.VARIANT}/{{task}}/lr{{lr}}.json",
     wildcard_constraints:
         lr=r"[0-9][0-9.e\-]*",
     params:
         job=tune_params,
-        state_dir="results/train_state/tuning/{model}/{strategy}-k{k}/{task}/lr{lr}",
+        state_dir=f"results/train_state/tuning/{{model}}/{grid.VARIANT}/{{task}}/lr{{lr}}",
     log:
-        "logs/tune_learning_rate/{model}/{strategy}-k{k}/{task}/lr{lr}.log",
+        f"logs/tune_learning_rate/{{model}}/{grid.VARIANT}/{{task}}/lr{{lr}}.log",
     benchmark:
-        "results/benchmarks/tune_learning_rate/{model}/{strategy}-k{k}/{task}/lr{lr}.tsv"
+        f"results/benchmarks/tune_learning_rate/{{model}}/{grid.VARIANT}/{{task}}/lr{{lr}}.tsv"
     conda:
         "../../envs/pytorch.yaml"
     threads: config["resources"]["finetune"]["threads"]
@@ -36,9 +36,9 @@ checkpoint choose_learning_rate:
     input:
         tuning_candidates,
     output:
-        "results/tuning/{model}/{strategy}-k{k}/{task}/choice.json",
+        f"results/tuning/{{model}}/{grid.VARIANT}/{{task}}/choice.json",
     log:
-        "logs/choose_learning_rate/{model}/{strategy}-k{k}/{task}.log",
+        f"logs/choose_learning_rate/{{model}}/{grid.VARIANT}/{{task}}.log",
     localrule: True
     conda:
         "../../envs/pytorch.yaml"

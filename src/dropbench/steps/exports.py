@@ -26,11 +26,12 @@ def export_cell(job) -> None:
 def measure_export_latency(job) -> None:
     from pathlib import Path
 
+    from dropbench.cells import variant_name
     from dropbench.export_latency import measure_export
 
     w = job.wildcards
     measure_export(Path(job.input.onnx).parent, job.input.full_model, job.params.protocol, job.output[0],
-                   {"model": w.model, "variant": f"{w.strategy}-k{w.k}", "task": w.task})
+                   {"model": w.model, "variant": variant_name(w.strategy, w.k), "task": w.task})
 
 
 STEPS = {"export_cell": export_cell, "measure_export_latency": measure_export_latency}
