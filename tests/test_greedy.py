@@ -91,15 +91,17 @@ def test_greedy_needs_held_out_rows_and_known_depths(tmp_path):
 
 @pytest.mark.slow
 def test_the_search_resumes_plans_nothing_once_done_and_shares_cells_with_the_subsets(tmp_path):
-    """A 3-layer tiny model, greedy to k = 2 on SST-2: step 1 alone (a stopped search), then the rest."""
+    """A 3-layer tiny model, greedy to k = 2 on SST-2: step 1 alone (a stopped search), then the rest, then the
+    exhaustive k = 1 subsets beside it, then poisoned dev labels."""
     config = tiny_config(tmp_path, strategies=("greedy",), k=(2,))
     config["models"]["tiny"] = {"source": {"kind": "local", "path": str(build_tiny_bert(tmp_path / "tiny3", layers=3))},
                                 "num_layers": 3}
     config["tasks"] = {"sst2": config["tasks"]["sst2"]}
     config["tuning"] = {"learning_rates": [1.0e-3], "held_out": 12}
     write_config(tmp_path, config)
-    plan = planned_jobs(tmp_path)
-    assert plan["greedy_step"] == 2 and plan["finetune"] == 1 + 3 + 1  # none, step 1's three candidates, greedy-k2
+    cell = "results/cells/tiny/greedy-k2/sst2/seed1/metrics.json"  # the search and its cell, no report yet
+    plan = planned_jobs(tmp_path, cell)
+    assert plan["greedy_step"] == 2 and plan["finetune"] == 3 + 1  # step 1's three candidates, greedy-k2
 
     snakemake(tmp_path, "--cores", "2", "results/greedy/tiny/sst2/step1.json")
     step1 = json.loads((tmp_path / "results/greedy/tiny/sst2/step1.json").read_text())
@@ -109,26 +111,24 @@ def test_the_search_resumes_plans_nothing_once_done_and_shares_cells_with_the_su
     first = {p: p.stat().st_mtime_ns for p in (tmp_path / "results/cells").rglob("metrics.json")}
     assert len(first) == 3  # the candidates only
 
-    plan = planned_jobs(tmp_path)  # the resumed search: step 2's two candidates, the baseline and greedy-k2
-    assert plan["greedy_step"] == 1 and plan["finetune"] == 2 + 1 + 1
-    snakemake(tmp_path, "--cores", "2")
-    assert planned_jobs(tmp_path) == {}
+    plan = planned_jobs(tmp_path, cell)  # the resumed search: step 2's two candidates and greedy-k2
+    assert plan["greedy_step"] == 1 and plan["finetune"] == 2 + 1
+    snakemake(tmp_path, "--cores", "2", cell)
+    assert planned_jobs(tmp_path, cell) == {}
     assert {p: p.stat().st_mtime_ns for p in first} == first  # no candidate of step 1 trained again
     step2 = json.loads((tmp_path / "results/greedy/tiny/sst2/step2.json").read_text())
     assert step2["previous_order"] == step1["order"] and len(step2["candidates"]) == 2
     assert all(step1["order"][0] in c["dropped"] for c in step2["candidates"])
-    pruning_json = tmp_path / "results/models/tiny/pruned/greedy-k2/sst2/pruning.json"
-    pruning = json.loads(pruning_json.read_text())
+    pruning = json.loads((tmp_path / "results/models/tiny/pruned/greedy-k2/sst2/pruning.json").read_text())
     assert pruning["dropped"] == sorted(layer - 1 for layer in step2["order"])
     assert pruning["search_record"] == "results/greedy/tiny/sst2/step2.json"
-    assert (tmp_path / "results/cells/tiny/greedy-k2/sst2/seed1/metrics.json").exists()
 
-    # the exhaustive k = 1 subsets are step 1's candidates: the same cells, so no search step and no cell is
-    # trained again (only their latency, the summaries and the oracle report are new)
+    # the exhaustive k = 1 subsets are step 1's candidates: the same cells, so the whole grid trains only the
+    # baseline (no search step, no prune, no candidate again), then plans nothing
     config["subsets"] = {"models": ["tiny"], "k": [1]}
     write_config(tmp_path, config)
     plan = planned_jobs(tmp_path)
-    assert not {"finetune", "tune_learning_rate", "evaluate", "prune", "greedy_step"} & set(plan) and plan["oracle"] == 1
+    assert plan["finetune"] == plan["evaluate"] == 1 and not {"prune", "greedy_step"} & set(plan) and plan["oracle"] == 1
     snakemake(tmp_path, "--cores", "2")
     assert planned_jobs(tmp_path) == {}
     assert "## Greedy search: tiny, sst2 (seed 1, chosen on held-out train rows)" in (tmp_path / "reports/oracle.md").read_text()
