@@ -91,7 +91,7 @@ def test_written_files_hold_both_parts(tmp_path):
     table = pc.compare(ours, PAPER)
     pc.write(table, tmp_path / "c.md", tmp_path / "c.html", tmp_path / "c.csv")
     md = (tmp_path / "c.md").read_text()
-    assert "## score" in md and "## percent retained" in md and "92.4" not in md
+    assert "## score" in md and "## percent retained" in md and "92.4" not in md and "nan" not in md
     assert "<h2>percent retained</h2>" in (tmp_path / "c.html").read_text()
     back = pd.read_csv(tmp_path / "c.csv")
     assert list(back.columns) == pc.COLUMNS and len(back) == len(table) == 2 + 2

@@ -211,7 +211,9 @@ def write(table: pd.DataFrame, md_path, html_path, csv_path, beside: pd.DataFram
     for note in notes or []:
         md += [note, ""]
         page.append(f"<p>{html.escape(note)}</p>")
-    sections = [(kind.replace("_", " "), intro, table[table["kind"] == kind].drop(columns="kind"))
+    # same_model says which of our models is the paper's checkpoint: a score row's question, not a percent's
+    sections = [(kind.replace("_", " "), intro, table[table["kind"] == kind].drop(
+                    columns=["kind"] + (["same_model"] if kind == "percent_retained" else [])))
                 for kind, intro in INTRO.items()]
     if beside is not None:
         sections.insert(0, ("percent retained beside BERT-base and XLNet-base", BESIDE_INTRO, beside))
