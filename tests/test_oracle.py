@@ -167,3 +167,10 @@ def test_a_cls_threshold_cell_stands_at_the_k_it_produced(tmp_path):
     heuristics = oracle.oracle_tables(summary)[1].set_index("strategy")
     assert heuristics.loc[name, "k"] == 2 and heuristics.loc[name, "same_as"] == "drop_3_4"
     assert heuristics.loc[name, "rank"] == 1 and heuristics.loc[name, "of"] == 6
+
+
+def test_heuristic_labels_share_a_score_and_never_overlap():
+    marks = pd.DataFrame({"strategy": ["top", "symmetric", "contribution", "bottom"], "mean": [76.1, 72.7, 72.7, 72.69]})
+    placed = oracle.label_positions(marks, gap=0.2)
+    assert [label for _, label in placed] == ["bottom", "symmetric, contribution", "top"]
+    assert placed[0][0] == 72.69 and placed[1][0] == pytest.approx(72.89) and placed[2][0] == 76.1

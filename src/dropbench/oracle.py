@@ -249,6 +249,16 @@ def greedy_lines(records: Iterable[dict], subsets: pd.DataFrame) -> list[str]:
     return lines
 
 
+def label_positions(marks: pd.DataFrame, gap: float) -> list[tuple[float, str]]:
+    """One label per score (heuristics that score the same share it, e.g. "symmetric, contribution"), moved up
+    where needed so that labels stand at least ``gap`` apart; the markers stay at the scores."""
+    labels = marks.groupby("mean", sort=True)["strategy"].apply(", ".join)
+    placed: list[tuple[float, str]] = []
+    for score, label in labels.items():
+        placed.append((score if not placed else max(score, placed[-1][0] + gap), label))
+    return placed
+
+
 def strip_figure(subsets: pd.DataFrame, heuristics: pd.DataFrame, png, pdf, csv) -> None:
     """All subsets as points per (model, task) panel and k; heuristics marked and labelled; best on dev ringed."""
     import matplotlib
@@ -274,7 +284,8 @@ def strip_figure(subsets: pd.DataFrame, heuristics: pd.DataFrame, png, pdf, csv)
             marks = heuristics[(heuristics["model"] == model) & (heuristics["task"] == task) & (heuristics["k"] == k)]
             for j, row in enumerate(marks.itertuples()):
                 ax.scatter([i + 0.3], [row.mean], marker="D", s=25, color=f"C{j % 10}")
-                ax.annotate(row.strategy, (i + 0.33, row.mean), fontsize="x-small", va="center")
+            for y, label in label_positions(marks, gap=0.04 * np.ptp(np.r_[group["mean"], heuristics["mean"]]) or 0.1):
+                ax.annotate(label, (i + 0.33, y), fontsize="x-small", va="center")
         ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
         ax.set_xlim(-0.5, len(ks) - 0.2)
         ax.set_title(f"{model}, {task}", fontsize="small")
