@@ -267,7 +267,8 @@ def strip_figure(subsets: pd.DataFrame, heuristics: pd.DataFrame, png, pdf, csv)
     import matplotlib.pyplot as plt
 
     panels = list(dict.fromkeys(zip(subsets["model"], subsets["task"])))
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.0 * max(len(panels), 1), 3.6), squeeze=False)
+    widest = max([subsets["k"].nunique()] + [1])  # room for the heuristics' labels right of each k
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=((2.4 * widest + 1.0) * max(len(panels), 1), 4.0), squeeze=False)
     for ax, (model, task) in zip(axes[0], panels):
         group = subsets[(subsets["model"] == model) & (subsets["task"] == task)]
         ks = sorted(group["k"].unique())
@@ -287,7 +288,7 @@ def strip_figure(subsets: pd.DataFrame, heuristics: pd.DataFrame, png, pdf, csv)
             for y, label in label_positions(marks, gap=0.04 * np.ptp(np.r_[group["mean"], heuristics["mean"]]) or 0.1):
                 ax.annotate(label, (i + 0.33, y), fontsize="x-small", va="center")
         ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
-        ax.set_xlim(-0.5, len(ks) - 0.2)
+        ax.set_xlim(-0.5, len(ks) - 0.1)
         ax.set_title(f"{model}, {task}", fontsize="small")
         ax.set_ylabel("dev task score x 100")
         ax.grid(alpha=0.3)
