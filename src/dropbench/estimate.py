@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 
 from dropbench import config_check, glue, grid, strategies
+from dropbench.greedy import deepest_searches
 from dropbench.job_params import ITERATIVE_EPOCHS_PER_DROP
 
 GLUE_TRAIN_ROWS = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "qqp": 363846, "mnli": 392702,
@@ -92,15 +93,11 @@ def training_stages(strategy: str, layers: int, k: int, epochs: float) -> list[t
     return [(epochs, layers - k)]
 
 
-def greedy_candidates(config: dict, cells, depths: dict) -> list[tuple[str, int, str]]:
+def greedy_candidates(cells, depths: dict) -> list[tuple[str, int, str]]:
     """(model, k, task) of every candidate the greedy searches fine-tune beyond the grid's cells: L - s + 1 at step
     s, for steps 1..the largest greedy k; none at a step whose k `subsets` enumerates for the model (its cells)."""
-    deepest = {}
-    for cell in cells:
-        if cell.strategy == strategies.GREEDY:
-            deepest[(cell.model, cell.task)] = max(cell.k, deepest.get((cell.model, cell.task), 0))
     enumerated = {(c.model, c.k) for c in cells if strategies.subset_layers(c.strategy) is not None}
-    return [(model, step, task) for (model, task), k in deepest.items() for step in range(1, k + 1)
+    return [(model, step, task) for (model, task), k in deepest_searches(cells).items() for step in range(1, k + 1)
             if (model, step) not in enumerated for _ in range(depths[model] - step + 1)]
 
 
@@ -130,16 +127,16 @@ def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> d
         kept_models = 2 if strategies.family_of(cell.strategy)[0] == strategies.TASK_SPECIFIC else 1
         checkpoint_bytes += 4 * params * kept_models
         largest_params = max(largest_params, params)
-    search = greedy_candidates(config, cells, {name: shape[0] for name, shape in shapes.items()})
+    search = greedy_candidates(cells, {name: shape[0] for name, shape in shapes.items()})
     for model, k, task in search:  # one seed each, with the full configured epochs
         layers, hidden, _ = shapes[model]
         tokens += epoch_tokens_of[task] * epochs
         flops += 6 * epoch_tokens_of[task] * epochs * (layers - k) * 12 * hidden**2
-    # config tuning: one selection fine-tune per candidate learning rate and (model, strategy, k, task)
+    # config tuning: one selection fine-tune per candidate learning rate and (model, strategy, k, task), each
+    # search candidate being a variant of its own
     candidates = len(config["tuning"]["learning_rates"]) if config.get("tuning") else 0
-    variants = dict.fromkeys((c.model, c.strategy, c.k, c.task) for c in cells) if candidates else {}
-    variants.update(dict.fromkeys((model, f"search{i}", k, task) for i, (model, k, task) in enumerate(search)))
-    for model, _, k, task in variants:
+    variants = list(dict.fromkeys((c.model, c.k, c.task, c.strategy) for c in cells)) + search if candidates else []
+    for model, k, task, *_ in variants:
         layers, hidden, _ = shapes[model]
         tokens += candidates * epoch_tokens_of[task] * epochs
         flops += candidates * 6 * epoch_tokens_of[task] * epochs * (layers - k) * 12 * hidden**2

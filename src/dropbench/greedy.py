@@ -23,11 +23,20 @@ from pathlib import Path
 from dropbench.atomic import write_json
 from dropbench.cells import Cell
 from dropbench.records import read_cell_metrics
-from dropbench.strategies import GREEDY, subset_layers, subset_name  # noqa: F401 (greedy.GREEDY)
+from dropbench.strategies import GREEDY, subset_layers, subset_name
 
 
 def step_file(model: str, task: str, step: int) -> str:
     return f"results/greedy/{model}/{task}/step{step}.json"
+
+
+def deepest_searches(cells) -> dict[tuple[str, str], int]:
+    """(model, task) -> the largest k of the grid's greedy cells: its search runs steps 1..k."""
+    deepest: dict[tuple[str, str], int] = {}
+    for cell in cells:
+        if cell.strategy == GREEDY:
+            deepest[(cell.model, cell.task)] = max(cell.k, deepest.get((cell.model, cell.task), 0))
+    return deepest
 
 
 def chosen_order(record_path: str | Path) -> list[int]:

@@ -409,13 +409,11 @@ def oracle_outputs():
 
 def oracle_greedy_records(wildcards=None):
     """Every step record of the greedy searches of the subset models (strategy greedy; greedy.smk)."""
-    from dropbench.greedy import step_file
+    from dropbench.greedy import deepest_searches, step_file
 
-    models, deepest = set(grid.subset_models(config)), {}
-    for c in CELLS:
-        if c.strategy == strategies.GREEDY and c.model in models:
-            deepest[(c.model, c.task)] = max(c.k, deepest.get((c.model, c.task), 0))
-    return _existing_if_partial([step_file(m, t, s) for (m, t), k in deepest.items() for s in range(1, k + 1)])
+    models = set(grid.subset_models(config))
+    return _existing_if_partial([step_file(m, t, s) for (m, t), k in deepest_searches(CELLS).items() if m in models
+                                 for s in range(1, k + 1)])
 
 
 def oracle_metrics(wildcards=None):
