@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import yaml  # noqa: E402
 
-from dropbench import sources  # noqa: E402
+from dropbench.data import sources  # noqa: E402
 
 
 def default_model_dir() -> Path:

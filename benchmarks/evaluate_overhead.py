@@ -4,7 +4,7 @@ Two kinds of fresh Python process, side by side, each run ``--repeats`` times (f
 - `bare`: imports torch and transformers, loads the fine-tuned model, predicts the dev rows in batches:
   the least any evaluate job must do;
 - `job`: what the evaluate step (dropbench.steps.models.evaluate) runs (Snakemake's script preamble import, then
-  ``dropbench.evaluation.write_cell_metrics``: metrics, chance levels, statuses, predictions file,
+  ``dropbench.evaluate.evaluation.write_cell_metrics``: metrics, chance levels, statuses, predictions file,
   record check, atomic writes).
 The tiny model is the tests' 4-layer BERT (hidden 32) with 64 SST-2 rows (tests/tiny.py), pruned to 3
 layers. Prints the two wall times, then `evaluate_overhead_s: X` (job - bare; target <= 4).
@@ -27,12 +27,13 @@ from common import REPO
 sys.path.insert(0, str(REPO / "tests"))
 from tiny import tiny_train_inputs  # noqa: E402
 
-from dropbench import features, prune  # noqa: E402
+from dropbench.data import features  # noqa: E402
+from dropbench.prune import step as prune
 
 BARE = """
 import sys, torch
 from transformers import AutoModelForSequenceClassification
-from dropbench import features
+from dropbench.data import features
 torch.set_num_threads(1)
 model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], use_safetensors=True).eval()
 split = features.load(sys.argv[2])
@@ -43,8 +44,8 @@ with torch.inference_mode():
 JOB = """
 import sys
 import snakemake.script  # the preamble of every Snakemake script job
-from dropbench.device import set_threads
-from dropbench.evaluation import write_cell_metrics
+from dropbench.runtime.device import set_threads
+from dropbench.evaluate.evaluation import write_cell_metrics
 set_threads(1)
 cell = {"model": "tiny", "strategy": "top", "k": 1, "task": "sst2", "seed": 1}
 write_cell_metrics(cell, sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], 128, sys.argv[5], sys.argv[6])

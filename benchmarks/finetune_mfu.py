@@ -2,7 +2,7 @@
 
 1. Peak: the fp32 matrix-product rate (torch.mm at the fastest square size of 256-2048) with the job's
    threads, measured in turn with the loop (below).
-2. Useful FLOP rate of ``dropbench.train.train_step`` (the loop the finetune job runs: dynamic
+2. Useful FLOP rate of ``dropbench.train.loop.train_step`` (the loop the finetune job runs: dynamic
    padding, fused AdamW, clipping, scheduler) for the default model (all-MiniLM-L6-v2) at full depth
    and with 4 of 6 layers dropped, on real SST-2 train rows at the default batch size (16).
 
@@ -35,15 +35,15 @@ import torch
 from common import default_model_dir, glue_source
 from transformers import AutoTokenizer
 
-from dropbench import features, glue
-from dropbench.batching import length_grouped_batches
-from dropbench.device import Precision, reuse_freed_memory
-from dropbench.layer_drop import drop_layers
-from dropbench.train import TrainConfig, load_for_task, make_optimizer, train_step
+from dropbench.data import features, glue
+from dropbench.data.batching import length_grouped_batches
+from dropbench.runtime.device import Precision, reuse_freed_memory
+from dropbench.prune.layer_drop import drop_layers
+from dropbench.train.loop import TrainConfig, load_for_task, make_optimizer, train_step
 
 
 # Untimed first steps: lazy optimizer state, and the heap settling so that freed blocks are reused
-# (dropbench.device.reuse_freed_memory; glibc needs a few rounds). A real fine-tune runs hundreds of steps.
+# (dropbench.runtime.device.reuse_freed_memory; glibc needs a few rounds). A real fine-tune runs hundreds of steps.
 WARMUP_STEPS = 10
 # Timed steps between two matmul bursts.
 CHUNK = 5
@@ -142,7 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.reference:
-        reuse_freed_memory()  # as dropbench.train.finetune does
+        reuse_freed_memory()  # as dropbench.train.loop.finetune does
 
     model_dir = args.model_dir or default_model_dir()
     spec = glue.get_task("sst2")

@@ -16,9 +16,9 @@ import torch
 from common import default_model_dir, glue_source
 from transformers import AutoTokenizer
 
-from dropbench import features, glue
-from dropbench.batching import length_grouped_batches
-from dropbench.train import TrainConfig, load_for_task, make_optimizer
+from dropbench.data import features, glue
+from dropbench.data.batching import length_grouped_batches
+from dropbench.train.loop import TrainConfig, load_for_task, make_optimizer
 
 
 def timed_steps(model, optimizer, split, batches, pad_to) -> tuple[float, int]:

@@ -1,7 +1,7 @@
 """Fine-tuning throughput of several jobs sharing one GPU, projected onto the paper's grid.
 
 Randomly initialised models shaped like bert-base-uncased (no weights needed) are fine-tuned with
-dropbench's own step (``dropbench.train.train_step``: fused AdamW, bf16 autocast or fp16 with a
+dropbench's own step (``dropbench.train.loop.train_step``: fused AdamW, bf16 autocast or fp16 with a
 gradient scaler) on synthetic batches whose lengths follow the GLUE train sets (each task's mean
 WordPiece length, weighted by its train size), at the paper's batch sizes (8 and 32), with 1, 2, 4
 and 8 jobs (separate processes, as the workflow's jobs are) on one GPU. Prints examples/s, the
@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 from common import REPO
 
-from dropbench.estimate import GLUE_MEAN_TOKENS, GLUE_TRAIN_ROWS, estimate
+from dropbench.plan.estimate import GLUE_MEAN_TOKENS, GLUE_TRAIN_ROWS, estimate
 
 
 def glue_lengths(count: int, seed: int) -> np.ndarray:
@@ -40,8 +40,8 @@ def worker(rank, args, batch_size, start_barrier, results):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from dropbench.device import Precision
-    from dropbench.train import TrainConfig, make_optimizer, train_step
+    from dropbench.runtime.device import Precision
+    from dropbench.train.loop import TrainConfig, make_optimizer, train_step
 
     torch.set_num_threads(1)
     torch.manual_seed(rank)

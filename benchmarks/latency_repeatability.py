@@ -2,7 +2,7 @@
 
 Times the default run's architectures (config/config.yaml: all-MiniLM-L6-v2 unpruned and with each of
 its strategies at each k: top and bottom at k = 2 and 4) the way the ``measure_latency`` jobs do: each in a process of its own
-(``dropbench.latency.measure_architecture``, one thread, the default config's protocol), the full model
+(``dropbench.evaluate.latency.measure_architecture``, one thread, the default config's protocol), the full model
 first and alone, then each pruned checkpoint beside the full model, and expresses them as the aggregate
 does (``aggregate.in_full_models_figure``: each ratio times the lowest of the full model's timings of
 that round); ``--rounds`` rounds, the pruned architectures in a different order each round.
@@ -28,13 +28,13 @@ from pathlib import Path
 import yaml
 from common import REPO, default_model_dir
 
-from dropbench import prune
-from dropbench.aggregate import in_full_models_figure
+from dropbench.prune import step as prune
+from dropbench.report.aggregate import in_full_models_figure
 
 TIME_ONE = """
 import json, sys
-from dropbench.device import set_threads
-from dropbench.latency import measure_architecture
+from dropbench.runtime.device import set_threads
+from dropbench.evaluate.latency import measure_architecture
 set_threads(1)  # as the measure_latency step (dropbench.steps.models)
 measure_architecture(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], {}, full_model_dir=(sys.argv[4:] or [None])[0])
 """

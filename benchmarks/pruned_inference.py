@@ -16,7 +16,8 @@ import torch
 from common import default_model_dir
 from transformers import AutoModelForSequenceClassification
 
-from dropbench import latency, layer_drop, prune
+from dropbench.evaluate import latency
+from dropbench.prune import layer_drop, step as prune
 
 
 def main() -> None:

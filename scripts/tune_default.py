@@ -20,9 +20,10 @@ import torch
 import yaml
 from transformers import AutoTokenizer
 
-from dropbench import features, glue, metrics, sources
-from dropbench.evaluation import predict
-from dropbench.train import TrainConfig, finetune, load_for_task
+from dropbench.data import features, glue, sources
+from dropbench.evaluate import metrics
+from dropbench.evaluate.evaluation import predict
+from dropbench.train.loop import TrainConfig, finetune, load_for_task
 
 REPO = Path(__file__).resolve().parents[1]
 HELD_OUT_SEED = 1001

@@ -8,10 +8,10 @@ import math
 import pandas as pd
 import pytest
 
-from dropbench import aggregate
-from dropbench.chance import base_metric
-from dropbench.paper_score import metric_keys
-from dropbench.aggregate import load_summary, percent_of_full, score_table
+from dropbench.report import aggregate
+from dropbench.evaluate.chance import base_metric
+from dropbench.report.paper_score import metric_keys
+from dropbench.report.aggregate import load_summary, percent_of_full, score_table
 
 
 CHANCE = {"accuracy": 0.5, "f1": 0.6, "matthews_correlation": 0.0, "pearson": 0.0, "spearmanr": 0.0}

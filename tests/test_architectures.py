@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-from dropbench import architectures, layer_drop
-from dropbench.layer_scores import hidden_similarity
+from dropbench.prune import architectures, layer_drop
+from dropbench.prune.layer_scores import hidden_similarity
 
 LAYERS = 5
 DROP = [0, 3]  # dropping layer 0 forces every kept layer to be re-indexed

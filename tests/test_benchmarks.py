@@ -14,7 +14,7 @@ from tiny import REPO
 
 @pytest.mark.slow
 def estimate_of_paper_grid() -> dict:
-    from dropbench.estimate import estimate
+    from dropbench.plan.estimate import estimate
 
     return estimate(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), "a100", 1.0)
 

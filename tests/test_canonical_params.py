@@ -14,7 +14,7 @@ import yaml
 from tiny import build_tiny_bert
 from workflow_runner import REPO, planned_params
 
-from dropbench import job_params
+from dropbench.plan import job_params
 
 pytestmark = pytest.mark.slow
 

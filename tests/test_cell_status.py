@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 from test_aggregate import grid, metrics_record, run_aggregate
 
-from dropbench import chance, metrics, plots
-from dropbench.aggregate import cell_means, load_summary
-from dropbench.atomic import write_json
-from dropbench.evaluation import cell_status, task_score
-from dropbench.records import METRICS_SCHEMA, record_problem
+from dropbench.evaluate import chance, metrics
+from dropbench.report import plots
+from dropbench.report.aggregate import cell_means, load_summary
+from dropbench.runtime.atomic import write_json
+from dropbench.evaluate.evaluation import cell_status, task_score
+from dropbench.plan.records import METRICS_SCHEMA, record_problem
 
 
 def test_constant_prediction_is_degenerate_with_null_not_nan():
@@ -151,8 +152,8 @@ def test_a_constant_model_is_recorded_degenerate_in_standard_json(tmp_path):
     from tiny import build_tiny_bert, write_tiny_tasks
     from transformers import AutoModelForSequenceClassification
 
-    from dropbench.evaluation import write_cell_metrics
-    from dropbench.prepare import prepare_task
+    from dropbench.evaluate.evaluation import write_cell_metrics
+    from dropbench.data.prepare import prepare_task
 
     model_dir = build_tiny_bert(tmp_path / "model")
     source = write_tiny_tasks(tmp_path / "glue", rows=16)["stsb"]["source"]
@@ -175,7 +176,7 @@ def test_a_constant_model_is_recorded_degenerate_in_standard_json(tmp_path):
 def test_the_heatmap_shows_the_tables_percent_of_full_for_every_cell(tmp_path):
     """Issue 23 item 1: the tables and the heatmap computed percent retained and its average differently
     (paper score vs task score for MRPC and STS-B; average over tasks above chance vs over all)."""
-    from dropbench import aggregate
+    from dropbench.report import aggregate
 
     cells = grid(tasks=("sst2", "mrpc", "stsb"), seeds=(1, 2))
     records = []

@@ -1,11 +1,13 @@
-"""The one grammar of a cell's paths (dropbench.cells): written by Cell, read back by Cell.from_path."""
+"""The one grammar of a cell's paths (dropbench.plan.cells): written by Cell, read back by Cell.from_path."""
 
 from __future__ import annotations
 
 import pytest
 
-from dropbench import aggregate, integrity, significance, tracking
-from dropbench.cells import CELL_DIR, CELL_NAME, Cell
+from dropbench.report import aggregate, significance
+from dropbench.plan import integrity
+from dropbench.export import tracking
+from dropbench.plan.cells import CELL_DIR, CELL_NAME, Cell
 
 CELLS = [Cell("minilm_l6", "top", 2, "sst2", 1), Cell("m.v-2", "drop_1_4", 2, "mnli", 13),
          Cell("tiny", "none", 0, "stsb", 1001), Cell("x", "cls_above_250", 0, "cola", 0),

@@ -9,9 +9,11 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from dropbench import aggregate, config_check, grid, job_params, plots, prune, strategies
-from dropbench.layer_scores import classification_position, classification_vectors, layer_similarities
-from dropbench.strategies import layers_to_drop, select_above_threshold
+from dropbench.report import aggregate, plots
+from dropbench.plan import config_check, grid, job_params
+from dropbench.prune import step as prune, strategies
+from dropbench.prune.layer_scores import classification_position, classification_vectors, layer_similarities
+from dropbench.prune.strategies import layers_to_drop, select_above_threshold
 
 strategies.register_cls_thresholds([0.95, 0.925, 0.9])
 SCORING = {"sample_size": 4, "seed": 0, "batch_size": 2}

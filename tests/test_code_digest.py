@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import shutil
 
-from dropbench import code_digest
+from dropbench.plan import code_digest
+
+
 
 
 def test_the_digest_follows_the_imports_of_each_step():
-    reached = {path.name for path in code_digest.modules_reached(["stats"])}
+    reached = {path.name for path in code_digest.modules_reached(["report.stats"])}
     assert {"stats.py", "chance.py", "metrics.py"} <= reached  # chance.py: used by aggregate and stats alike
     assert "plots.py" not in reached and "torch" not in reached
-    assert "chance.py" in {path.name for path in code_digest.modules_reached(["aggregate"])}
+    assert "chance.py" in {path.name for path in code_digest.modules_reached(["report.aggregate"])}
 
 
 def test_editing_a_reached_module_changes_the_digest_moving_the_package_does_not(tmp_path):
     package = tmp_path / "a" / "dropbench"
     shutil.copytree(code_digest.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
-    before = code_digest.code_digest(["stats"], package=package)
+    before = code_digest.code_digest(["report.stats"], package=package)
     moved = tmp_path / "b" / "dropbench"
     shutil.copytree(package, moved)
-    assert code_digest.code_digest(["stats"], package=moved) == before
-    (package / "chance.py").write_text((package / "chance.py").read_text() + "\n# edited\n")
-    assert code_digest.code_digest(["stats"], package=package) != before
-    after_chance = code_digest.code_digest(["stats"], package=package)
-    (package / "plots.py").write_text((package / "plots.py").read_text() + "\n# edited\n")  # not reached by stats
-    assert code_digest.code_digest(["stats"], package=package) == after_chance
-    assert code_digest.code_digest(["plots"], package=package) != code_digest.code_digest(["plots"], package=moved)
+    assert code_digest.code_digest(["report.stats"], package=moved) == before
+    (package / "evaluate" / "chance.py").write_text((package / "evaluate" / "chance.py").read_text() + "\n# edited\n")
+    assert code_digest.code_digest(["report.stats"], package=package) != before
+    after_chance = code_digest.code_digest(["report.stats"], package=package)
+    (package / "report" / "plots.py").write_text((package / "report" / "plots.py").read_text() + "\n# edited\n")  # not reached by stats
+    assert code_digest.code_digest(["report.stats"], package=package) == after_chance
+    assert code_digest.code_digest(["report.plots"], package=package) != code_digest.code_digest(["report.plots"], package=moved)

@@ -12,8 +12,8 @@ from snakemake.utils import validate
 from tiny import REPO, changed, tiny_config
 from workflow_runner import snakemake
 
-from dropbench import config_check
-from dropbench.config_check import ConfigError
+from dropbench.plan import config_check
+from dropbench.plan.config_check import ConfigError
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -252,7 +252,7 @@ def test_every_object_of_the_schema_refuses_unknown_keys():
 
 
 def test_train_config_rejects_unknown_keys():
-    from dropbench.train import TrainConfig
+    from dropbench.train.loop import TrainConfig
 
     with pytest.raises(ValueError, match=r"\['learnig_rate'\] are unknown; allowed: .*'learning_rate'"):
         TrainConfig.from_dict({"learnig_rate": 1e-4})

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from test_aggregate import metrics_record
 
-from dropbench import aggregate, convergence
+from dropbench.report import aggregate
+from dropbench.train import convergence
 
 
 def test_trivial_loss_is_label_variance_or_prior_entropy():
@@ -116,7 +117,7 @@ def write_train_log(root, model, strategy, k, task, seed, losses, trivial):
 
 
 def test_loss_curves_are_relative_to_the_trivial_loss_and_averaged_over_seeds(tmp_path):
-    from dropbench import training_plots
+    from dropbench.report import training_plots
 
     logs = [write_train_log(tmp_path, "m", "top", 2, "stsb", 1, [2.0] * 20, 2.0),
             write_train_log(tmp_path, "m", "top", 2, "stsb", 2, [1.0] * 20, 2.0),
@@ -136,13 +137,13 @@ def test_loss_curves_are_relative_to_the_trivial_loss_and_averaged_over_seeds(tm
 
 
 def test_smoothing_is_a_trailing_mean():
-    from dropbench.training_plots import smoothed
+    from dropbench.report.training_plots import smoothed
 
     assert list(smoothed(np.array([1.0, 3.0, 5.0, 7.0]), 2)) == [1.0, 2.0, 4.0, 6.0]
 
 
 def test_score_figure_crosses_out_underfit_points(tmp_path):
-    from dropbench import plots
+    from dropbench.report import plots
 
     summary = summary_with_fits(tmp_path, {("none", 1): 0.2, ("top", 1): 0.8})
     _, data = plots.score_vs_dropped(aggregate.cell_means(summary), [], plots.check_style({}))

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from tiny import REPO
 
-from dropbench import estimate
+from dropbench.plan import estimate
 
 
 def load(name):
@@ -88,7 +88,7 @@ def test_cli_prints_the_estimate_and_rejects_unknown_gpus(capsys):
 
 def test_console_entry_point_is_declared():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["dropbench"] == "dropbench.estimate:main"
+    assert scripts["dropbench"] == "dropbench.plan.estimate:main"
 
 
 # ------------------------------------------------------------------ the workflow's checks (issue 24 item 4)

@@ -1,4 +1,4 @@
-"""Exports (config ``export``; dropbench.exports, export_latency, exports_report): ONNX fp32 and int8 models of
+"""Exports (config ``export``; dropbench.export.exports, export_latency, exports_report): ONNX fp32 and int8 models of
 chosen cells, checked against torch on the dev rows, timed beside the full torch model, tabulated."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import torch
 from tiny import build_tiny_bert, one_thread, tiny_config  # noqa: F401 (a fixture)
 from workflow_runner import REPO
 
-from dropbench import export_latency, exports, exports_report, heads
-from dropbench.config_check import ConfigError, load_and_check
+from dropbench.export import export_latency, exports, exports_report
+from dropbench.train import heads
+from dropbench.plan.config_check import ConfigError, load_and_check
 
 
 def tiny_classifier(root, head: str, num_labels: int = 2):
@@ -133,7 +134,7 @@ def test_the_exports_table_has_each_runtimes_score_change_size_and_speedup(tmp_p
 
 
 def test_the_export_modules_do_not_import_onnx_until_used():
-    code = ("import sys; import dropbench.exports, dropbench.export_latency, dropbench.exports_report, dropbench.grid; "
+    code = ("import sys; import dropbench.export.exports, dropbench.export.export_latency, dropbench.export.exports_report, dropbench.plan.grid; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -12,9 +12,11 @@ from safetensors.torch import load_file
 from tiny import fake_clock, one_thread, tiny_train_inputs  # noqa: F401 (fixtures)
 from transformers import AutoModelForSequenceClassification
 
-from dropbench import families, features, layer_drop, train
-from dropbench.prune import prune_checkpoint
-from dropbench.train import LayerSchedule, TrainConfig
+from dropbench.train import families, loop as train
+from dropbench.data import features
+from dropbench.prune import layer_drop
+from dropbench.prune.step import prune_checkpoint
+from dropbench.train.loop import LayerSchedule, TrainConfig
 
 CFG = TrainConfig(learning_rate=1e-3, batch_size=8, epochs=1, seed=3, checkpoint_minutes=3)  # 64 rows: 8 steps per epoch
 
@@ -165,8 +167,8 @@ def test_a_plan_of_another_strategy_is_refused(inputs, iterative_plan, tmp_path)
 
 
 def test_a_damaged_first_stage_is_found_before_its_cell_runs(tmp_path, monkeypatch):
-    from dropbench import integrity
-    from dropbench.grid import Cell
+    from dropbench.plan import integrity
+    from dropbench.plan.grid import Cell
 
     monkeypatch.chdir(tmp_path)
     cell = Cell("tiny", "task_specific_top", 1, "sst2", 1)

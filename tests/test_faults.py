@@ -15,11 +15,11 @@ from safetensors.torch import save_file
 from tiny import build_tiny_bert, tiny_config, write_config, write_tiny_tasks
 from workflow_runner import REPO, SNAKEMAKE, planned_jobs, snakemake
 
-from dropbench import integrity
-from dropbench.records import CorruptResultError, read_cell_metrics
-from dropbench.glue import GlueDataError
-from dropbench.grid import Cell
-from dropbench.prepare import prepare_task
+from dropbench.plan import integrity
+from dropbench.plan.records import CorruptResultError, read_cell_metrics
+from dropbench.data.glue import GlueDataError
+from dropbench.plan.grid import Cell
+from dropbench.data.prepare import prepare_task
 
 SST2 = "results/cells/tiny/none-k0/sst2/seed1"
 STSB = "results/cells/tiny/none-k0/stsb/seed1"
@@ -124,7 +124,7 @@ def write_cell(tmp_path, cell, prediction, labels, bound: bool = True, **changes
     (``bound``), or as it wrote them before issue 24 (neither)."""
     import numpy as np
 
-    from dropbench import predictions
+    from dropbench.evaluate import predictions
 
     (tmp_path / cell.dir).mkdir(parents=True, exist_ok=True)
     digest = predictions.save(tmp_path / cell.dir / "predictions.npz", {"validation": (np.array(prediction), np.array(labels))},
@@ -150,7 +150,7 @@ def test_damaged_predictions_under_valid_metrics_recompute_the_cell(tmp_path, mo
 def test_predictions_of_another_cell_or_written_again_recompute_the_cell(tmp_path, monkeypatch):
     import numpy as np
 
-    from dropbench import predictions
+    from dropbench.evaluate import predictions
 
     monkeypatch.chdir(tmp_path)
     a, b = Cell("tiny", "none", 0, "sst2", 1), Cell("tiny", "none", 0, "sst2", 2)
@@ -171,7 +171,7 @@ def test_predictions_of_another_cell_or_written_again_recompute_the_cell(tmp_pat
     found = {str(p.path): p.reason for p in integrity.find_damaged([a, b], data_driven=[])}
     assert list(found) == [a.metrics] and "is not the file this cell's evaluate wrote" in found[a.metrics]
     # the statistics refuse it too, naming the file
-    from dropbench.significance import load_runs
+    from dropbench.report.significance import load_runs
 
     with pytest.raises(CorruptResultError, match=f"damaged result {a.dir}/predictions.npz"):
         load_runs([a_file.relative_to(tmp_path), b_file.relative_to(tmp_path)])
@@ -182,7 +182,7 @@ def test_predictions_with_other_rows_or_labels_and_a_valid_checksum_are_found(tm
     but their rows must still agree with metrics.json and the prepared dev labels."""
     import numpy as np
 
-    from dropbench import predictions
+    from dropbench.evaluate import predictions
 
     monkeypatch.chdir(tmp_path)
     cell = Cell("tiny", "none", 0, "sst2", 1)
@@ -201,7 +201,7 @@ def test_predictions_with_other_rows_or_labels_and_a_valid_checksum_are_found(tm
 
 
 def test_a_truncated_latency_record_is_found_naming_the_file(tmp_path, monkeypatch):
-    from dropbench import aggregate
+    from dropbench.report import aggregate
 
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "results/latency/tiny/top-k1/any.json"
@@ -222,7 +222,7 @@ def test_a_truncated_latency_record_is_found_naming_the_file(tmp_path, monkeypat
 
 
 def test_a_record_of_other_settings_forces_its_fine_tune_and_one_without_them_is_trusted(tmp_path, monkeypatch):
-    from dropbench import job_params
+    from dropbench.plan import job_params
 
     monkeypatch.chdir(tmp_path)
     cell = Cell("tiny", "top", 1, "sst2", 1)
@@ -424,7 +424,7 @@ def test_subsampled_rows_are_counted_in_the_log_and_info(tmp_path, caplog):
 
 
 def test_result_folders_get_the_usual_permissions_not_owner_only(tmp_path):
-    from dropbench.atomic import atomic_dir
+    from dropbench.runtime.atomic import atomic_dir
 
     old = os.umask(0o022)
     try:

@@ -13,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # test this checkout's code, installed or not
 
-from dropbench import glue  # noqa: E402
-from dropbench.glue import GlueDataError, load_split  # noqa: E402
+from dropbench.data import glue  # noqa: E402
+from dropbench.data.glue import GlueDataError, load_split  # noqa: E402
 
 RESOURCES = ROOT / "resources" / "glue"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

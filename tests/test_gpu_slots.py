@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dropbench.gpu_slots import (
+from dropbench.runtime.gpu_slots import (
     COUNT_ENV,
     JOBS_PER_GPU_ENV,
     LOCK_DIR_ENV,
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 # A stand-in GPU job: claims a slot, reports CUDA_VISIBLE_DEVICES, holds the slot until stdin closes.
 JOB = """
 import os, sys
-from dropbench.gpu_slots import gpu_slot
+from dropbench.runtime.gpu_slots import gpu_slot
 with gpu_slot(poll_seconds=0.05):
     print(os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
     sys.stdin.read()
@@ -88,7 +88,7 @@ def test_slots_come_from_cuda_visible_devices_when_it_narrows_the_machine(tmp_pa
 
 def test_inside_a_scheduler_allocation_the_devices_are_left_alone(tmp_path, caplog):
     env = {"SLURM_JOB_ID": "17", "CUDA_VISIBLE_DEVICES": "3", COUNT_ENV: "4", LOCK_DIR_ENV: str(tmp_path / "locks")}
-    with caplog.at_level("INFO", logger="dropbench.gpu_slots"), gpu_slot(env) as device:
+    with caplog.at_level("INFO", logger="dropbench.runtime.gpu_slots"), gpu_slot(env) as device:
         assert device == "3"
         assert env["CUDA_VISIBLE_DEVICES"] == "3"
     assert not (tmp_path / "locks").exists()
@@ -133,7 +133,7 @@ def test_jobs_per_gpu_from_the_environment_or_the_memory_formula(monkeypatch):
     assert default_jobs_per_gpu(16 * 1024) == 3  # V100 16 GB
     assert default_jobs_per_gpu(16 * 1024, parameters=340e6) == 2  # bert-large on a V100
     assert default_jobs_per_gpu(2 * 1024) == 1  # never fewer than one
-    monkeypatch.setattr("dropbench.gpu_slots.shutil.which", lambda name: None)
+    monkeypatch.setattr("dropbench.runtime.gpu_slots.shutil.which", lambda name: None)
     assert jobs_per_gpu({}) == 1  # no nvidia-smi: one job per (faked) device
 
 

@@ -1,4 +1,4 @@
-"""Greedy layer search (strategy ``greedy``, dropbench.greedy; issue 25 item 3): the candidates, the choice on
+"""Greedy layer search (strategy ``greedy``, dropbench.prune.greedy; issue 25 item 3): the candidates, the choice on
 held-out train rows only, the config checks and, through the real Snakefile, the checkpoint path (a search stopped
 after step 1 resumes, a finished one plans nothing, candidates shared with the exhaustive subsets train once)."""
 
@@ -11,8 +11,9 @@ import pytest
 from tiny import REPO, build_tiny_bert, tiny_config, write_config
 from workflow_runner import planned_jobs, snakemake
 
-from dropbench import config_check, greedy, job_params, strategies
-from dropbench.config_check import ConfigError
+from dropbench.plan import config_check, job_params
+from dropbench.prune import greedy, strategies
+from dropbench.plan.config_check import ConfigError
 
 PARAMS = {"model": "m", "task": "sst2", "seed": 1, "depth": 4}
 
@@ -149,7 +150,7 @@ def test_the_search_resumes_plans_nothing_once_done_and_shares_cells_with_the_su
 def test_the_estimate_counts_the_search_candidates_beyond_the_subsets():
     import yaml
 
-    from dropbench import estimate
+    from dropbench.plan import estimate
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config.update(strategies=["greedy"], k=[2, 4], tuning={"learning_rates": [2e-4], "held_out": 100})

@@ -15,8 +15,10 @@ from test_train import Crash, crash_at_step, inputs, run  # noqa: F401 (fixture)
 from tiny import fake_clock, one_thread  # noqa: F401 (fixtures)
 from transformers import AutoModel
 
-from dropbench import evaluation, heads, layer_drop
-from dropbench.train import TrainConfig
+from dropbench.evaluate import evaluation
+from dropbench.train import heads
+from dropbench.prune import layer_drop
+from dropbench.train.loop import TrainConfig
 
 CFG = TrainConfig(learning_rate=1e-3, batch_size=8, epochs=2, seed=3, checkpoint_minutes=3, head=heads.MEAN_POOLING)
 
@@ -106,7 +108,7 @@ def test_mean_pooling_fine_tune_resumes_bit_for_bit_and_evaluates(inputs, tmp_pa
 
 
 def test_head_and_min_steps_change_the_run(inputs):
-    from dropbench.train import run_fingerprint
+    from dropbench.train.loop import run_fingerprint
 
     model_dir, features_dir = inputs
     native = TrainConfig(learning_rate=1e-3, batch_size=8, epochs=2, seed=3)

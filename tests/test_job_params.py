@@ -1,12 +1,12 @@
-"""Each job's params hold exactly what determines its output (dropbench.job_params)."""
+"""Each job's params hold exactly what determines its output (dropbench.plan.job_params)."""
 
 from __future__ import annotations
 
 import pytest
 from tiny import write_tiny_tasks
 
-from dropbench import job_params
-from dropbench.train import TrainConfig
+from dropbench.plan import job_params
+from dropbench.train.loop import TrainConfig
 
 TRAINING = {"max_length": 32, "epochs": 1, "learning_rate": 1e-4, "batch_size": 8, "warmup_ratio": 0.0,
             "weight_decay": 0.0, "max_grad_norm": 1.0, "checkpoint_minutes": 2, "group_by_length": True}

@@ -9,8 +9,8 @@ import torch
 from tiny import one_thread  # noqa: F401 (a fixture)
 from transformers import BertConfig, BertModel
 
-from dropbench import latency
-from dropbench.prune import prune_checkpoint
+from dropbench.evaluate import latency
+from dropbench.prune.step import prune_checkpoint
 
 # Short passes (a few ms) and many of them: on a busy machine some passes still run uninterrupted.
 PROTOCOL = {"batch_size": 4, "seq_len": 32, "warmup": 3, "repeats": 100, "agree": 3, "tolerance": 0.02, "max_seconds": 5}

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from dropbench import config_check, grid, layer_profile, strategies
-from dropbench.profile_scores import layer_profile_scores
+from dropbench.plan import config_check, grid
+from dropbench.report import layer_profile
+from dropbench.prune import strategies
+from dropbench.prune.profile_scores import layer_profile_scores
 
 
 def test_layer_i_drops_only_layer_i_one_based():
@@ -211,7 +213,7 @@ def _with_statuses(scores: dict, baseline_status: str, baseline_at_chance: bool)
 def test_no_layer_is_ranked_and_no_claim_drawn_when_the_full_model_is_at_chance(status, at_chance, reason):
     tied = {key: 0.5 for key in HAND if key[0] != "top"}  # a full model at chance: every cell scores the same
     summary = _with_statuses(tied, status, at_chance)
-    from dropbench import aggregate, claims
+    from dropbench.report import aggregate, claims
 
     # the same status the tables print as n/a (chance)
     assert aggregate.chance_table(summary, "m", ["sst2"])["at chance"].tolist() == ["yes" if at_chance else "no"]
@@ -238,7 +240,7 @@ def test_a_task_at_chance_is_left_out_of_the_verdict_over_all_tasks():
     scores.update({(s, k, "stsb", seed): 0.0 for (s, k, _, seed) in list(scores)})
     summary = _with_statuses(scores, "ok", False)
     summary.loc[(summary["strategy"] == "none") & (summary["task"] == "stsb"), "at_chance"] = True
-    from dropbench import claims
+    from dropbench.report import claims
 
     withheld = claims.withheld_tasks(summary, ["m"], ["sst2", "stsb"])
     assert list(withheld) == [("m", "stsb")]

@@ -45,8 +45,8 @@ def test_adding_the_layer_profile_runs_only_its_cells_and_writes_the_profile(tmp
     assert len(correlations) == 4 and set(correlations["n_layers"]) == {3}
     text = (tmp_path / "reports/layer_profile.md").read_text()
     # The tiny random model's full model may score at chance: then the profile withholds its claims, as the
-    # tables mark that baseline (dropbench.claims, issue 24 item 3); else it ranks the layers.
-    from dropbench import aggregate, claims
+    # tables mark that baseline (dropbench.report.claims, issue 24 item 3); else it ranks the layers.
+    from dropbench.report import aggregate, claims
 
     if claims.withheld(aggregate.read_summary(tmp_path / "results/summary.csv"), "tiny", "sst2"):
         assert "withheld" in text and "most important layer:" not in text

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # test this checkout's code, installed or not
 
-from dropbench import evaluate_metric, metrics  # noqa: E402
+from dropbench.evaluate import evaluate_metric, metrics  # noqa: E402
 
 CASES = json.loads((Path(__file__).resolve().parent / "fixtures" / "metric_cases.json").read_text())
 TASK_CASE = {"cola": "binary", "sst2": "binary", "mrpc": "binary", "qqp": "binary", "qnli": "binary",
@@ -86,7 +86,7 @@ EVALUATE_SCRIPT = textwrap.dedent("""
     socket.create_connection = no_network
 
     import evaluate
-    from dropbench import evaluate_metric, metrics
+    from dropbench.evaluate import evaluate_metric, metrics
 
     cases, task_case = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     out = {}
@@ -106,7 +106,7 @@ def test_evaluate_module_equals_direct_path_offline(tmp_path):
     env.pop("HF_MODULES_CACHE", None)
     proc = subprocess.run(
         [sys.executable, "-c", EVALUATE_SCRIPT, json.dumps(CASES), json.dumps(TASK_CASE),
-         str(ROOT / "src" / "dropbench" / "glue_metric")],
+         str(ROOT / "src" / "dropbench" / "evaluate" / "glue_metric")],
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])

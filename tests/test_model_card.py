@@ -1,8 +1,9 @@
-"""Model cards (dropbench.model_card, rule model_card): a publishable Hugging Face folder per fine-tuned cell."""
+"""Model cards (dropbench.report.model_card, rule model_card): a publishable Hugging Face folder per fine-tuned cell."""
 
 from __future__ import annotations
 
-from dropbench import job_params, model_card
+from dropbench.plan import job_params
+from dropbench.report import model_card
 
 MNLI_RECORD = {
     "model": "m", "strategy": "top", "k": 2, "task": "mnli", "seed": 3, "status": "ok", "task_score": 0.7,
@@ -40,7 +41,7 @@ def test_a_card_parses_and_its_model_index_holds_every_metric_with_its_split():
 def test_a_record_says_which_commit_and_libraries_evaluated_it_and_the_card_repeats_it():
     from huggingface_hub import ModelCard
 
-    from dropbench import provenance
+    from dropbench.runtime import provenance
 
     environment = provenance.environment()
     assert environment["commit"] == provenance.workflow_commit() and len(environment["commit"]) == 40

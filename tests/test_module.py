@@ -12,7 +12,7 @@ import yaml
 from tiny import build_tiny_bert
 from workflow_runner import REPO
 
-from dropbench import glue
+from dropbench.data import glue
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The oracle report (dropbench.oracle) on a hand-built grid: a 4-layer model whose layer losses add up,
+"""The oracle report (dropbench.report.oracle) on a hand-built grid: a 4-layer model whose layer losses add up,
 every subset at k = 1 and 2, and the heuristics top and bottom."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from test_aggregate import metrics_record
 
-from dropbench import aggregate, oracle, strategies
+from dropbench.report import aggregate, oracle
+from dropbench.prune import strategies
 
 LOSS = {1: 0.20, 2: 0.10, 3: 0.04, 4: 0.01}  # what dropping each layer (1-based) costs; the lowest most
 FULL = 0.90

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from dropbench import aggregate, grid, oracle
+from dropbench.report import aggregate, oracle
+from dropbench.plan import grid
 
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = REPO / "reports" / "oracle"

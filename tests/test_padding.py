@@ -11,7 +11,7 @@ import transformers
 from test_architectures import TINY, tiny_model
 from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
 
-from dropbench import features
+from dropbench.data import features
 
 LENGTHS = [9, 4, 7, 3]
 

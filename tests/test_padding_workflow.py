@@ -12,7 +12,8 @@ from tiny import build_tiny_xlnet, tiny_config, write_config
 from transformers import AutoModelForSequenceClassification
 from workflow_runner import snakemake
 
-from dropbench import features, metrics
+from dropbench.data import features
+from dropbench.evaluate import metrics
 
 pytestmark = pytest.mark.slow
 

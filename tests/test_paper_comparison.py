@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from dropbench import paper_comparison as pc
+from dropbench.report import paper_comparison as pc
 
 
 def test_shipped_paper_files_match_their_readme_hashes():
@@ -160,7 +160,7 @@ def test_no_percent_retained_from_a_full_model_at_chance(tmp_path):
 
 
 def test_the_heads_of_our_models_are_named_beside_the_papers_protocol():
-    from dropbench.paper_comparison import head_note
+    from dropbench.report.paper_comparison import head_note
 
     summary = pd.DataFrame({"model": ["a", "a", "b"], "head": ["mean_pooling", "mean_pooling", "native"]})
     assert head_note(summary).startswith("Classifier heads: a: mean_pooling; b: native. The paper fine-tuned")

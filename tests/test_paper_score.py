@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from test_aggregate import grid, metrics_record, run_aggregate
 
-from dropbench import paper_score
-from dropbench.aggregate import load_summary, metrics_table, score_table
+from dropbench.report import paper_score
+from dropbench.report.aggregate import load_summary, metrics_table, score_table
 
 SEVEN = list(paper_score.AVG7_TASKS)
 
@@ -86,7 +86,7 @@ def test_paper_score_config_is_checked_before_any_job(tmp_path):
     from snakemake.utils import validate
     from tiny import REPO, tiny_config
 
-    from dropbench import config_check
+    from dropbench.plan import config_check
 
     config = tiny_config(tmp_path, strategies=("top",), k=(1,))
     schema = str(REPO / "workflow" / "schemas" / "config.schema.yaml")

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from test_aggregate import grid, write_grid
 
-from dropbench import plots
-from dropbench.aggregate import cell_means, load_summary
+from dropbench.report import plots
+from dropbench.report.aggregate import cell_means, load_summary
 
 FIGURES = ["score_vs_dropped", "retained_heatmap", "pareto"]
 

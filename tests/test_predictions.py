@@ -11,9 +11,9 @@ import pytest
 import torch
 from tiny import build_tiny_bert, write_tiny_tasks
 
-from dropbench import metrics, predictions
-from dropbench.prepare import prepare_task
-from dropbench.records import CorruptResultError
+from dropbench.evaluate import metrics, predictions
+from dropbench.data.prepare import prepare_task
+from dropbench.plan.records import CorruptResultError
 
 
 
@@ -70,7 +70,7 @@ def test_pairing_check_names_the_split():
 
 
 def test_evaluate_step_saves_predictions_that_reproduce_its_metrics(tmp_path):
-    from dropbench.evaluation import write_cell_metrics
+    from dropbench.evaluate.evaluation import write_cell_metrics
 
     torch.set_num_threads(1)
     model_dir = build_tiny_bert(tmp_path / "model")
@@ -92,8 +92,8 @@ def test_evaluate_scores_the_held_out_train_rows_as_their_own_split(tmp_path):
     """Issue 25 item 1: with held-out train rows in the features (config tuning), evaluate scores them too,
     in metrics.json's held_out block and predictions.npz's held_out split, apart from the dev rows; a record
     without them over such features is a stale result (integrity)."""
-    from dropbench import integrity
-    from dropbench.evaluation import write_cell_metrics
+    from dropbench.plan import integrity
+    from dropbench.evaluate.evaluation import write_cell_metrics
 
     torch.set_num_threads(1)
     model_dir = build_tiny_bert(tmp_path / "model")

@@ -10,9 +10,9 @@ from transformers import (
     BertTokenizerFast,
 )
 
-from dropbench import prune, strategies
-from dropbench.layer_drop import drop_layers
-from dropbench.layer_scores import hidden_similarity, per_layer_contribution
+from dropbench.prune import step as prune, strategies
+from dropbench.prune.layer_drop import drop_layers
+from dropbench.prune.layer_scores import hidden_similarity, per_layer_contribution
 
 LAYERS = 6
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "far", "away", "home"]
@@ -116,7 +116,7 @@ def test_prune_step_records_model_and_scope(checkpoint, tmp_path):
 def test_prune_step_names_the_config_key_when_k_reaches_the_depth(tmp_path):
     import json
 
-    from dropbench.prune import check_k
+    from dropbench.prune.step import check_k
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 6}))
     check_k("m", tmp_path, 5)

@@ -18,7 +18,10 @@ from test_model_card import metrics_of_card
 from tiny import one_thread, tiny_config, write_config  # noqa: F401 (a fixture)
 from workflow_runner import REPO, planned_jobs, snakemake
 
-from dropbench import heads, model_card, provenance, tracking
+from dropbench.train import heads
+from dropbench.report import model_card
+from dropbench.runtime import provenance
+from dropbench.export import tracking
 
 
 @pytest.fixture(scope="module")

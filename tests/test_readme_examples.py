@@ -30,7 +30,7 @@ def test_the_section_has_an_example():
 def test_a_readme_strategy_plans_on_the_default_config(tmp_path, block):
     names = [node.name for node in ast.parse(block).body if isinstance(node, ast.FunctionDef)]
     assert names
-    (tmp_path / "my_strategies.py").write_text("from dropbench.strategies import register\n\n" + block)
+    (tmp_path / "my_strategies.py").write_text("from dropbench.prune.strategies import register\n\n" + block)
     (tmp_path / "resources").symlink_to(REPO / "resources")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["custom_strategies"] = [f"my_strategies.py:{name}" for name in names]

@@ -19,8 +19,8 @@ import yaml
 from tiny import changed, write_config
 from workflow_runner import REPO, finished_tiny_run, planned_jobs, snakemake
 
-from dropbench import predictions
-from dropbench.job_params import STAGE_VERSIONS
+from dropbench.evaluate import predictions
+from dropbench.plan.job_params import STAGE_VERSIONS
 
 pytestmark = pytest.mark.slow
 

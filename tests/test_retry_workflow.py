@@ -3,7 +3,7 @@ seed + 1000, both runs are kept, the tables count the retry, and nothing else is
 
 Grid: the tiny model unpruned (baseline cells only), sst2, seeds 1 and 2. Whether a tiny random model
 diverges depends on its initialisation, so the divergence is made deterministic: after the first run
-the test rewrites the two runs' dev predictions (with dropbench.predictions.save, naming their cell, and
+the test rewrites the two runs' dev predictions (with dropbench.evaluate.predictions.save, naming their cell, and
 their digest in metrics.json, so they stay valid results): seed 1 gets every example right, seed 2 predicts the minority class everywhere, i.e. at
 chance while another seed of its cell is clearly above. Everything after that is the workflow's own.
 """
@@ -20,7 +20,7 @@ from test_significance import markdown_tables
 from tiny import changed, tiny_config, write_config
 from workflow_runner import planned_jobs, snakemake
 
-from dropbench import predictions
+from dropbench.evaluate import predictions
 
 pytestmark = pytest.mark.slow
 

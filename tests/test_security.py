@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from tiny import REPO, build_tiny_bert
 
-from dropbench import grid
-from dropbench.train import load_for_task
+from dropbench.plan import grid
+from dropbench.train.loop import load_for_task
 
 SOURCES = sorted([*(REPO / "src").rglob("*.py"), *(REPO / "workflow").rglob("*.py"), *(REPO / "workflow").rglob("*.smk"),
                   REPO / "Snakefile"])
@@ -20,7 +20,7 @@ UNPICKLING = re.compile(r"\b(torch\.load|pickle\.loads?|joblib\.load|dill\.load|
 
 def test_the_scan_sees_the_code():
     names = {path.name for path in SOURCES}
-    assert {"train.py", "prune.py", "evaluation.py", "models_step.py", "models.py", "common.smk"} <= names
+    assert {"loop.py", "step.py", "evaluation.py", "models_step.py", "models.py", "common.smk"} <= names
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(REPO)))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_aggregate import metrics_record
 
-from dropbench import aggregate, sensitivity
+from dropbench.report import aggregate, sensitivity
 
 # (setting, strategy, k) -> score; setting "cls" collapses when layers go, "mean" keeps the paper's ordering
 SCORES = {("mean", "none", 0): 0.80, ("mean", "top", 2): 0.78, ("mean", "bottom", 2): 0.70,

@@ -10,7 +10,7 @@ import yaml
 
 from workflow_runner import REPO, planned_jobs
 
-from dropbench import job_params
+from dropbench.plan import job_params
 
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropbench import predictions, significance
+from dropbench.evaluate import predictions
+from dropbench.report import significance
 
 N = 300
 
@@ -84,7 +85,7 @@ def test_cells_with_different_dev_labels_are_not_compared(tmp_path):
 def test_the_tables_and_the_interval_figure_mark_the_same_tests(tmp_path):
     """Issue 23 item 1: one reading of stats.csv's `significant` (aggregate.significant_tests) for the tables'
     marks against the full model and the interval figure's filled markers, on the file as written and read."""
-    from dropbench import aggregate, plots
+    from dropbench.report import aggregate, plots
 
     variants = [("none", 0), ("top", 1), ("bottom", 1), ("top", 2), ("bottom", 2)]
     rng = np.random.default_rng(5)
@@ -124,7 +125,7 @@ def test_too_few_resamples_for_the_number_of_tests_is_warned(tmp_path, caplog):
 
 
 def test_interval_figure_draws_the_table_numbers_and_marks(tmp_path):
-    from dropbench import plots
+    from dropbench.report import plots
 
     paths, summary = build_grid(tmp_path, {("none", 0): 0.9, ("top", 2): 0.6, ("bottom", 2): 0.9})
     table = write(tmp_path, paths, summary)
@@ -150,7 +151,7 @@ def test_a_grid_of_degenerate_cells_still_gets_intervals_and_tests(tmp_path):
 
 
 def test_interval_figure_of_a_grid_without_results_says_so(tmp_path):
-    from dropbench import plots
+    from dropbench.report import plots
 
     pd.DataFrame(columns=significance.STATS_COLUMNS).to_csv(tmp_path / "stats.csv", index=False)
     outputs = {"score_intervals": tmp_path / "f.png", "score_intervals_pdf": tmp_path / "f.pdf", "score_intervals_data": tmp_path / "f.csv"}
@@ -180,7 +181,7 @@ def markdown_tables(text):
 def test_a_table_score_is_marked_iff_stats_csv_calls_its_test_significant(tmp_path):
     from test_aggregate import grid, run_aggregate
 
-    from dropbench import aggregate
+    from dropbench.report import aggregate
 
     cells = grid(strategies=("top", "bottom"), ks=(1, 2), tasks=("sst2", "stsb"))
     from test_aggregate import write_grid
@@ -231,7 +232,7 @@ def test_a_table_score_is_marked_iff_stats_csv_calls_its_test_significant(tmp_pa
 
 
 def test_a_diverged_run_is_listed_for_a_retry_and_a_diverged_retry_for_the_next(tmp_path):
-    from dropbench import retries
+    from dropbench.report import retries
 
     paths, _ = build_grid(tmp_path, {("none", 0): 0.9, ("top", 2): 0.85}, collapsed={("top", 2, 2)})
     first = retries.find_retries(paths, [], 1, tmp_path / "attempt1.csv")
@@ -251,7 +252,7 @@ def test_a_diverged_run_is_listed_for_a_retry_and_a_diverged_retry_for_the_next(
 
 
 def test_a_retried_run_stays_in_the_summary_but_out_of_means_intervals_and_tests(tmp_path):
-    from dropbench import retries
+    from dropbench.report import retries
 
     paths, summary = build_grid(tmp_path, {("none", 0): 0.9, ("top", 2): 0.85}, collapsed={("top", 2, 2)})
     found = retries.find_retries(paths, [], 1, tmp_path / "attempt1.csv")
@@ -279,7 +280,7 @@ def test_a_retried_run_stays_in_the_summary_but_out_of_means_intervals_and_tests
 def test_the_summary_and_tables_count_a_retried_run_once_and_say_so(tmp_path):
     from test_aggregate import grid, table_paths, write_grid
 
-    from dropbench import aggregate
+    from dropbench.report import aggregate
 
     cells = grid(strategies=("top",), ks=(2,), tasks=("sst2",), seeds=(1, 2))
     retry = dict(model="tiny", strategy="top", k=2, task="sst2", seed=1002)

@@ -1,4 +1,4 @@
-"""Tests for dropbench.sources: fast, CPU-only, no network, no pip."""
+"""Tests for dropbench.data.sources: fast, CPU-only, no network, no pip."""
 
 import hashlib
 import io
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 try:
-    from dropbench import sources
+    from dropbench.data import sources
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from dropbench import sources
+    from dropbench.data import sources
 
-from dropbench.sources import StagingError, stage_model, validate_source
+from dropbench.data.sources import StagingError, stage_model, validate_source
 
 
 def safetensors_bytes(payload: bytes = b"\x00" * 16) -> bytes:

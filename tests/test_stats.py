@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from dropbench import metrics, stats
-from dropbench.significance import metric_layout
+from dropbench.evaluate import metrics
+from dropbench.report import stats
+from dropbench.report.significance import metric_layout
 
 
 def run(prediction, label, split="validation"):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from dropbench import strategies
-from dropbench.strategies import layers_to_drop
+from dropbench.prune import strategies
+from dropbench.prune.strategies import layers_to_drop
 
 BUILT_IN = ["angular", "bottom", "contribution", "even_alternate", "odd_alternate", "random", "symmetric", "top"]
 
@@ -164,9 +164,9 @@ def test_user_strategy_errors(tmp_path, isolated_registry):
     with pytest.raises(ValueError, match="does not exist"):
         strategies.load_user_strategies([f"{tmp_path}/missing.py:fn"])
     with pytest.raises(ValueError, match="has no function 'nope'"):
-        strategies.load_user_strategies(["dropbench.strategies:nope"])
+        strategies.load_user_strategies(["dropbench.prune.strategies:nope"])
     with pytest.raises(ValueError, match="'top' is already registered"):
-        strategies.load_user_strategies({"top": "dropbench.strategies:bottom"})
+        strategies.load_user_strategies({"top": "dropbench.prune.strategies:bottom"})
 
 
 # ---------------------------------------------------------------- families (task_specific_<base>, iterative_<base>)

@@ -11,8 +11,9 @@ import pytest
 from tiny import REPO, build_tiny_bert, tiny_config, write_config
 from workflow_runner import planned_jobs, snakemake
 
-from dropbench import config_check, estimate, grid, strategies
-from dropbench.config_check import ConfigError
+from dropbench.plan import config_check, estimate, grid
+from dropbench.prune import strategies
+from dropbench.plan.config_check import ConfigError
 
 
 def test_a_subset_is_named_by_the_layers_it_drops_one_based():

@@ -1,4 +1,4 @@
-"""Opt-in MLflow tracking (dropbench.tracking, rule track_cell): one run per cell in a local sqlite store, found
+"""Opt-in MLflow tracking (dropbench.export.tracking, rule track_cell): one run per cell in a local sqlite store, found
 again by the cell's identity, and no mlflow import without the `tracking` key."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import pytest
 from workflow_runner import REPO
 
-from dropbench import tracking
+from dropbench.export import tracking
 
 RECORD = {
     "model": "m", "strategy": "top", "k": 2, "task": "sst2", "seed": 3, "status": "ok", "task_score": 0.8,
@@ -165,4 +165,4 @@ def test_only_dropbench_tracking_imports_mlflow_and_only_inside_functions():
                 importers[path.relative_to(REPO).as_posix()] = len(imports)
         else:
             assert "import mlflow" not in text and "from mlflow" not in text, path
-    assert set(importers) == {"src/dropbench/tracking.py"}
+    assert set(importers) == {"src/dropbench/export/tracking.py"}

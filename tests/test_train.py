@@ -14,9 +14,11 @@ import torch
 from safetensors.torch import load_file
 from tiny import fake_clock, one_thread, tiny_train_inputs  # noqa: F401 (fixtures)
 
-from dropbench import evaluation, features, train
-from dropbench.device import Precision
-from dropbench.train import TrainConfig, finetune
+from dropbench.evaluate import evaluation
+from dropbench.data import features
+from dropbench.train import loop as train
+from dropbench.runtime.device import Precision
+from dropbench.train.loop import TrainConfig, finetune
 
 CFG = TrainConfig(learning_rate=1e-3, batch_size=8, epochs=2, seed=3, checkpoint_minutes=3)  # 8 steps per epoch; a fake clock ticks 1 minute per step
 
@@ -234,7 +236,7 @@ def test_fp16_steps_with_grad_scaler_train_and_resume_the_scale(inputs):
 
 FAULTS_OF_REALLOCATION = """
 import resource, sys, torch
-from dropbench.device import reuse_freed_memory
+from dropbench.runtime.device import reuse_freed_memory
 if sys.argv[1] == "reuse":
     assert reuse_freed_memory()
 faults = []
@@ -266,7 +268,7 @@ def test_every_training_setting_is_declared_once_as_weight_operational_or_job_ke
     import yaml
     from tiny import REPO
 
-    from dropbench import job_params
+    from dropbench.plan import job_params
 
     declared = [*job_params.WEIGHT_KEYS, *job_params.OPTIONAL_WEIGHT_KEYS, *job_params.OPERATIONAL_KEYS, *job_params.JOB_KEYS]
     fields = [field.name for field in dataclasses.fields(TrainConfig)]

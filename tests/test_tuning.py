@@ -17,8 +17,9 @@ import pytest
 from tiny import build_tiny_bert, changed, tiny_config, write_config, write_tiny_tasks
 from workflow_runner import planned_jobs, snakemake
 
-from dropbench import config_check, job_params, tuning
-from dropbench.config_check import ConfigError
+from dropbench.plan import config_check, job_params
+from dropbench.train import tuning
+from dropbench.plan.config_check import ConfigError
 
 TUNING = {"learning_rates": [1.0e-3, 1.0e-4], "held_out": 12, "seed": 0}
 VARIANTS = ("none-k0", "top-k1")
@@ -37,7 +38,7 @@ def tiny_inputs(tmp_path_factory):
 
 
 def prepared(root: Path, model_dir: Path, source: dict, name: str, **kwargs) -> tuple[dict, dict]:
-    from dropbench.prepare import prepare_task
+    from dropbench.data.prepare import prepare_task
 
     info = prepare_task(model_dir, "sst2", source, root / name, max_length=32, **kwargs)
     with np.load(root / name / "row_indices.npz") as rows:
@@ -57,7 +58,7 @@ def test_held_out_rows_are_disjoint_from_the_train_rows_and_the_same_for_every_c
     assert sub_rows["held_out"] == rows["held_out"]
     assert len(sub_rows["train"]) == 20 and set(sub_rows["train"]) <= set(rows["train"])
     # the labels of the held-out split are those of its rows of the train file
-    from dropbench import features, glue
+    from dropbench.data import features, glue
 
     labels = glue.load_split("sst2", source, "train")["label"].to_numpy()
     held = features.load(features.split_path(root / "all", "held_out"))
@@ -69,7 +70,7 @@ def test_held_out_rows_are_disjoint_from_the_train_rows_and_the_same_for_every_c
 
 def test_without_tuning_the_features_are_as_before(tiny_inputs):
     root, model_dir, source = tiny_inputs
-    from dropbench.prepare import prepare_task
+    from dropbench.data.prepare import prepare_task
 
     info = prepare_task(model_dir, "sst2", source, root / "plain", max_length=32)
     assert set(info["splits"]) == {"train", "validation"} and "held_out" not in info
@@ -155,7 +156,7 @@ def test_the_estimate_counts_the_selection_fine_tunes():
     import yaml
     from tiny import REPO
 
-    from dropbench import estimate
+    from dropbench.plan import estimate
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     plain = estimate.estimate(config, "a100", 0.02, REPO)

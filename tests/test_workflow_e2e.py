@@ -9,7 +9,7 @@ import pytest
 from tiny import tiny_config, write_config
 from workflow_runner import planned_jobs, snakemake
 
-from dropbench import aggregate
+from dropbench.report import aggregate
 
 pytestmark = pytest.mark.slow
 

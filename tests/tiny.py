@@ -140,7 +140,7 @@ def fake_clock():
     ``checkpoint_minutes=3`` save after steps 3, 6, 9, ... (one extra reading after each save)."""
     import itertools
 
-    from dropbench import train
+    from dropbench.train import loop as train
 
     real = train._clock
     ticks = itertools.count(step=60.0)
@@ -151,7 +151,7 @@ def fake_clock():
 
 def tiny_train_inputs(root: Path) -> tuple[Path, Path]:
     """A tiny BERT (dropout on, so the RNG matters) and 64 tokenized sst2 rows: (model dir, features dir)."""
-    from dropbench.prepare import prepare_task
+    from dropbench.data.prepare import prepare_task
 
     model_dir = build_tiny_bert(root / "model")
     source = write_tiny_tasks(root / "glue", rows=64)["sst2"]["source"]

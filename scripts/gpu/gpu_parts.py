@@ -31,8 +31,8 @@ from pathlib import Path, PurePosixPath
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
-from dropbench.atomic import atomic_dir, write_json  # noqa: E402
-from dropbench.integrity import sha256_file  # noqa: E402
+from dropbench.runtime.atomic import atomic_dir, write_json  # noqa: E402
+from dropbench.plan.integrity import sha256_file  # noqa: E402
 
 MIB = 2**20
 MANIFEST = "manifest.json"

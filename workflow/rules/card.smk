@@ -1,4 +1,4 @@
-# A Hugging Face model card for every fine-tuned cell (dropbench.model_card): a folder `publish/` beside the
+# A Hugging Face model card for every fine-tuned cell (dropbench.report.model_card): a folder `publish/` beside the
 # cell's outputs holding the fine-tuned files and the tokenizer (hard links, else copies) and README.md, the
 # card. Its own output, so no fine-tune or evaluate job changes; cheap, part of the default target.
 # Params and the list of folders: common.smk (card_params, card_folders).
@@ -17,7 +17,7 @@ rule model_card:
         finetuned=f"{grid.CELL_DIR}/finetuned",
         train_log=f"{grid.CELL_DIR}/train_log.json",
         tokenizer=cell_model_dir,
-        code=code_digest("model_card"),
+        code=code_digest("report.model_card"),
     log:
         f"logs/model_card/{grid.CELL_NAME}.log",
     localrule: True

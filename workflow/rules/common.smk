@@ -12,7 +12,8 @@ if SRC not in sys.path:
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 
-from dropbench import config_check, grid, job_params, strategies  # noqa: E402
+from dropbench.plan import config_check, grid, job_params  # noqa: E402
+from dropbench.prune import strategies
 
 # Keys given twice in a config file, command-line strings to the schema's types, unknown (e.g. misspelt)
 # keys with the closest valid key, the schema (which fills the defaults), then the rest: the same function
@@ -42,10 +43,10 @@ config_check.check_optional_packages(config, _uses_conda())
 @functools.cache
 def code_digest(*modules, files=(), steps="reports"):
     """A digest of the dropbench ``modules`` a report rule's step calls and every module they import (directly or
-    not; dropbench.code_digest), of its step module (``dropbench.steps.<steps>``: the scripts never change) and of
+    not; dropbench.plan.code_digest), of its step module (``dropbench.steps.<steps>``: the scripts never change) and of
     ``files`` of the repository: part of the rule's params, so editing any of that code re-makes the report while
     moving or copying a finished run re-runs nothing."""
-    from dropbench import code_digest as digest
+    from dropbench.plan import code_digest as digest
 
     step_module = Path(SRC) / "dropbench" / "steps" / f"{steps}.py"
     return digest.code_digest(modules, [step_module, *(Path(SRC).parent / f for f in files)])
@@ -113,7 +114,7 @@ def every_core():
 
 def latency_inputs(wildcards):
     """The encoder ``measure_latency`` times (pre-trained for the baseline, else pruned); a pruned one is
-    timed beside its full model (dropbench.latency)."""
+    timed beside its full model (dropbench.evaluate.latency)."""
     if wildcards.strategy == grid.BASELINE:
         return {"model": grid.pretrained_dir(wildcards.model)}
     return {
@@ -142,7 +143,7 @@ def prune_inputs(wildcards):
     return inputs
 
 
-# ---- params: exactly what determines each job's output (dropbench.job_params), canonical: a config
+# ---- params: exactly what determines each job's output (dropbench.plan.job_params), canonical: a config
 # written with its keys in another order plans the same params. The report rules' params that come from
 # config mappings go through job_params.canonical too (report.smk, profile.smk); they follow the order of
 # `models` and `tasks`, which is the order of the tables' rows.
@@ -169,7 +170,7 @@ def prune_params(wildcards):
     depth = MODEL_DEPTHS[wildcards.model]
     order = None
     if strategies.is_searched(wildcards.strategy):  # an input of the job: its record exists when this is evaluated
-        from dropbench.greedy import chosen_order
+        from dropbench.prune.greedy import chosen_order
 
         order = chosen_order(greedy_record(wildcards.model, wildcards.scope, int(wildcards.k)))
     return job_params.prune_params(wildcards.strategy, int(wildcards.k), depth, config["scoring"], order)
@@ -182,7 +183,7 @@ def finetune_params(wildcards):
     head = config["models"][wildcards.model]["head"]
     training = job_params.model_training(config["training"], config["models"][wildcards.model])
     if TUNING:
-        from dropbench.tuning import chosen_learning_rate
+        from dropbench.train.tuning import chosen_learning_rate
 
         training = {**training, "learning_rate": chosen_learning_rate(tuning_choice(wildcards))}
     return job_params.finetune_params(training, int(wildcards.seed), head)
@@ -218,7 +219,7 @@ def figure_files(name):
     return {name: f"{stem}.png", f"{name}_pdf": f"{stem}.pdf", f"{name}_data": f"{stem}.csv"}
 
 
-# Results a damaged result discredits (dropbench.integrity.find_damaged): left out of a partial report,
+# Results a damaged result discredits (dropbench.plan.integrity.find_damaged): left out of a partial report,
 # which recomputes nothing (set at the end of this file, main process only).
 DISCREDITED = set()
 
@@ -242,7 +243,7 @@ def summary_metrics(wildcards):
         return metrics_files() + [cell.metrics for cell in retried_cells()]
     # A cell whose last attempt failed (e.g. its data changed, then prepare_task failed) shows as
     # failed with the reason, not with its old result.
-    from dropbench.integrity import failure_path
+    from dropbench.plan.integrity import failure_path
 
     cells = CELLS + retried_cells()
     return [cell.metrics for cell in cells
@@ -343,7 +344,7 @@ def profile_outputs():
             **figure_outputs("layer_score_correlation", "cheap scores vs importance", "Layer profile", lambda input: missing_label(input.summary))}
 
 
-# ---- retries of diverged fine-tunes (config retry_diverged; checkpoint find_diverged in retry.smk, dropbench.retries)
+# ---- retries of diverged fine-tunes (config retry_diverged; checkpoint find_diverged in retry.smk, dropbench.report.retries)
 
 
 def retry_lists(wildcards=None, attempts=None):
@@ -357,9 +358,9 @@ def retry_lists(wildcards=None, attempts=None):
 def retried_cells(attempts=None):
     """The cells of the retries of attempts 1..attempts."""
     attempts = RETRY_DIVERGED if attempts is None else attempts
-    if attempts == 0:  # no retries: spare every planning run dropbench.retries' import of scipy (~1 s)
+    if attempts == 0:  # no retries: spare every planning run dropbench.report.retries' import of scipy (~1 s)
         return []
-    from dropbench.retries import read_retries, retry_cells
+    from dropbench.report.retries import read_retries, retry_cells
 
     return retry_cells(read_retries(retry_lists(attempts=attempts)))
 
@@ -370,7 +371,7 @@ def find_diverged_inputs(wildcards):
     return {"predictions": [f"{cell.dir}/predictions.npz" for cell in cells], "earlier": retry_lists(attempts=earlier)}
 
 
-# ---- greedy search (strategy `greedy`; checkpoint in greedy.smk, dropbench.greedy)
+# ---- greedy search (strategy `greedy`; checkpoint in greedy.smk, dropbench.prune.greedy)
 
 
 def greedy_record(model, task, step):
@@ -379,7 +380,7 @@ def greedy_record(model, task, step):
 
 
 def greedy_step_inputs(wildcards):
-    from dropbench.greedy import candidate_cells, chosen_order
+    from dropbench.prune.greedy import candidate_cells, chosen_order
 
     step, inputs, order = int(wildcards.step), {}, []
     if step > 1:
@@ -397,7 +398,7 @@ def greedy_step_params(wildcards):
             "depth": MODEL_DEPTHS[wildcards.model]}
 
 
-# ---- the best-subset oracle (config `subsets`; rule in oracle.smk, dropbench.oracle)
+# ---- the best-subset oracle (config `subsets`; rule in oracle.smk, dropbench.report.oracle)
 
 
 def oracle_outputs():
@@ -409,7 +410,7 @@ def oracle_outputs():
 
 def oracle_greedy_records(wildcards=None):
     """Every step record of the greedy searches of the subset models (strategy greedy; greedy.smk)."""
-    from dropbench.greedy import deepest_searches, step_file
+    from dropbench.prune.greedy import deepest_searches, step_file
 
     models = set(grid.subset_models(config))
     return _existing_if_partial([step_file(m, t, s) for (m, t), k in deepest_searches(CELLS).items() if m in models
@@ -427,7 +428,7 @@ def oracle_targets():
     return [oracle_outputs()["md"]] if grid.subset_models(config) else []
 
 
-# ---- learning-rate selection (config `tuning`; rules in tuning.smk, dropbench.tuning)
+# ---- learning-rate selection (config `tuning`; rules in tuning.smk, dropbench.train.tuning)
 
 
 def tuning_choice(wildcards):
@@ -443,14 +444,14 @@ def tuning_choice_input(wildcards):
 
 
 def tuning_candidates(wildcards):
-    from dropbench.tuning import candidate_file
+    from dropbench.train.tuning import candidate_file
 
     w = wildcards
     return [candidate_file(w.model, w.strategy, w.k, w.task, lr) for lr in TUNING["learning_rates"]]
 
 
 def tune_params(wildcards):
-    from dropbench.tuning import lr_name
+    from dropbench.train.tuning import lr_name
 
     head = config["models"][wildcards.model]["head"]
     lr = float(wildcards.lr)
@@ -461,7 +462,7 @@ def tune_params(wildcards):
 
 def tuning_choice_files(wildcards=None):
     """Every variant's choice of the grid (reports/tuning.csv), or those that exist in a partial summary."""
-    from dropbench.tuning import choice_file
+    from dropbench.train.tuning import choice_file
 
     if not TUNING:
         return []
@@ -482,14 +483,14 @@ def sensitivity_outputs():
 
 def tuning_variants(wildcards=None):
     """The (model, strategy, k, task) of each choice file, in the order of tuning_choice_files."""
-    from dropbench.tuning import choice_file
+    from dropbench.train.tuning import choice_file
 
     variants = dict.fromkeys((c.model, c.strategy, c.k, c.task) for c in CELLS)
     files = set(tuning_choice_files())
     return [list(v) for v in variants if choice_file(*v) in files]
 
 
-# ---- model cards (issue 26; rule model_card in card.smk, dropbench.model_card)
+# ---- model cards (issue 26; rule model_card in card.smk, dropbench.report.model_card)
 def card_params(wildcards):
     cell = {"model": wildcards.model, "strategy": wildcards.strategy, "k": int(wildcards.k),
             "task": wildcards.task, "seed": int(wildcards.seed)}

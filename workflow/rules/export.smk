@@ -1,4 +1,4 @@
-# Exports for deployment (config `export`; dropbench.exports, dropbench.export_latency, dropbench.exports_report):
+# Exports for deployment (config `export`; dropbench.export.exports, dropbench.export.export_latency, dropbench.export.exports_report):
 # each chosen cell's Hugging Face folder, ONNX fp32 and ONNX int8 models with their dev scores, their latency in
 # each runtime beside the unpruned torch model, and reports/exports.{md,csv}. Included only with `export`, so a
 # config without it plans none of these jobs and imports neither onnx nor onnxruntime.
@@ -57,7 +57,7 @@ rule exports_report:
         csv="reports/exports.csv",
         md="reports/exports.md",
     params:
-        code=code_digest("exports_report"),
+        code=code_digest("export.exports_report"),
     log:
         "logs/exports_report.log",
     localrule: True

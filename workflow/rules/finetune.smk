@@ -24,7 +24,7 @@ rule finetune:
         "../scripts/models_step.py"
 
 
-# Strategy families (dropbench.families), as `finetune` with other inputs and outputs (the same env, threads,
+# Strategy families (dropbench.train.families), as `finetune` with other inputs and outputs (the same env, threads,
 # resources and script: the step is dropbench.steps.models.<rule name>). task_specific_<base>: this first stage
 # fine-tunes the full model with the layers <base> drops frozen, then removes them; `finetune` above trains the
 # result again. Its own output, so more seeds or a re-run of the second stage reuse it.

@@ -1,4 +1,4 @@
-# Greedy layer search (strategy `greedy`; dropbench.greedy, issue 25 item 3). Per (model, task), step s fine-tunes
+# Greedy layer search (strategy `greedy`; dropbench.prune.greedy, issue 25 item 3). Per (model, task), step s fine-tunes
 # every candidate (the layers dropped so far plus one more: the ordinary subset cells layer<i>-k1, drop_<i>_<j>-k2, ...,
 # seed: the first of `seeds`), and this checkpoint keeps the one with the best score on the rows held out from the
 # train split (config tuning.held_out), never on dev. Step s + 1's candidates are known only once step s's record

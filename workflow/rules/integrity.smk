@@ -1,4 +1,4 @@
-# Planning's integrity check (dropbench.integrity.find_damaged): included after every other rule file, as
+# Planning's integrity check (dropbench.plan.integrity.find_damaged): included after every other rule file, as
 # it reads their functions (retried_cells, tuning) and is the one place that relies on Snakemake internals
 # (force_when_planning).
 
@@ -53,18 +53,18 @@ def force_when_planning(paths):
 
 
 def recorded_expectations(cell):
-    """What a finished cell's records must agree with (dropbench.integrity.record_problems): the settings
+    """What a finished cell's records must agree with (dropbench.plan.integrity.record_problems): the settings
     of its features (info.json), those its fine-tune trains with (the learning rate left out under `tuning`
     until the variant's choice exists) and, for a data-free strategy on a model of known depth, the layers
     it drops."""
-    from dropbench import integrity
+    from dropbench.plan import integrity
 
     family = strategies.family_of(cell.strategy)[0]
     params_of = job_params.iterative_params if family == strategies.ITERATIVE else job_params.finetune_params
     training = job_params.model_training(config["training"], config["models"][cell.model])
     chosen = None
     if TUNING:
-        from dropbench.tuning import choice_file, chosen_learning_rate
+        from dropbench.train.tuning import choice_file, chosen_learning_rate
 
         choice = choice_file(cell.model, cell.strategy, cell.k, cell.task)
         chosen = chosen_learning_rate(choice) if integrity.json_problem(choice, ["chosen"]) is None else None
@@ -82,7 +82,7 @@ def recorded_expectations(cell):
 
 
 if workflow.is_main_process:
-    from dropbench import integrity
+    from dropbench.plan import integrity
 
     check_forcing_supported()
 

@@ -1,4 +1,4 @@
-# How far is each strategy from the best possible layers? (config `subsets`, issue 25; dropbench.oracle)
+# How far is each strategy from the best possible layers? (config `subsets`, issue 25; dropbench.report.oracle)
 # The subset cells drop_<i>_<j>... are ordinary cells of the grid (common.smk, grid.cells); this rule ranks
 # them and places every other strategy of the grid among them.
 
@@ -12,7 +12,7 @@ rule oracle:
     output:
         **oracle_outputs(),
     params:
-        code=code_digest("oracle"),
+        code=code_digest("report.oracle"),
     log:
         "logs/oracle.log",
     localrule: True

@@ -29,7 +29,7 @@ rule layer_profile:
     output:
         **profile_outputs(),
     params:
-        code=code_digest("layer_profile"),
+        code=code_digest("report.layer_profile"),
         depths={model: config["models"][model]["num_layers"] for model in PROFILE_MODELS},
         tasks=list(config["tasks"]),
         style=job_params.canonical(config["plots"], "plots"),

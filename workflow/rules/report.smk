@@ -28,7 +28,7 @@ rule aggregate:
             labels=lambda wildcards, output: {"table": "missing cells", "missing": missing_label(output.summary)},
         ),
     params:
-        code=code_digest("aggregate"),
+        code=code_digest("report.aggregate"),
         expected=expected_cells(),
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         failed_dir=grid.FAILED_ROOT,
@@ -54,7 +54,7 @@ rule plot:
         **figure_outputs("pareto", "score vs parameters and latency", "Scores", lambda input: missing_label(input.summary)),
         **figure_outputs("training_loss", "training loss against the trivial predictor", "Training", lambda input: missing_label(input.summary)),
     params:
-        code=code_digest("plots"),
+        code=code_digest("report.plots"),
         style=job_params.canonical(config["plots"], "plots"),
         reference_models=[model for model, model_cfg in config["models"].items() if not grid.prunes(model_cfg)],
     log:
@@ -73,7 +73,7 @@ rule plot_layer_scores:
     output:
         **figure_outputs("layer_scores", "per-layer scores", "Layer scores", lambda input: f"{len(input.pruned)} scorings"),
     params:
-        code=code_digest("plots"),
+        code=code_digest("report.plots"),
         style=job_params.canonical(config["plots"], "plots"),
     log:
         "logs/plot_layer_scores.log",
@@ -100,12 +100,12 @@ rule stats:
         ),
         diverged="results/diverged.csv",
     params:
-        code=code_digest("significance", steps="models"),
+        code=code_digest("report.significance", steps="models"),
         statistics=job_params.canonical(config["statistics"], "statistics"),
     log:
         "logs/stats.log",
     conda:
-        "../../envs/pytorch.yaml"  # dropbench.glue (task metrics and dev splits) reads the hub through datasets
+        "../../envs/pytorch.yaml"  # dropbench.data.glue (task metrics and dev splits) reads the hub through datasets
     resources:
         **LIGHT_RESOURCES,
     script:
@@ -120,7 +120,7 @@ rule tables:
     output:
         **model_table_outputs(),
     params:
-        code=code_digest("aggregate"),
+        code=code_digest("report.aggregate"),
         notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         paper_score=job_params.canonical(config.get("paper_score", {})),
@@ -138,7 +138,7 @@ rule tables:
         "../scripts/reports_step.py"
 
 
-# ---- do the findings survive the protocol? (config sensitivity and/or tuning; dropbench.sensitivity)
+# ---- do the findings survive the protocol? (config sensitivity and/or tuning; dropbench.report.sensitivity)
 rule sensitivity:
     input:
         summary=rules.aggregate.output.summary,
@@ -149,7 +149,7 @@ rule sensitivity:
         claims="reports/sensitivity_claims.csv",
     params:
         settings=config["sensitivity"],
-        code=code_digest("sensitivity"),
+        code=code_digest("report.sensitivity"),
     log:
         "logs/sensitivity.log",
     localrule: True
@@ -176,7 +176,7 @@ rule paper_comparison:
             labels={"table": "paper comparison"},
         ),
     params:
-        code=code_digest("paper_comparison", files=("resources/paper/published_scores.csv",)),
+        code=code_digest("report.paper_comparison", files=("resources/paper/published_scores.csv",)),
         # which of our models are the paper's checkpoints (by name, depth and hub id)
         sources={model: {key: config["models"][model]["source"][key] for key in ("kind", "repo_id")
                          if key in config["models"][model]["source"]}
@@ -199,7 +199,7 @@ rule plot_intervals:
     output:
         **figure_outputs("score_intervals", "score with 95% intervals", "Scores", lambda input: missing_label(input.summary)),
     params:
-        code=code_digest("plots"),
+        code=code_digest("report.plots"),
         style=job_params.canonical(config["plots"], "plots"),
     log:
         "logs/plot_intervals.log",

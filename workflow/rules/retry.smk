@@ -1,4 +1,4 @@
-# Re-running diverged fine-tunes (config retry_diverged: N; dropbench.retries). Attempt a lists the runs
+# Re-running diverged fine-tunes (config retry_diverged: N; dropbench.report.retries). Attempt a lists the runs
 # of attempt a-1 (the grid's own for a = 1) that diverged; each retry is an ordinary cell at seed
 # first seed + 1000 x a, fine-tuned and evaluated by the usual rules. A checkpoint, because which runs
 # diverge is known only once they ran; with retry_diverged: 0 nothing here is planned.
@@ -16,14 +16,14 @@ if not PARTIAL_SUMMARY:
         output:
             "results/retries/attempt{attempt}.csv",
         params:
-            code=code_digest("retries", steps="models"),
+            code=code_digest("report.retries", steps="models"),
         log:
             "logs/find_diverged/attempt{attempt}.log",
         wildcard_constraints:
             attempt=r"[1-9]\d*",
         localrule: True
         conda:
-            "../../envs/pytorch.yaml"  # dropbench.glue (task metrics) as in rule stats
+            "../../envs/pytorch.yaml"  # dropbench.data.glue (task metrics) as in rule stats
         resources:
             **LIGHT_RESOURCES,
         script:

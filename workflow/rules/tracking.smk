@@ -1,7 +1,7 @@
-# Opt-in experiment tracking (config `tracking`, dropbench.tracking): each fine-tuned cell logged as one MLflow
+# Opt-in experiment tracking (config `tracking`, dropbench.export.tracking): each fine-tuned cell logged as one MLflow
 # run once it is evaluated and its model card written. The output is a small marker per cell (run id, experiment,
 # tracking URI); the run is found again by the cell's identity and metrics.json digest, so a re-run of this job
-# (--forcerun, a change of dropbench.tracking's code) never logs the cell twice. Targets: common.smk
+# (--forcerun, a change of dropbench.export.tracking's code) never logs the cell twice. Targets: common.smk
 # (tracking_markers), only with `tracking` in the config.
 
 
@@ -19,7 +19,7 @@ rule track_cell:
         train_log=f"{grid.CELL_DIR}/train_log.json",
         tracking_uri=lambda wildcards: TRACKING["mlflow"]["tracking_uri"],
         experiment=lambda wildcards: TRACKING["mlflow"]["experiment"],
-        code=code_digest("tracking", steps="tracking"),
+        code=code_digest("export.tracking", steps="tracking"),
     log:
         f"logs/track_cell/{grid.CELL_NAME}.log",
     # it talks to the tracking server (or writes a local store): on a cluster, from the submitting node

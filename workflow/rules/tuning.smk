@@ -1,4 +1,4 @@
-# Learning-rate selection (config `tuning`; dropbench.tuning). Per (model, strategy, k, task) one selection
+# Learning-rate selection (config `tuning`; dropbench.train.tuning). Per (model, strategy, k, task) one selection
 # fine-tune per candidate learning rate, with seed tuning.seed, on the train split less the held-out rows
 # (prepare_task's split held_out), scored on those rows; the checkpoint picks one, which every seed of the
 # variant is fine-tuned at (finetune_params in common.smk). Without `tuning` nothing here is planned.
@@ -55,7 +55,7 @@ rule tuning_table:
         "reports/tuning.csv",
     params:
         variants=tuning_variants,
-        code=code_digest("tuning", steps="models"),
+        code=code_digest("train.tuning", steps="models"),
     log:
         "logs/tuning_table.log",
     localrule: True

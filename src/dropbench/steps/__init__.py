@@ -12,7 +12,7 @@ The logging (``log_to``), failure records, device threads and GPU slots around e
 kind of step; the dropbench modules the functions call do the work and never see Snakemake.
 """
 
-from dropbench.jobs import log_to
+from dropbench.runtime.jobs import log_to
 
 
 def run_step(job, steps: dict) -> None:

@@ -11,7 +11,7 @@ def run(job) -> None:
 
 def export_cell(job) -> None:
     """evaluation.batch_size does not change the scores: read from the config, not params."""
-    from dropbench.exports import export_cell as export
+    from dropbench.export.exports import export_cell as export
 
     export(
         publish_dir=job.input.publish,
@@ -26,8 +26,8 @@ def export_cell(job) -> None:
 def measure_export_latency(job) -> None:
     from pathlib import Path
 
-    from dropbench.cells import variant_name
-    from dropbench.export_latency import measure_export
+    from dropbench.plan.cells import variant_name
+    from dropbench.export.export_latency import measure_export
 
     w = job.wildcards
     measure_export(Path(job.input.onnx).parent, job.input.full_model, job.params.protocol, job.output[0],

@@ -1,7 +1,7 @@
 """The steps of the rules that run in envs/pytorch.yaml (dropbench.steps): staging, features, pruning,
 fine-tuning, latency, evaluation, learning-rate selection, statistics, retries.
 
-A step that makes a cell's result records its failure (``results/failed/``, dropbench.integrity) and, on a
+A step that makes a cell's result records its failure (``results/failed/``, dropbench.plan.integrity) and, on a
 GPU machine, holds a GPU slot; the thread count is the job's ``threads``."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ def _cell_step(job):
     """A fine-tune or evaluation of one cell: its failure recorded, a GPU slot held, the job's threads."""
     from contextlib import ExitStack
 
-    from dropbench.device import set_threads
-    from dropbench.gpu_slots import gpu_slot
-    from dropbench.integrity import cell_from_wildcards, failure_record
+    from dropbench.runtime.device import set_threads
+    from dropbench.runtime.gpu_slots import gpu_slot
+    from dropbench.plan.integrity import cell_from_wildcards, failure_record
 
     stack = ExitStack()
     stack.enter_context(failure_record(cell_from_wildcards(job.wildcards), job.rule))
@@ -29,16 +29,16 @@ def _cell_step(job):
 
 
 def _train_config(job):
-    from dropbench.job_params import train_settings
-    from dropbench.train import TrainConfig
+    from dropbench.plan.job_params import train_settings
+    from dropbench.train.loop import TrainConfig
 
     return TrainConfig.from_dict(train_settings(job.config["training"], job.params.job))
 
 
 def download_model(job) -> None:
     """The full source, with its sha256/size checks, is in the config; params hold only its identity."""
-    from dropbench import sources
-    from dropbench.integrity import cells_below, stage_failure_record
+    from dropbench.data import sources
+    from dropbench.plan.integrity import cells_below, stage_failure_record
 
     model = job.wildcards.model
     with stage_failure_record(cells_below(job.config, model), job.rule):
@@ -46,8 +46,8 @@ def download_model(job) -> None:
 
 
 def prepare_task(job) -> None:
-    from dropbench.integrity import cells_below, stage_failure_record
-    from dropbench.prepare import prepare_task as prepare
+    from dropbench.plan.integrity import cells_below, stage_failure_record
+    from dropbench.data.prepare import prepare_task as prepare
 
     params, wildcards = job.params.job, job.wildcards
     with stage_failure_record(cells_below(job.config, wildcards.model, wildcards.task), job.rule):
@@ -64,10 +64,10 @@ def prepare_task(job) -> None:
 
 
 def prune(job) -> None:
-    from dropbench import strategies
-    from dropbench.device import set_threads
-    from dropbench.integrity import cells_below, stage_failure_record
-    from dropbench.prune import prune_step
+    from dropbench.prune import strategies
+    from dropbench.runtime.device import set_threads
+    from dropbench.plan.integrity import cells_below, stage_failure_record
+    from dropbench.prune.step import prune_step
 
     wildcards, params = job.wildcards, job.params.job
     task = None if wildcards.scope == "any" else wildcards.scope
@@ -91,7 +91,7 @@ def prune(job) -> None:
 
 
 def _fine_tune(job, train, **start) -> None:
-    """``train`` (dropbench.train.finetune or a family's) from the model(s) in ``start``, under _cell_step."""
+    """``train`` (dropbench.train.loop.finetune or a family's) from the model(s) in ``start``, under _cell_step."""
     with _cell_step(job):
         train(
             **start,
@@ -105,14 +105,14 @@ def _fine_tune(job, train, **start) -> None:
 
 
 def finetune(job) -> None:
-    from dropbench.train import finetune as train
+    from dropbench.train.loop import finetune as train
 
     _fine_tune(job, train, model_dir=job.input.model)
 
 
 def _family_finetune(job) -> None:
-    """Rules frozen_finetune and iterative_finetune: dropbench.families.<rule name>."""
-    from dropbench import families
+    """Rules frozen_finetune and iterative_finetune: dropbench.train.families.<rule name>."""
+    from dropbench.train import families
 
     params = job.params.job
     extra = {"epochs_per_drop": params["epochs_per_drop"]} if "epochs_per_drop" in params else {}
@@ -124,7 +124,7 @@ frozen_finetune = iterative_finetune = _family_finetune
 
 def evaluate(job) -> None:
     """evaluation.batch_size and the latency protocol do not change the scores: read from the config, not params."""
-    from dropbench.evaluation import write_cell_metrics
+    from dropbench.evaluate.evaluation import write_cell_metrics
 
     with _cell_step(job):
         write_cell_metrics(
@@ -141,9 +141,9 @@ def evaluate(job) -> None:
 
 
 def measure_latency(job) -> None:
-    from dropbench.device import set_threads
-    from dropbench.gpu_slots import gpu_slot
-    from dropbench.latency import measure_architecture
+    from dropbench.runtime.device import set_threads
+    from dropbench.runtime.gpu_slots import gpu_slot
+    from dropbench.evaluate.latency import measure_architecture
 
     with gpu_slot():
         set_threads(1)  # the job holds every core so that nothing runs beside it, but times one thread
@@ -153,8 +153,8 @@ def measure_latency(job) -> None:
 
 
 def layer_profile_scores(job) -> None:
-    from dropbench.device import set_threads
-    from dropbench.profile_scores import write_layer_profile_scores
+    from dropbench.runtime.device import set_threads
+    from dropbench.prune.profile_scores import write_layer_profile_scores
 
     set_threads(job.threads)
     write_layer_profile_scores(
@@ -168,10 +168,10 @@ def layer_profile_scores(job) -> None:
 
 
 def tune_learning_rate(job) -> None:
-    """One selection fine-tune (config tuning, dropbench.tuning): the weights are not kept."""
-    from dropbench.device import set_threads
-    from dropbench.gpu_slots import gpu_slot
-    from dropbench.tuning import tune
+    """One selection fine-tune (config tuning, dropbench.train.tuning): the weights are not kept."""
+    from dropbench.runtime.device import set_threads
+    from dropbench.runtime.gpu_slots import gpu_slot
+    from dropbench.train.tuning import tune
 
     with gpu_slot():
         set_threads(job.threads)
@@ -188,27 +188,27 @@ def tune_learning_rate(job) -> None:
 
 def choose_learning_rate(job) -> None:
     """The variant's learning rate (config tuning): the best held-out task score, ties to the smaller one."""
-    from dropbench.tuning import write_choice
+    from dropbench.train.tuning import write_choice
 
     write_choice(list(job.input), job.output[0])
 
 
 def greedy_step(job) -> None:
     """One step of the greedy search (strategy greedy): the candidate with the best held-out score joins the order."""
-    from dropbench.greedy import write_step
+    from dropbench.prune.greedy import write_step
 
     write_step(list(job.input.candidates), job.input.get("previous"), job.output[0], job.params.job)
 
 
 def tuning_table(job) -> None:
     """reports/tuning.csv: per (model, strategy, k, task) and candidate learning rate, its held-out score and the choice."""
-    from dropbench.tuning import write_summary
+    from dropbench.train.tuning import write_summary
 
     write_summary({tuple(v): path for v, path in zip(job.params.variants, job.input)}, job.output[0])
 
 
 def find_diverged(job) -> None:
-    from dropbench.retries import find_retries
+    from dropbench.report.retries import find_retries
 
     find_retries(
         predictions_paths=job.input.predictions,
@@ -219,7 +219,7 @@ def find_diverged(job) -> None:
 
 
 def stats(job) -> None:
-    from dropbench.significance import write_stats
+    from dropbench.report.significance import write_stats
 
     write_stats(
         summary_csv=job.input.summary,

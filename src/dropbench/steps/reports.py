@@ -10,7 +10,7 @@ def run(job) -> None:
 
 
 def aggregate(job) -> None:
-    from dropbench.aggregate import aggregate as write_summary
+    from dropbench.report.aggregate import aggregate as write_summary
 
     write_summary(
         metrics_paths=job.input.metrics,
@@ -28,7 +28,7 @@ def aggregate(job) -> None:
 
 
 def tables(job) -> None:
-    from dropbench.aggregate import tables as write_tables
+    from dropbench.report.aggregate import tables as write_tables
 
     outputs = dict(job.output.items())
     write_tables(
@@ -45,7 +45,7 @@ def tables(job) -> None:
 
 
 def plot(job) -> None:
-    from dropbench.plots import plot_all
+    from dropbench.report.plots import plot_all
 
     plot_all(
         summary_csv=job.input.summary,
@@ -58,20 +58,20 @@ def plot(job) -> None:
 
 
 def plot_layer_scores(job) -> None:
-    from dropbench.plots import plot_layer_scores as draw
+    from dropbench.report.plots import plot_layer_scores as draw
 
     draw(pruning_dirs=job.input.pruned, outputs=dict(job.output.items()), style=job.params.style)
 
 
 def plot_intervals(job) -> None:
-    from dropbench.plots import plot_score_intervals
+    from dropbench.report.plots import plot_score_intervals
 
     plot_score_intervals(stats_csv=job.input.stats, outputs=dict(job.output.items()), style=job.params.style)
 
 
 def paper_comparison(job) -> None:
-    from dropbench.paper_comparison import PAPER_DIR
-    from dropbench.paper_comparison import paper_comparison as compare
+    from dropbench.report.paper_comparison import PAPER_DIR
+    from dropbench.report.paper_comparison import paper_comparison as compare
 
     compare(
         summary_csv=job.input.summary,
@@ -85,7 +85,7 @@ def paper_comparison(job) -> None:
 
 def sensitivity(job) -> None:
     """reports/sensitivity.{md,csv}: each variant under each setting (model entries, learning-rate candidates)."""
-    from dropbench.sensitivity import write_report
+    from dropbench.report.sensitivity import write_report
 
     out = job.output
     write_report(job.input.summary, job.params.settings, job.input.tuning[0] if job.input.tuning else None,
@@ -93,7 +93,7 @@ def sensitivity(job) -> None:
 
 
 def layer_profile(job) -> None:
-    from dropbench.layer_profile import write_layer_profile
+    from dropbench.report.layer_profile import write_layer_profile
 
     write_layer_profile(
         summary_csv=job.input.summary,
@@ -109,7 +109,7 @@ def layer_profile(job) -> None:
 def oracle(job) -> None:
     """reports/oracle.md and its CSVs, reports/figures/oracle.*: every subset ranked, the heuristics among them,
     and the honest oracle from the cells' held-out scores (their metrics.json)."""
-    from dropbench.oracle import write_oracle
+    from dropbench.report.oracle import write_oracle
 
     out = job.output
     write_oracle(job.input.summary, job.input.stats, out.md, out.subsets_csv, out.heuristics_csv,
@@ -117,7 +117,7 @@ def oracle(job) -> None:
 
 
 def model_card(job) -> None:
-    from dropbench.model_card import write_publish_folder
+    from dropbench.report.model_card import write_publish_folder
 
     write_publish_folder(
         out_dir=job.output[0],
@@ -131,7 +131,7 @@ def model_card(job) -> None:
 
 
 def exports_report(job) -> None:
-    from dropbench.exports_report import write_report
+    from dropbench.export.exports_report import write_report
 
     write_report(job.input.records, job.input.latencies, job.output.csv, job.output.md)
 

@@ -10,7 +10,7 @@ def run(job) -> None:
 
 
 def track_cell(job) -> None:
-    from dropbench.tracking import log_cell
+    from dropbench.export.tracking import log_cell
 
     log_cell(
         metrics_json=job.input.metrics,

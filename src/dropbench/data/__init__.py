@@ -1,0 +1,1 @@
+"""Data: GLUE tasks and their readers, model and data sources, tokenized features (rules in workflow/rules/data.smk, models.smk)."""

@@ -1,0 +1,1 @@
+"""Evaluation: a cell's dev predictions and metrics, chance levels, latency (rules in evaluate.smk, latency.smk)."""

@@ -1,0 +1,1 @@
+"""Planning: what the workflow's main (Snakemake) process needs to build the DAG: config checks, the grid of cells and their paths, each job's params, the records' schema, damage checks, the cost estimate. Imports neither torch nor pandas (tests/test_module_layout.py)."""
