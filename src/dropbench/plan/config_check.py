@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 
 from dropbench.prune import architectures, strategies
-from dropbench.data import glue, sources
+from dropbench.data import sources
+from dropbench.data.tasks import TASKS, GlueDataError, find_split_file, get_task, local_data_dir
 from dropbench.plan import grid
 from dropbench.report import paper_score
 from dropbench.plan.grid import BASELINE, RETRY_SEED_STEP
@@ -441,8 +442,8 @@ def _check_name(key: str, name) -> None:
 
 def _check_task(task_name: str, task: dict) -> None:
     _check_name("tasks", task_name)
-    if task_name not in glue.TASKS:
-        _fail("tasks", task_name, ", ".join(sorted(glue.TASKS)))
+    if task_name not in TASKS:
+        _fail("tasks", task_name, ", ".join(sorted(TASKS)))
     n = task.get("max_train_examples")
     if n is not None and n < 1:
         _fail(f"tasks.{task_name}.max_train_examples", n, "null (all rows) or an integer >= 1")
@@ -450,11 +451,11 @@ def _check_task(task_name: str, task: dict) -> None:
     if source["kind"] == "local":
         if not source.get("path"):
             _fail(f"tasks.{task_name}.source.path", source.get("path"), "a directory with the task's split files")
-        spec = glue.get_task(task_name)
+        spec = get_task(task_name)
         for split in spec.splits:
             try:
-                glue.find_split_file(spec, glue.local_data_dir(source["path"]), split)
-            except glue.GlueDataError as err:
+                find_split_file(spec, local_data_dir(source["path"]), split)
+            except GlueDataError as err:
                 raise ConfigError(f"config key 'tasks.{task_name}.source.path': {err}") from None
     elif not (source.get("dataset") and source.get("revision")):
         _fail(f"tasks.{task_name}.source", source, "kind hub with non-empty 'dataset' and 'revision' (a pinned commit)")

@@ -36,7 +36,6 @@ import sys
 from pathlib import Path
 
 from dropbench.plan import config_check, grid
-from dropbench.data import glue
 from dropbench.prune import strategies
 from dropbench.prune.greedy import deepest_searches
 from dropbench.plan.job_params import ITERATIVE_EPOCHS_PER_DROP
@@ -74,6 +73,8 @@ def model_shape(name: str, model_cfg: dict, workdir: Path) -> tuple[int, int, in
 def train_rows(task: str, task_cfg: dict, workdir: Path, tuning: dict | None = None) -> int:
     source = task_cfg["source"]
     if source["kind"] == "local":
+        from dropbench.data import glue  # pandas: only to count a local source's rows
+
         path = glue.local_data_dir(source["path"], workdir)
         rows = len(glue.load_split(glue.get_task(task), {**source, "path": str(path)}, "train"))
     elif task in GLUE_TRAIN_ROWS:

@@ -24,7 +24,7 @@ import numbers
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from dropbench.data import glue
+from dropbench.data.tasks import find_split_file, get_task, local_data_dir
 from dropbench.prune import strategies
 from dropbench.plan.cells import CELL_KEYS
 
@@ -135,9 +135,9 @@ def prepare_inputs(task: str, source: dict) -> list[str]:
     """The local data files of a task (one per split): editing one re-runs its prepare_task."""
     if source["kind"] != "local":
         return []
-    spec = glue.get_task(task)
-    directory = glue.local_data_dir(source["path"])  # the user's, else the workflow's shipped copy
-    return [str(glue.find_split_file(spec, directory, split)) for split in spec.splits]
+    spec = get_task(task)
+    directory = local_data_dir(source["path"])  # the user's, else the workflow's shipped copy
+    return [str(find_split_file(spec, directory, split)) for split in spec.splits]
 
 
 def scoring_params(scoring: dict) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dropbench.data import glue
+from dropbench.data.tasks import get_task
 
 MEAN = "mean"
 PAPER_SCORE = {
@@ -22,7 +22,7 @@ AVG7_TASKS = ("sst2", "mnli", "qnli", "qqp", "stsb", "rte", "mrpc")
 
 def metric_keys(task: str) -> list[str]:
     """The task's metric names as a metrics record holds them (split-prefixed when a task has several dev splits)."""
-    spec = glue.get_task(task)
+    spec = get_task(task)
     prefixes = [""] if len(spec.dev_splits) == 1 else [f"{split}_" for split in spec.dev_splits]
     return [f"{prefix}{metric}" for prefix in prefixes for metric in spec.metrics]
 
@@ -36,7 +36,7 @@ def paper_metrics(tasks, overrides: Mapping[str, str] | None = None) -> dict[str
     chosen = {}
     for task in tasks:
         allowed = [*metric_keys(task), MEAN]
-        default = PAPER_SCORE.get(task, glue.get_task(task).primary_metric)
+        default = PAPER_SCORE.get(task, get_task(task).primary_metric)
         chosen[task] = overrides.pop(task, default)
         if chosen[task] not in allowed:
             raise ValueError(f"config key 'paper_score.{task}': bad value {chosen[task]!r}; allowed: {', '.join(allowed)}")
