@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from dropbench.report import aggregate
+from dropbench.report import tables as report_tables
 from dropbench.evaluate.chance import base_metric
 from dropbench.report.paper_score import metric_keys
-from dropbench.report.aggregate import load_summary, percent_of_full, score_table
+from dropbench.report.aggregate import load_summary
+from dropbench.report.tables import percent_of_full, score_table
 
 
 CHANCE = {"accuracy": 0.5, "f1": 0.6, "matthews_correlation": 0.0, "pearson": 0.0, "spearmanr": 0.0}
@@ -75,7 +77,7 @@ def run_aggregate(tmp_path, paths, expected, models=("tiny",), notes=None, **kwa
         paths, tmp_path / "summary.csv", tmp_path / "seeds.csv", tmp_path / "missing.csv", tmp_path / "missing.html",
         expected=expected, **kwargs,
     )
-    aggregate.write_model_tables(summary, table_paths(tmp_path, *models), notes=notes, order=kwargs.get("order"),
+    report_tables.write_model_tables(summary, table_paths(tmp_path, *models), notes=notes, order=kwargs.get("order"),
                                  paper_score_metrics=kwargs.get("paper_score_metrics"))
     return summary
 

@@ -176,7 +176,7 @@ def test_a_constant_model_is_recorded_degenerate_in_standard_json(tmp_path):
 def test_the_heatmap_shows_the_tables_percent_of_full_for_every_cell(tmp_path):
     """Issue 23 item 1: the tables and the heatmap computed percent retained and its average differently
     (paper score vs task score for MRPC and STS-B; average over tasks above chance vs over all)."""
-    from dropbench.report import aggregate
+    from dropbench.report import tables as report_tables
 
     cells = grid(tasks=("sst2", "mrpc", "stsb"), seeds=(1, 2))
     records = []
@@ -193,7 +193,7 @@ def test_the_heatmap_shows_the_tables_percent_of_full_for_every_cell(tmp_path):
     load_summary(write_records(tmp_path, records), cells).to_csv(tmp_path / "summary.csv", index=False)
     summary = pd.read_csv(tmp_path / "summary.csv")
     tasks = ["sst2", "mrpc", "stsb"]
-    table = aggregate.percent_of_full(aggregate.score_table(summary, "tiny", tasks), summary, "tiny")
+    table = report_tables.percent_of_full(report_tables.score_table(summary, "tiny", tasks), summary, "tiny")
     outputs = {"retained_heatmap": str(tmp_path / "h.png"), "retained_heatmap_pdf": str(tmp_path / "h.pdf"),
                "retained_heatmap_data": str(tmp_path / "h.csv"), "score_vs_dropped": str(tmp_path / "s.png"),
                "score_vs_dropped_pdf": str(tmp_path / "s.pdf"), "score_vs_dropped_data": str(tmp_path / "s.csv"),

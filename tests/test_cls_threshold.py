@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from dropbench.report import aggregate, plots
+from dropbench.report import plots
+from dropbench.report import tables as report_tables
 from dropbench.plan import config_check, grid, job_params
 from dropbench.prune import step as prune, strategies
 from dropbench.prune.layer_scores import classification_position, classification_vectors, layer_similarities
@@ -201,10 +202,10 @@ def test_contribution_keeps_its_all_token_scores_and_adds_the_cls_ones(checkpoin
 
 def test_the_tables_explain_threshold_rows_and_mark_dev_scoring():
     rows = pd.DataFrame({"strategy": ["none", "cls_above_950", "contribution"], "scored_on": [None, "validation", "train"]})
-    notes = aggregate.scoring_footnotes(rows)
+    notes = report_tables.scoring_footnotes(rows)
     assert len(notes) == 2 and notes[0].startswith("cls_above_950: the paper's rule")
     assert notes[1].startswith("scored on dev: cls_above_950 chose")
-    assert aggregate.scoring_footnotes(rows.assign(scored_on="train")) == notes[:1]
+    assert report_tables.scoring_footnotes(rows.assign(scored_on="train")) == notes[:1]
 
 
 def test_the_score_figure_draws_threshold_cells_at_the_k_that_resulted():

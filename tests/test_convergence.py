@@ -12,6 +12,7 @@ import pytest
 from test_aggregate import metrics_record
 
 from dropbench.report import aggregate
+from dropbench.report import tables as report_tables
 from dropbench.train import convergence
 
 
@@ -82,7 +83,7 @@ def test_summary_and_tables_show_underfit_cells_and_the_head(tmp_path):
     summary.to_csv(csv, index=False)
     summary = aggregate.read_summary(csv)
     out = {fmt: tmp_path / f"tiny.{fmt}" for fmt in ("md", "tex", "html")}
-    aggregate.write_model_tables(summary, {"tiny": out}, notes={"tiny": "a tiny model"})
+    report_tables.write_model_tables(summary, {"tiny": out}, notes={"tiny": "a tiny model"})
     text = out["md"].read_text()
     assert "a tiny model; classifier head: mean_pooling" in text
     top_line = next(line for line in text.splitlines() if line.startswith("| top"))
@@ -96,7 +97,7 @@ def test_summary_and_tables_show_underfit_cells_and_the_head(tmp_path):
 def test_no_underfit_note_when_every_cell_fits(tmp_path):
     summary = summary_with_fits(tmp_path, {("none", 1): 0.2, ("top", 1): 0.4})
     out = {fmt: tmp_path / f"tiny.{fmt}" for fmt in ("md", "tex", "html")}
-    aggregate.write_model_tables(summary, {"tiny": out})
+    report_tables.write_model_tables(summary, {"tiny": out})
     assert "underfit" not in out["md"].read_text().split("### Training fit")[0]
 
 
@@ -105,7 +106,7 @@ def test_records_without_fit_read_as_before(tmp_path):
     path.write_text(json.dumps(metrics_record()))
     summary = aggregate.load_summary([path])
     assert summary["underfit"].isna().all() and set(summary["head"]) == {"native"}
-    assert aggregate.fit_table(summary, ["sst2"]) is None
+    assert report_tables.fit_table(summary, ["sst2"]) is None
     assert isinstance(aggregate.cell_means(summary.drop(columns=["underfit"])), pd.DataFrame)
 
 

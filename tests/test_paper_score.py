@@ -9,7 +9,8 @@ import pytest
 from test_aggregate import grid, metrics_record, run_aggregate
 
 from dropbench.report import paper_score
-from dropbench.report.aggregate import load_summary, metrics_table, score_table
+from dropbench.report.aggregate import load_summary
+from dropbench.report.tables import metrics_table, score_table
 
 SEVEN = list(paper_score.AVG7_TASKS)
 

@@ -83,9 +83,10 @@ def test_cells_with_different_dev_labels_are_not_compared(tmp_path):
 
 
 def test_the_tables_and_the_interval_figure_mark_the_same_tests(tmp_path):
-    """Issue 23 item 1: one reading of stats.csv's `significant` (aggregate.significant_tests) for the tables'
+    """Issue 23 item 1: one reading of stats.csv's `significant` (report_tables.significant_tests) for the tables'
     marks against the full model and the interval figure's filled markers, on the file as written and read."""
     from dropbench.report import aggregate, plots
+    from dropbench.report import tables as report_tables
 
     variants = [("none", 0), ("top", 1), ("bottom", 1), ("top", 2), ("bottom", 2)]
     rng = np.random.default_rng(5)
@@ -105,7 +106,7 @@ def test_the_tables_and_the_interval_figure_mark_the_same_tests(tmp_path):
         plt.close(fig)
         filled = {(r.strategy, int(r.k)) for r in drawn.itertuples() if r.significant}
         values = pd.DataFrame({"strategy": [s for s, _ in variants], "k": [k for _, k in variants], "sst2": 0.8})
-        table = aggregate.significance_flags(aggregate.Table(values, values.copy()), read, "m", {"sst2": ("sst2", "task_score")})
+        table = report_tables.significance_flags(report_tables.Table(values, values.copy()), read, "m", {"sst2": ("sst2", "task_score")})
         marked = {(s, k) for s, k, flag in zip(values["strategy"], values["k"], table.flags["sst2"])
                   if aggregate.VS_FULL_MARK in flag}
         assert marked == filled
@@ -181,7 +182,7 @@ def markdown_tables(text):
 def test_a_table_score_is_marked_iff_stats_csv_calls_its_test_significant(tmp_path):
     from test_aggregate import grid, run_aggregate
 
-    from dropbench.report import aggregate
+    from dropbench.report import tables as report_tables
 
     cells = grid(strategies=("top", "bottom"), ks=(1, 2), tasks=("sst2", "stsb"))
     from test_aggregate import write_grid
@@ -199,7 +200,7 @@ def test_a_table_score_is_marked_iff_stats_csv_calls_its_test_significant(tmp_pa
     assert stats_table["significant"].any() and not stats_table["significant"].all()
     stats_table.to_csv(tmp_path / "stats.csv", index=False)
     paths_out = {"tiny": {fmt: str(tmp_path / "marked" / f"tiny.{fmt}") for fmt in ("md", "tex", "html")}}
-    aggregate.tables(tmp_path / "summary.csv", tmp_path / "stats.csv", paths_out, alpha=0.05, resamples=500)
+    report_tables.tables(tmp_path / "summary.csv", tmp_path / "stats.csv", paths_out, alpha=0.05, resamples=500)
 
     def expected_mark(strategy, k, task, metric):
         tests = stats_table[(stats_table.task == task) & (stats_table.metric == metric) & stats_table.significant]
@@ -281,6 +282,7 @@ def test_the_summary_and_tables_count_a_retried_run_once_and_say_so(tmp_path):
     from test_aggregate import grid, table_paths, write_grid
 
     from dropbench.report import aggregate
+    from dropbench.report import tables as report_tables
 
     cells = grid(strategies=("top",), ks=(2,), tasks=("sst2",), seeds=(1, 2))
     retry = dict(model="tiny", strategy="top", k=2, task="sst2", seed=1002)
@@ -297,11 +299,11 @@ def test_the_summary_and_tables_count_a_retried_run_once_and_say_so(tmp_path):
     assert aggregate.missing_count(summary) == (0, 4) and pd.read_csv(tmp_path / "missing.csv").empty
     means = aggregate.cell_means(summary).set_index("strategy")
     assert means.loc["top", "value"] == pytest.approx(0.75) and means.loc["top", "seeds"] == 2
-    aggregate.write_model_tables(summary, table_paths(tmp_path, "tiny"), retry_diverged=1)
+    report_tables.write_model_tables(summary, table_paths(tmp_path, "tiny"), retry_diverged=1)
     md = (tmp_path / "tables" / "tiny.md").read_text()
     retried = markdown_tables(md)["Diverged runs re-run with another seed"]
     assert [(r["strategy"], r["k"], r["sst2"]) for r in retried] == [("none", "0", "0"), ("top", "2", "1")]
     assert "retry_diverged: 1" in md and "only the retry counts in the means" in md
     assert markdown_tables(md)["Dev score x 100 (paper score per task)"][1]["sst2"] == "75.0"
-    aggregate.write_model_tables(summary, table_paths(tmp_path, "tiny"))  # retry_diverged 0: no such table
+    report_tables.write_model_tables(summary, table_paths(tmp_path, "tiny"))  # retry_diverged 0: no such table
     assert "re-run" not in (tmp_path / "tables" / "tiny.md").read_text()

@@ -120,7 +120,7 @@ rule tables:
     output:
         **model_table_outputs(),
     params:
-        code=code_digest("report.aggregate"),
+        code=code_digest("report.tables"),
         notes={model: model_cfg.get("note", "") for model, model_cfg in config["models"].items()},
         order={"models": list(config["models"]), "strategies": [*config["strategies"], *profile_strategy_order()], "tasks": list(config["tasks"])},
         paper_score=job_params.canonical(config.get("paper_score", {})),

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from dropbench.report import aggregate  # noqa: E402
+from dropbench.report import tables as report_tables  # noqa: E402
 from dropbench.report.aggregate import AVERAGE, DEGENERATE, MISSING, OK, cell_means  # noqa: E402
 from dropbench.plan.grid import BASELINE  # noqa: E402
 from dropbench.prune.strategies import cls_threshold_of  # noqa: E402
@@ -164,11 +164,11 @@ def score_vs_dropped(means: pd.DataFrame, reference_models: Iterable[str], style
 
 def percent_retained(summary: pd.DataFrame, reference_models: Iterable[str]) -> pd.DataFrame:
     """Long table: (model, strategy, k, task incl. avg7 and average) -> percent of the model's unpruned score
-    and its status, for every model but the references: the tables' numbers (``aggregate.retained_long``)."""
+    and its status, for every model but the references: the tables' numbers (``report_tables.retained_long``)."""
     reference_models = set(reference_models)
     models = [m for m in pd.unique(summary["model"]) if m not in reference_models]
     tasks = list(pd.unique(summary["task"]))
-    frames = [aggregate.retained_long(summary, model, tasks) for model in models]
+    frames = [report_tables.retained_long(summary, model, tasks) for model in models]
     columns = ["model", "strategy", "k", "task", "percent", "status"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
@@ -384,7 +384,7 @@ def score_intervals(table: pd.DataFrame, style: dict):
     with the 95% t-interval as error bars (none with one seed). A filled marker differs significantly
     from the unpruned model (paired test, Holm-adjusted); a hollow one does not."""
     scores = table[table["comparison"].fillna("").eq("") & table["metric"].eq("task_score")]
-    significant = aggregate.significant_tests(table)
+    significant = report_tables.significant_tests(table)
     significant = significant[significant["comparison"].eq(f"{BASELINE}-k0") & significant["metric"].eq("task_score")]
     keys = ["model", "strategy", "k", "task"]
     marked = set(significant[keys].itertuples(index=False, name=None))

@@ -28,7 +28,7 @@ def aggregate(job) -> None:
 
 
 def tables(job) -> None:
-    from dropbench.report.aggregate import tables as write_tables
+    from dropbench.report.tables import tables as write_tables
 
     outputs = dict(job.output.items())
     write_tables(
