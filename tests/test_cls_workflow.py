@@ -9,8 +9,9 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import copy_of_base_run
 from tiny import changed, write_config
-from workflow_runner import finished_tiny_run, planned_jobs, snakemake
+from workflow_runner import planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +21,9 @@ OLD_CELLS = ["results/cells/tiny/none-k0/sst2/seed1", "results/cells/tiny/top-k1
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, base_run):
     workdir = tmp_path_factory.mktemp("cls")
-    return workdir, finished_tiny_run(workdir, strategies=("top",), k=(1,))
+    return workdir, copy_of_base_run(base_run, workdir)
 
 
 def test_adding_thresholds_runs_exactly_the_threshold_cells(finished_run):

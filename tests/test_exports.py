@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny import build_tiny_bert, one_thread, tiny_config  # noqa: F401 (a fixture)
+from tiny import build_tiny_bert, tiny_config
 from workflow_runner import REPO
 
 from dropbench.export import export_latency, exports, exports_report

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import fake_clock, one_thread, tiny_train_inputs  # noqa: F401 (fixtures)
+from tiny import tiny_train_inputs
 from transformers import AutoModelForSequenceClassification
 
 from dropbench.train import families, loop as train

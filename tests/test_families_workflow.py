@@ -8,7 +8,8 @@ import json
 
 import pandas as pd
 import pytest
-from tiny import tiny_config, write_config
+from conftest import copy_of_base_run
+from tiny import write_config
 from workflow_runner import planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
@@ -19,13 +20,11 @@ FAMILIES = ["task_specific_top", "iterative_top"]
 
 
 @pytest.fixture(scope="module")
-def grown_run(tmp_path_factory):
-    """The grid none + top at k=1 on sst2, finished; then task_specific_top and iterative_top added."""
+def grown_run(tmp_path_factory, base_run):
+    """The grid none + top at k=1 on sst2, finished (a copy of conftest's base_run); then task_specific_top and
+    iterative_top added."""
     workdir = tmp_path_factory.mktemp("families_workflow")
-    config = tiny_config(workdir, strategies=("top",), k=(1,))
-    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
-    write_config(workdir, config)
-    snakemake(workdir, "--cores", "2")
+    config = copy_of_base_run(base_run, workdir)
     config["strategies"] = ["top", *FAMILIES]
     write_config(workdir, config)
     plan = planned_jobs(workdir)

@@ -12,7 +12,6 @@ from safetensors.torch import load_file
 from test_architectures import LAYERED, TINY, tiny_model
 from test_padding import LENGTHS, assert_each_row_gets_its_logits_alone, logits, ragged_rows, tokenizer_padding_side
 from test_train import Crash, crash_at_step, inputs, run  # noqa: F401 (fixture)
-from tiny import fake_clock, one_thread  # noqa: F401 (fixtures)
 from transformers import AutoModel
 
 from dropbench.evaluate import evaluation

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from tiny import one_thread  # noqa: F401 (a fixture)
 from transformers import BertConfig, BertModel
 
 from dropbench.evaluate import latency

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from test_model_card import metrics_of_card
-from tiny import one_thread, tiny_config, write_config  # noqa: F401 (a fixture)
+from tiny import tiny_config, write_config
 from workflow_runner import REPO, planned_jobs, snakemake
 
 from dropbench.train import heads

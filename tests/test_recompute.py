@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import copy_of_base_run
 from tiny import changed, write_config
-from workflow_runner import REPO, finished_tiny_run, planned_jobs, snakemake
+from workflow_runner import REPO, planned_jobs, snakemake
 
 from dropbench.evaluate import predictions
 from dropbench.plan.job_params import STAGE_VERSIONS
@@ -32,9 +33,9 @@ REPORTS = {"aggregate": 1, "tables": 1, "plot": 1, "stats": 1, "paper_comparison
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, base_run):
     workdir = tmp_path_factory.mktemp("recompute")
-    return workdir, finished_tiny_run(workdir, strategies=("top",), k=(1,))
+    return workdir, copy_of_base_run(base_run, workdir)
 
 
 def plan_with(workdir: Path, config: dict) -> dict:
@@ -155,7 +156,7 @@ def test_a_step_edit_re_runs_no_cell_and_a_changed_script_is_carried_over_by_tou
 
 def test_adding_a_sha256_to_the_model_source_plans_nothing(finished_run):
     workdir, config = finished_run
-    weights = Path(config["models"]["tiny"]["source"]["path"]) / "model.safetensors"
+    weights = workdir / config["models"]["tiny"]["source"]["path"] / "model.safetensors"
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()
     assert plan_with(workdir, changed(config, "models.tiny.source.sha256", sha)) == {}
 
@@ -245,7 +246,7 @@ def test_a_custom_strategy_runs_exactly_its_cells_and_follows_its_code(finished_
 
 def test_editing_a_local_data_file_reruns_its_task(finished_run):
     workdir, config = finished_run
-    train = Path(config["tasks"]["sst2"]["source"]["path"]) / "train.tsv"
+    train = workdir / config["tasks"]["sst2"]["source"]["path"] / "train.tsv"
     with restored(train):
         lines = train.read_text().splitlines(keepends=True)
         flipped = [lines[0]] + [line[:-2] + ("0" if line[-2] == "1" else "1") + "\n" for line in lines[1:]]
@@ -256,7 +257,7 @@ def test_editing_a_local_data_file_reruns_its_task(finished_run):
 
 def test_editing_a_local_model_file_restages_it(finished_run):
     workdir, config = finished_run
-    model_config = Path(config["models"]["tiny"]["source"]["path"]) / "config.json"
+    model_config = workdir / config["models"]["tiny"]["source"]["path"] / "config.json"
     with restored(model_config):
         model_config.write_text(model_config.read_text().replace('"hidden_act": "gelu"', '"hidden_act": "relu"'))
         assert planned_jobs(workdir) == {"download_model": 1, "prepare_task": 1, "prune": 2, "measure_latency": 3,
@@ -296,7 +297,7 @@ def test_a_damaged_result_is_listed_and_recomputed_and_a_damaged_intermediate_al
 
 def test_a_failed_prepare_is_recorded_for_its_cells_with_its_reason(finished_run):
     workdir, config = finished_run
-    train = Path(config["tasks"]["sst2"]["source"]["path"]) / "train.tsv"
+    train = workdir / config["tasks"]["sst2"]["source"]["path"] / "train.tsv"
     lines = train.read_text().splitlines(keepends=True)
     lines[3] = "no tabs here\n"
     train.write_text("".join(lines))

@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import fake_clock, one_thread, tiny_train_inputs  # noqa: F401 (fixtures)
+from tiny import tiny_train_inputs
 
 from dropbench.evaluate import evaluation
 from dropbench.data import features

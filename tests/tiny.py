@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,32 +120,6 @@ def build_tiny_xlnet(out_dir: Path, layers: int = 2) -> Path:
     torch.manual_seed(0)
     XLNetModel(config).save_pretrained(out_dir)
     return out_dir
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """One torch thread, as the workflow's jobs use; several threads on a busy 2-core machine are 20x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def fake_clock():
-    """Training state is saved by wall time: a clock that advances one minute per reading makes
-    ``checkpoint_minutes=3`` save after steps 3, 6, 9, ... (one extra reading after each save)."""
-    import itertools
-
-    from dropbench.train import loop as train
-
-    real = train._clock
-    ticks = itertools.count(step=60.0)
-    train._clock = lambda: next(ticks)
-    yield
-    train._clock = real
 
 
 def tiny_train_inputs(root: Path) -> tuple[Path, Path]:

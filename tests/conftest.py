@@ -1,0 +1,68 @@
+"""Fixtures shared by the test modules, and the finished tiny run that workflow tests start from.
+
+The workflow tests' module-scoped fixtures are finished runs that the module's tests then change in order (each
+module's docstrings say how): run one of its tests alone with ``-k`` and it may plan differently.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+BASE_RUN = {"strategies": ("top",), "k": (1,)}  # with tiny_config's model, SST-2 alone, seed 1
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread, as the workflow's jobs use; several threads on a busy 2-core machine are 20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fake_clock():
+    """Training state is saved by wall time: a clock that advances one minute per reading makes
+    ``checkpoint_minutes=3`` save after steps 3, 6, 9, ... (one extra reading after each save)."""
+    import itertools
+
+    from dropbench.train import loop as train
+
+    real = train._clock
+    ticks = itertools.count(step=60.0)
+    train._clock = lambda: next(ticks)
+    yield
+    train._clock = real
+
+
+@pytest.fixture(scope="session")
+def base_run(tmp_path_factory, worker_id) -> Path:
+    """The tiny model's grid ``BASE_RUN`` run to the end once per test session (the first worker to ask builds it,
+    behind a lock, the others wait), with paths relative to its directory so that a copy is a finished run."""
+    from workflow_runner import finished_tiny_run
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if worker_id != "master" else root  # the xdist workers' shared session directory
+    target = root / "base_run"
+    with open(root / "base_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "base_run.done").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            finished_tiny_run(target, relative_paths=True, **BASE_RUN)
+            (root / "base_run.done").write_text("")
+    return target
+
+
+def copy_of_base_run(base: Path, workdir: Path) -> dict:
+    """A finished copy of ``base_run`` in ``workdir`` (file times and Snakemake's metadata kept: it plans
+    nothing); returns its config."""
+    shutil.copytree(base, workdir, symlinks=True, dirs_exist_ok=True)
+    return yaml.safe_load((workdir / "config.yaml").read_text())
