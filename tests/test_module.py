@@ -53,7 +53,7 @@ def lab(tmp_path_factory):
         "tasks": {"sst2": {"source": {"kind": "local", "path": "resources/glue/SST-2"}, "max_train_examples": 16}},
         "seeds": [1],
         "training": {"epochs": 1, "batch_size": 8, "max_length": 32, "checkpoint_minutes": 0},
-        "evaluation": {"batch_size": 64, "latency": {"batch_size": 2, "seq_len": 16, "warmup": 1, "repeats": 2, "max_seconds": 1}},
+        "evaluation": {"batch_size": 64, "latency": {"batch_size": 2, "seq_len": 16, "warmup": 1, "repeats": 2, "agree": 1, "max_seconds": 1}},
         "resources": {"finetune": {"threads": 1}},
     }
     (lab / "config").mkdir()

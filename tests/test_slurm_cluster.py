@@ -3,14 +3,14 @@
 Installs slurm-wlm and munge with apt where missing (skips only where apt cannot be used), starts
 munged, slurmctld and slurmd (tests/slurm_cluster.py), runs the workflow with
 `--profile profiles/slurm`, checks that every job went through sbatch into the partition the
-profile names, and that the cells match a local run's. The cluster is stopped and its files
+profile names, and that the cells match a local run's (conftest's base_run). The cluster is stopped and its files
 removed afterwards, also when a test fails. Select with `pytest -k slurm`.
 """
 
 from __future__ import annotations
 
-import os
 import re
+import shutil
 import subprocess
 import tempfile
 from collections import Counter
@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import slurm_cluster
-from tiny import tiny_config, write_config
 from workflow_runner import REPO, SNAKEMAKE, planned_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -70,15 +69,15 @@ def slurm():
         yield cluster
 
 
-def tiny_workdirs(base: Path) -> tuple[Path, Path]:
-    """Two scratch directories with the same tiny config (one task, baseline and top-k2), sharing its inputs."""
-    config = tiny_config(base, strategies=("top",), k=(2,))
-    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
-    workdirs = base / "slurm", base / "local"
-    for workdir in workdirs:
-        workdir.mkdir()
-        write_config(workdir, config)
-    return workdirs
+def slurm_workdir(base: Path, base_run: Path) -> Path:
+    """A scratch directory with the config and inputs of conftest's base_run (one task, the baseline and top-k1;
+    paths relative to the directory) and no results: the SLURM run's, to compare with the finished base_run."""
+    workdir = base / "slurm"
+    workdir.mkdir()
+    shutil.copy2(base_run / "config.yaml", workdir)
+    for inputs in ("tiny_model", "glue"):
+        shutil.copytree(base_run / inputs, workdir / inputs)
+    return workdir
 
 
 def start_snakemake(workdir: Path, *args: str, env: dict) -> subprocess.Popen:
@@ -101,17 +100,13 @@ def finish(run: subprocess.Popen, workdir: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(slurm, tmp_path_factory):
-    base = tmp_path_factory.mktemp("slurm_e2e")
-    on_slurm, local = tiny_workdirs(base)
+def runs(slurm, tmp_path_factory, base_run):
+    on_slurm = slurm_workdir(tmp_path_factory.mktemp("slurm_e2e"), base_run)
     plan = planned_jobs(on_slurm, "--workflow-profile", "none")
-    # The local run overlaps the SLURM run, which mostly waits between status checks.
-    local_run = start_snakemake(local, "--cores", "1", env=dict(os.environ))
     slurm_run = start_snakemake(on_slurm, "--profile", str(REPO / "profiles" / "slurm"),
                                 "--workflow-profile", "none", *TEST_ONLY, env=slurm.env)
     slurm_output = finish(slurm_run, on_slurm)
-    finish(local_run, local)
-    return {"slurm": on_slurm, "local": local, "output": slurm_output, "plan": plan, "cluster": slurm}
+    return {"slurm": on_slurm, "local": base_run, "output": slurm_output, "plan": plan, "cluster": slurm}
 
 
 def submitted_jobs(output: str) -> dict[str, str]:
@@ -153,7 +148,7 @@ def test_slurm_results_match_a_local_run(runs):
         return {str(path.relative_to(workdir)) for path in workdir.glob("results/cells/**/metrics.json")}
 
     assert cells(runs["slurm"]) == cells(runs["local"])
-    assert len(cells(runs["slurm"])) == 2  # the baseline and top-k2 on sst2
+    assert len(cells(runs["slurm"])) == 2  # the baseline and top-k1 on sst2
     key = ["model", "strategy", "k", "task", "seed"]
     summaries = [pd.read_csv(runs[side] / "results" / "summary.csv") for side in ("slurm", "local")]
     on_slurm, local = (set(map(tuple, s[s["metric"] == "task_score"][key].values.tolist())) for s in summaries)
