@@ -66,3 +66,13 @@ def copy_of_base_run(base: Path, workdir: Path) -> dict:
     nothing); returns its config."""
     shutil.copytree(base, workdir, symlinks=True, dirs_exist_ok=True)
     return yaml.safe_load((workdir / "config.yaml").read_text())
+
+
+def fresh_copy_of_base_run(base: Path, workdir: Path) -> Path:
+    """``workdir`` with base_run's config and inputs (tiny model, GLUE rows) but none of its results: the grid
+    as a user starts it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(base / "config.yaml", workdir)
+    for inputs in ("tiny_model", "glue"):
+        shutil.copytree(base / inputs, workdir / inputs)
+    return workdir

@@ -1,6 +1,7 @@
 """Reports regenerate incrementally: a new strategy adds only its cells, a style change only the plots.
 
-One tiny run (1 task, strategy top, k 2), then the config changes step by step; the tests run in order.
+One tiny run (1 task, strategy top, k 1: a copy of conftest's base_run), then the config changes step by step; the
+tests run in order.
 """
 
 from __future__ import annotations
@@ -10,21 +11,18 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from tiny import tiny_config, write_config
+from conftest import copy_of_base_run, fresh_copy_of_base_run
+from tiny import write_config
 from workflow_runner import planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, base_run):
+    first_plan = planned_jobs(fresh_copy_of_base_run(base_run, tmp_path_factory.mktemp("report_fresh")))
     workdir = tmp_path_factory.mktemp("report")
-    config = tiny_config(workdir, strategies=("top",), k=(2,))
-    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
-    write_config(workdir, config)
-    first_plan = planned_jobs(workdir)
-    snakemake(workdir, "--cores", "2")
-    return workdir, config, first_plan
+    return workdir, copy_of_base_run(base_run, workdir), first_plan
 
 
 def figure_data(workdir, name):
@@ -38,7 +36,7 @@ def with_config(workdir, config, **changes):
 def test_every_cell_draws_its_training_loss_and_records_its_fit(finished_run):
     workdir, config, _ = finished_run
     curves = figure_data(workdir, "training_loss")
-    assert set(zip(curves["strategy"], curves["k"])) == {("none", 0), ("top", 2)}
+    assert set(zip(curves["strategy"], curves["k"])) == {("none", 0), ("top", 1)}
     summary = pd.read_csv(workdir / "results" / "summary.csv")
     scores = summary[summary["metric"] == "task_score"]
     assert scores["train_fit"].notna().all() and set(scores["head"]) == {"native"}
@@ -59,10 +57,10 @@ def test_partial_summary_shows_a_new_strategy_as_missing(finished_run):
     with_config(workdir, config, strategies=["top", "bottom"])
     # Only what exists is aggregated; the bottom cell is listed as missing, nothing is trained.
     snakemake(workdir, "--cores", "2", "--config", "partial_summary=true", "--", "report_only")
-    assert not (workdir / "results" / "cells" / "tiny" / "bottom-k2").exists()
+    assert not (workdir / "results" / "cells" / "tiny" / "bottom-k1").exists()
     missing = pd.read_csv(workdir / "reports" / "missing_cells.csv")
-    assert missing[["strategy", "k", "task", "status"]].values.tolist() == [["bottom", 2, "sst2", "missing"]]
-    bottom = figure_data(workdir, "score_vs_dropped").query("strategy == 'bottom' and k == 2")
+    assert missing[["strategy", "k", "task", "status"]].values.tolist() == [["bottom", 1, "sst2", "missing"]]
+    bottom = figure_data(workdir, "score_vs_dropped").query("strategy == 'bottom' and k == 1")
     assert bottom["status"].tolist() == ["missing"] and bottom["value"].isna().all()
     table = (workdir / "reports" / "tables" / "tiny.md").read_text()
     assert "Missing cells: 1 of 3" in table
@@ -74,7 +72,7 @@ def test_adding_a_strategy_runs_only_its_cells_and_the_reports(finished_run):
     workdir, config, _ = finished_run
     with_config(workdir, config, strategies=["top", "bottom"])
     plan = planned_jobs(workdir)
-    # bottom k=2 on sst2: one prune, one cell; then the tables and the summary figures (not the layer scores)
+    # bottom k=1 on sst2: one prune, one cell; then the tables and the summary figures (not the layer scores)
     assert plan == {"prune": 1, "measure_latency": 1, "finetune": 1, "evaluate": 1, "aggregate": 1, "tables": 1, "plot": 1, "stats": 1,
                     "paper_comparison": 1, "plot_intervals": 1, "all": 1}
     snakemake(workdir, "--cores", "2")
@@ -87,7 +85,7 @@ def test_adding_a_strategy_runs_only_its_cells_and_the_reports(finished_run):
     assert set(figure_data(workdir, "pareto")["strategy"]) == {"none", "top", "bottom"}
     assert pd.read_csv(workdir / "reports" / "missing_cells.csv").empty
     tests = pd.read_csv(workdir / "results" / "stats.csv").dropna(subset=["comparison"]).query("metric == 'task_score'")
-    assert sorted(zip(tests["strategy"], tests["comparison"])) == [("bottom", "none-k0"), ("top", "bottom-k2"), ("top", "none-k0")]
+    assert sorted(zip(tests["strategy"], tests["comparison"])) == [("bottom", "none-k0"), ("top", "bottom-k1"), ("top", "none-k0")]
     assert tests["p_value"].between(0, 1).all() and (tests["p_adjusted"] >= tests["p_value"]).all()
 
 

@@ -10,7 +10,6 @@ removed afterwards, also when a test fails. Select with `pytest -k slurm`.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import tempfile
 from collections import Counter
@@ -19,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import slurm_cluster
+from conftest import fresh_copy_of_base_run
 from workflow_runner import REPO, SNAKEMAKE, planned_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -70,14 +70,9 @@ def slurm():
 
 
 def slurm_workdir(base: Path, base_run: Path) -> Path:
-    """A scratch directory with the config and inputs of conftest's base_run (one task, the baseline and top-k1;
-    paths relative to the directory) and no results: the SLURM run's, to compare with the finished base_run."""
-    workdir = base / "slurm"
-    workdir.mkdir()
-    shutil.copy2(base_run / "config.yaml", workdir)
-    for inputs in ("tiny_model", "glue"):
-        shutil.copytree(base_run / inputs, workdir / inputs)
-    return workdir
+    """The SLURM run's directory: the config and inputs of conftest's base_run (one task, the baseline and top-k1),
+    no results, to compare with the finished base_run."""
+    return fresh_copy_of_base_run(base_run, base / "slurm")
 
 
 def start_snakemake(workdir: Path, *args: str, env: dict) -> subprocess.Popen:
