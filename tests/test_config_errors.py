@@ -12,7 +12,7 @@ from snakemake.utils import validate
 from tiny import REPO, changed, tiny_config
 from workflow_runner import snakemake
 
-from dropbench.plan import config_check
+from dropbench.plan import config_check, config_files
 from dropbench.plan.config_check import ConfigError
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -194,9 +194,9 @@ def test_duplicate_model_and_training_keys_in_the_yaml_file(tmp_path):
         "  epochs: 1\n"
         "  epochs: 2\n"
     )
-    assert config_check.duplicate_keys(path) == ["'models.tiny' (lines 2 and 4)", "'training.epochs' (lines 6 and 7)"]
+    assert config_files.duplicate_keys(path) == ["'models.tiny' (lines 2 and 4)", "'training.epochs' (lines 6 and 7)"]
     with pytest.raises(ConfigError, match=r"'models\.tiny' \(lines 2 and 4\).*each model, task and key once"):
-        config_check.check_config_files([path])
+        config_files.check_config_files([path])
 
 
 def test_missing_task_data_file(base, tmp_path):
@@ -322,12 +322,12 @@ def test_single_layer_strategies_come_only_from_layer_profile(base, name):
 
 
 def test_seeds_and_k_given_on_the_command_line_become_integers():
-    schema = config_check.load_schema()
+    schema = config_files.load_schema()
     config = {"seeds": ["1", "2", " 3"], "k": ["2", 4], "strategies": ["1"]}
-    config_check.values_from_command_line(config, schema)
+    config_files.values_from_command_line(config, schema)
     assert config == {"seeds": [1, 2, 3], "k": [2, 4], "strategies": ["1"]}
     bad = {"seeds": ["one"]}
-    config_check.values_from_command_line(bad, schema)
+    config_files.values_from_command_line(bad, schema)
     assert bad == {"seeds": ["one"]}  # left for the schema to refuse, naming it
 
 
@@ -341,7 +341,7 @@ def test_values_inside_lists_and_mappings_from_the_command_line_take_the_schemas
               "evaluation": {"latency": {"tolerance": ".05", "repeats": "+4"}}, "cls_thresholds": ["0.95", "1"],
               "models": {"m": {"prune": "True", "k": ["2"], "note": "3", "source": {"kind": "hub", "revision": "0000"}}},
               "partial_summary": "true", "layer_profile": "false"}
-    config_check.values_from_command_line(config, config_check.load_schema())
+    config_files.values_from_command_line(config, config_files.load_schema())
     assert config["training"] == {"learning_rate": 1e-3, "epochs": 30, "group_by_length": False, "warmup_ratio": 0.1}
     assert config["tasks"]["sst2"] == {"max_train_examples": None, "source": {"kind": "local", "path": "7"}}
     assert config["evaluation"]["latency"] == {"tolerance": 0.05, "repeats": 4}

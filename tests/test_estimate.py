@@ -144,7 +144,7 @@ def test_several_config_files_merge_as_snakemakes_do(tiny, capsys, tmp_path):
     base = write_config(tmp_path, config)
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("k: [9]\ntraining: {epochs: 2}\n")
-    merged = estimate.config_check.merge_config_files([base, overlay])
+    merged = estimate.config_files.merge_config_files([base, overlay])
     assert merged["k"] == [9] and merged["training"] == {**config["training"], "epochs": 2}
     assert estimate.main(["estimate", "--configfile", str(base), str(overlay), "--directory", str(workdir)]) == 2
     assert "config key 'k': bad value 9" in capsys.readouterr().err

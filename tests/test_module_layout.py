@@ -16,7 +16,7 @@ PLANNING = sorted(f"dropbench.plan.{p.stem}" for p in (PACKAGE / "plan").glob("*
 HEAVY = ("torch", "transformers", "pandas", "matplotlib", "scipy", "sklearn")
 MAX_LINES = 400
 # Modules still over MAX_LINES: each may shrink, none may grow, and no other module may join them.
-OVER_LIMIT = {"plan/config_check.py": 632, "prune/strategies.py": 478,
+OVER_LIMIT = {"plan/config_check.py": 428, "prune/strategies.py": 478,
               "report/plots.py": 432, "plan/integrity.py": 417}
 
 

@@ -35,7 +35,7 @@ import json
 import sys
 from pathlib import Path
 
-from dropbench.plan import config_check, grid
+from dropbench.plan import config_check, config_files, grid
 from dropbench.prune import strategies
 from dropbench.prune.greedy import deepest_searches
 from dropbench.plan.job_params import ITERATIVE_EPOCHS_PER_DROP
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         # the workflow's checks (config_check.load_and_check), relative paths read from the workflow directory
-        config = config_check.merge_config_files(args.configfile)
+        config = config_files.merge_config_files(args.configfile)
         files = [path.resolve() for path in args.configfile]
         with contextlib.chdir(args.directory):
             config_check.load_and_check(config, config_check.SCHEMA, files)
