@@ -119,7 +119,8 @@ def test_too_few_resamples_for_the_number_of_tests_is_warned(tmp_path, caplog):
     runs = significance.load_runs(paths)
     table = significance.stats_table(summary, runs, significance.diverged_runs(runs), resamples=99, alpha=0.05)
     # 3 tests per metric: the smallest adjusted p is 3 / 100 < 0.05, so no warning, and top-2 is significant
-    assert not caplog.records and table["significant"].any()
+    # (records of other loggers, e.g. py.warnings when an earlier test in the process captured warnings, are not ours)
+    assert not [r for r in caplog.records if r.name == significance.log.name] and table["significant"].any()
     table = significance.stats_table(summary, runs, significance.diverged_runs(runs), resamples=99, alpha=0.02)
     assert "set statistics.resamples above 150" in caplog.text
     assert not table["significant"].any()
