@@ -307,7 +307,8 @@ def test_a_failed_prepare_is_recorded_for_its_cells_with_its_reason(finished_run
     records = sorted(workdir.glob("results/failed/**/*.json"))
     assert [str(p.relative_to(workdir)) for p in records] == [f"results/failed/tiny/{v}/sst2/seed1.json" for v in variants]
     record = json.loads(records[0].read_text())
-    assert record["rule"] == "prepare_task" and f"{train}:4: expected 2 tab-separated fields" in record["error"]
+    named = train.relative_to(workdir)  # the file as the config names it (base_run's paths are relative)
+    assert record["rule"] == "prepare_task" and f"{named}:4: expected 2 tab-separated fields" in record["error"]
     # the old results were made from the old data: a partial report shows the cells as failed, not ok
     snakemake(workdir, "--cores", "2", "--config", "partial_summary=true", "--", "report_only")
     missing = pd.read_csv(workdir / "reports" / "missing_cells.csv")
