@@ -44,20 +44,44 @@ def fake_clock():
 
 @pytest.fixture(scope="session")
 def base_run(tmp_path_factory, worker_id) -> Path:
-    """The tiny model's grid ``BASE_RUN`` run to the end once per test session (the first worker to ask builds it,
-    behind a lock, the others wait), with paths relative to its directory so that a copy is a finished run."""
+    """The tiny model's grid ``BASE_RUN`` run to the end once per test session, paths relative to its directory
+    so that a copy is a finished run (``shared_run``)."""
     from workflow_runner import finished_tiny_run
 
+    return shared_run(tmp_path_factory, worker_id, "base_run",
+                      lambda target: finished_tiny_run(target, relative_paths=True, **BASE_RUN))
+
+
+@pytest.fixture(scope="session")
+def base_run_3_layers(tmp_path_factory, worker_id) -> Path:
+    """``base_run`` with a 3-layer tiny BERT (``tiny3``), for the tests that enumerate every layer or subset."""
+    from tiny import build_tiny_bert, tiny_config, write_config
+    from workflow_runner import snakemake
+
+    def build(target: Path) -> None:
+        config = tiny_config(target, **BASE_RUN)
+        build_tiny_bert(target / "tiny3", layers=3)
+        config["models"]["tiny"] = {"source": {"kind": "local", "path": "tiny3"}, "num_layers": 3}
+        config["tasks"] = {"sst2": {"source": {"kind": "local", "path": "glue/SST-2"}}}
+        write_config(target, config)
+        snakemake(target, "--cores", "2")
+
+    return shared_run(tmp_path_factory, worker_id, "base_run_3_layers", build)
+
+
+def shared_run(tmp_path_factory, worker_id, name: str, build) -> Path:
+    """``build(directory)`` once per test session: the first xdist worker to ask builds it, behind a lock, the
+    others wait for it and take the same directory."""
     root = tmp_path_factory.getbasetemp()
     root = root.parent if worker_id != "master" else root  # the xdist workers' shared session directory
-    target = root / "base_run"
-    with open(root / "base_run.lock", "w") as lock:
+    target = root / name
+    with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "base_run.done").exists():
+        if not (root / f"{name}.done").exists():
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir()
-            finished_tiny_run(target, relative_paths=True, **BASE_RUN)
-            (root / "base_run.done").write_text("")
+            build(target)
+            (root / f"{name}.done").write_text("")
     return target
 
 
@@ -73,6 +97,6 @@ def fresh_copy_of_base_run(base: Path, workdir: Path) -> Path:
     as a user starts it."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(base / "config.yaml", workdir)
-    for inputs in ("tiny_model", "glue"):
+    for inputs in ("tiny_model", "glue"):  # base_run's inputs
         shutil.copytree(base / inputs, workdir / inputs)
     return workdir

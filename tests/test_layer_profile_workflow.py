@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tiny import build_tiny_bert, tiny_config, write_config
+from conftest import copy_of_base_run
+from tiny import write_config
 from workflow_runner import planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
@@ -15,13 +16,8 @@ REPORTS = {"aggregate": 1, "tables": 1, "plot": 1, "stats": 1, "paper_comparison
 CELLS = ("results/cells/tiny/none-k0/sst2/seed1/metrics.json", "results/cells/tiny/top-k1/sst2/seed1/metrics.json")
 
 
-def test_adding_the_layer_profile_runs_only_its_cells_and_writes_the_profile(tmp_path):
-    config = tiny_config(tmp_path, strategies=("top",), k=(1,))
-    config["models"]["tiny"] = {"source": {"kind": "local", "path": str(build_tiny_bert(tmp_path / "tiny3", layers=3))},
-                                "num_layers": 3}
-    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
-    write_config(tmp_path, config)
-    snakemake(tmp_path, "--cores", "2")
+def test_adding_the_layer_profile_runs_only_its_cells_and_writes_the_profile(tmp_path, base_run_3_layers):
+    config = copy_of_base_run(base_run_3_layers, tmp_path)  # top-k1 on sst2, finished
     before = {path: (tmp_path / path).stat().st_mtime_ns for path in CELLS}
 
     write_config(tmp_path, {**config, "layer_profile": True})

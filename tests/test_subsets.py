@@ -8,7 +8,8 @@ import math
 
 import pandas as pd
 import pytest
-from tiny import REPO, build_tiny_bert, tiny_config, write_config
+from conftest import copy_of_base_run
+from tiny import REPO, tiny_config, write_config
 from workflow_runner import planned_jobs, snakemake
 
 from dropbench.plan import config_check, estimate, grid
@@ -90,16 +91,14 @@ def test_a_subset_name_in_strategies_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_adding_a_k_runs_exactly_its_subsets(tmp_path):
-    """A 3-layer tiny model: subsets at k = 1 (three cells), then k = 2 added (three more), nothing else."""
-    config = tiny_config(tmp_path, strategies=("top",), k=(1,))
-    config["models"]["tiny"] = {"source": {"kind": "local", "path": str(build_tiny_bert(tmp_path / "tiny3", layers=3))},
-                                "num_layers": 3}
-    config["tasks"] = {"sst2": config["tasks"]["sst2"]}
+def test_adding_a_k_runs_exactly_its_subsets(tmp_path, base_run_3_layers):
+    """A finished 3-layer tiny grid (none, top-1): subsets at k = 1 added (three cells), then k = 2 (three more),
+    nothing else."""
+    config = copy_of_base_run(base_run_3_layers, tmp_path)
     config["subsets"] = {"models": ["tiny"], "k": [1]}
     write_config(tmp_path, config)
     plan = planned_jobs(tmp_path)
-    assert plan["finetune"] == plan["evaluate"] == 1 + 1 + 3  # none, top-1, layer1..3
+    assert plan["finetune"] == plan["evaluate"] == 3  # layer1..3 (none and top-1 are done)
     assert plan["oracle"] == 1
     snakemake(tmp_path, "--cores", "2")
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results/cells").rglob("metrics.json")}
