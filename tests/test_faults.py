@@ -16,6 +16,7 @@ from tiny import build_tiny_bert, tiny_config, write_config, write_tiny_tasks
 from workflow_runner import REPO, SNAKEMAKE, planned_jobs, snakemake
 
 from dropbench.plan import integrity
+from dropbench.runtime import failures
 from dropbench.plan.records import CorruptResultError, read_cell_metrics
 from dropbench.data.glue import GlueDataError
 from dropbench.plan.grid import Cell
@@ -285,11 +286,11 @@ def test_garbage_inside_a_features_archive_with_an_intact_index_is_found(tmp_pat
 def test_failure_record_is_written_on_error_and_cleared_on_success(tmp_path):
     cell = {"model": "tiny", "strategy": "top", "k": 2, "task": "stsb", "seed": 7}
     with pytest.raises(ValueError):
-        with integrity.failure_record(cell, "finetune", root=tmp_path):
+        with failures.failure_record(cell, "finetune", root=tmp_path):
             raise ValueError("out of memory")
     path = tmp_path / "tiny" / "top-k2" / "stsb" / "seed7.json"
     assert json.loads(path.read_text()) == {**cell, "rule": "finetune", "error": "ValueError: out of memory"}
-    with integrity.failure_record(cell, "evaluate", root=tmp_path):
+    with failures.failure_record(cell, "evaluate", root=tmp_path):
         pass
     assert not path.exists()
 

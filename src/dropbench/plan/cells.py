@@ -57,7 +57,7 @@ class Cell:
 
     @property
     def failure_record(self) -> str:
-        """Where a failed job of the cell records why (dropbench.plan.integrity.failure_record)."""
+        """Where a failed job of the cell records why (dropbench.runtime.failures.failure_record)."""
         return f"{FAILED_ROOT}/{self.name}.json"
 
     def as_dict(self) -> dict:

@@ -1,4 +1,4 @@
-"""Is a stored result whole? Cheap checks that find corrupt or truncated results, and failure records.
+"""Is a stored result whole? Cheap checks that find corrupt or truncated results, and where failure records are.
 
 The workflow scans the results of its cells while planning (``find_damaged``, read-only) and forces
 the jobs that rebuild the damaged ones, so that Snakemake recomputes just those. The checks read headers only: a
@@ -6,12 +6,11 @@ safetensors file's JSON header must be parseable and its tensors must end exactl
 the file; a metrics JSON must match ``dropbench/schemas/metrics.schema.yaml`` (``records.record_problem``).
 
 A job that fails writes ``results/failed/<model>/<strategy>-k<k>/<task>/seed<seed>.json``
-(``failure_record``), which the summary lists; a later success removes it.
+(``failure_path``; written by dropbench.runtime.failures), which the summary lists; a later success removes it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,7 +27,6 @@ from dropbench.evaluate import predictions
 from dropbench.prune import strategies
 from dropbench.plan.cells import FAILED_ROOT, Cell
 from dropbench.plan.grid import HELD_OUT
-from dropbench.runtime.atomic import write_json
 from dropbench.plan.records import CorruptResultError, record_problem
 
 # The safetensors format caps its header at 100 MB.
@@ -368,50 +366,3 @@ def _as_problem(path, reason: str | None) -> list[Problem]:
 
 def failure_path(cell: dict, root: str | Path = FAILED_ROOT) -> Path:
     return Path(root) / f"{Cell.of(cell).name}.json"
-
-
-def cell_from_wildcards(wildcards) -> dict:
-    return {"model": wildcards.model, "strategy": wildcards.strategy, "k": int(wildcards.k),
-            "task": wildcards.task, "seed": int(wildcards.seed)}
-
-
-@contextlib.contextmanager
-def failure_record(cell: dict, rule: str, root: str | Path = FAILED_ROOT):
-    """Record an exception of ``rule`` for ``cell`` (then re-raise it); clear an old record on success.
-
-    The record is ``{"model", "strategy", "k", "task", "seed", "rule", "error"}``. Interrupts
-    (KeyboardInterrupt, SystemExit) are not failures of the cell and are not recorded.
-    """
-    with stage_failure_record([cell], rule, root, clear_any_rule=True):
-        yield
-
-
-def cells_below(config: dict, model: str, task: str | None = None, strategy: str | None = None,
-                k: int | None = None) -> list[dict]:
-    """The cells of ``config`` that use the output of an upstream job (download, prepare, prune)."""
-    return [{"model": c.model, "strategy": c.strategy, "k": c.k, "task": c.task, "seed": c.seed}
-            for c in grid.cells(config)
-            if c.model == model and task in (None, c.task) and strategy in (None, c.strategy) and k in (None, c.k)]
-
-
-@contextlib.contextmanager
-def stage_failure_record(cells: list[dict], rule: str, root: str | Path = FAILED_ROOT, clear_any_rule: bool = False):
-    """Record an exception of ``rule`` for each of ``cells`` (then re-raise it); on success clear the
-    records this rule left for them (or every record of a cell with ``clear_any_rule``).
-
-    A record is ``{"model", "strategy", "k", "task", "seed", "rule", "error"}``. Interrupts
-    (KeyboardInterrupt, SystemExit) are not failures of a cell and are not recorded.
-    """
-    try:
-        yield
-    except Exception as err:
-        reason = f"{type(err).__name__}: {err}".strip()
-        for cell in cells:
-            record = Cell.of(cell).as_dict()
-            write_json(failure_path(cell, root), {**record, "rule": rule, "error": reason})
-        raise
-    for cell in cells:
-        path = failure_path(cell, root)
-        recorded = _read_json(path)[0] if path.exists() else None
-        if clear_any_rule or (isinstance(recorded, dict) and recorded.get("rule") == rule):
-            path.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ def _cell_step(job):
 
     from dropbench.runtime.device import set_threads
     from dropbench.runtime.gpu_slots import gpu_slot
-    from dropbench.plan.integrity import cell_from_wildcards, failure_record
+    from dropbench.runtime.failures import cell_from_wildcards, failure_record
 
     stack = ExitStack()
     stack.enter_context(failure_record(cell_from_wildcards(job.wildcards), job.rule))
@@ -38,7 +38,7 @@ def _train_config(job):
 def download_model(job) -> None:
     """The full source, with its sha256/size checks, is in the config; params hold only its identity."""
     from dropbench.data import sources
-    from dropbench.plan.integrity import cells_below, stage_failure_record
+    from dropbench.runtime.failures import cells_below, stage_failure_record
 
     model = job.wildcards.model
     with stage_failure_record(cells_below(job.config, model), job.rule):
@@ -46,7 +46,7 @@ def download_model(job) -> None:
 
 
 def prepare_task(job) -> None:
-    from dropbench.plan.integrity import cells_below, stage_failure_record
+    from dropbench.runtime.failures import cells_below, stage_failure_record
     from dropbench.data.prepare import prepare_task as prepare
 
     params, wildcards = job.params.job, job.wildcards
@@ -66,7 +66,7 @@ def prepare_task(job) -> None:
 def prune(job) -> None:
     from dropbench.prune import strategies
     from dropbench.runtime.device import set_threads
-    from dropbench.plan.integrity import cells_below, stage_failure_record
+    from dropbench.runtime.failures import cells_below, stage_failure_record
     from dropbench.prune.step import prune_step
 
     wildcards, params = job.wildcards, job.params.job
