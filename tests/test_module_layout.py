@@ -16,8 +16,7 @@ PLANNING = sorted(f"dropbench.plan.{p.stem}" for p in (PACKAGE / "plan").glob("*
 HEAVY = ("torch", "transformers", "pandas", "matplotlib", "scipy", "sklearn")
 MAX_LINES = 400
 # Modules still over MAX_LINES: each may shrink, none may grow, and no other module may join them.
-OVER_LIMIT = {"plan/config_check.py": 428, "prune/strategies.py": 478,
-              "report/plots.py": 432}
+OVER_LIMIT = {"plan/config_check.py": 428, "prune/strategies.py": 478}
 
 
 def test_planning_imports_neither_torch_nor_pandas():

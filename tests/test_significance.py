@@ -85,7 +85,7 @@ def test_cells_with_different_dev_labels_are_not_compared(tmp_path):
 def test_the_tables_and_the_interval_figure_mark_the_same_tests(tmp_path):
     """Issue 23 item 1: one reading of stats.csv's `significant` (report_tables.significant_tests) for the tables'
     marks against the full model and the interval figure's filled markers, on the file as written and read."""
-    from dropbench.report import aggregate, plots
+    from dropbench.report import aggregate, interval_plots, plots
     from dropbench.report import tables as report_tables
 
     variants = [("none", 0), ("top", 1), ("bottom", 1), ("top", 2), ("bottom", 2)]
@@ -102,7 +102,7 @@ def test_the_tables_and_the_interval_figure_mark_the_same_tests(tmp_path):
 
     written = pd.read_csv(tmp_path / "stats.csv", keep_default_na=False, na_values=[""])
     for read in (written, written.assign(significant=written["significant"].astype(str))):  # bools or their text
-        fig, drawn = plots.score_intervals(read, plots.check_style({"dpi": 40}))
+        fig, drawn = interval_plots.score_intervals(read, plots.check_style({"dpi": 40}))
         plt.close(fig)
         filled = {(r.strategy, int(r.k)) for r in drawn.itertuples() if r.significant}
         values = pd.DataFrame({"strategy": [s for s, _ in variants], "k": [k for _, k in variants], "sst2": 0.8})
@@ -127,12 +127,12 @@ def test_too_few_resamples_for_the_number_of_tests_is_warned(tmp_path, caplog):
 
 
 def test_interval_figure_draws_the_table_numbers_and_marks(tmp_path):
-    from dropbench.report import plots
+    from dropbench.report import interval_plots
 
     paths, summary = build_grid(tmp_path, {("none", 0): 0.9, ("top", 2): 0.6, ("bottom", 2): 0.9})
     table = write(tmp_path, paths, summary)
     outputs = {"score_intervals": tmp_path / "f.png", "score_intervals_pdf": tmp_path / "f.pdf", "score_intervals_data": tmp_path / "f.csv"}
-    plots.plot_score_intervals(tmp_path / "stats.csv", outputs, {"dpi": 40})
+    interval_plots.plot_score_intervals(tmp_path / "stats.csv", outputs, {"dpi": 40})
     drawn = pd.read_csv(tmp_path / "f.csv").set_index("strategy")
     scores = table[table["comparison"].eq("") & table["metric"].eq("task_score")].set_index("strategy")
     assert drawn["mean"].to_dict() == pytest.approx((100 * scores["mean"]).to_dict(), abs=1e-3)
@@ -153,11 +153,11 @@ def test_a_grid_of_degenerate_cells_still_gets_intervals_and_tests(tmp_path):
 
 
 def test_interval_figure_of_a_grid_without_results_says_so(tmp_path):
-    from dropbench.report import plots
+    from dropbench.report import interval_plots
 
     pd.DataFrame(columns=significance.STATS_COLUMNS).to_csv(tmp_path / "stats.csv", index=False)
     outputs = {"score_intervals": tmp_path / "f.png", "score_intervals_pdf": tmp_path / "f.pdf", "score_intervals_data": tmp_path / "f.csv"}
-    plots.plot_score_intervals(tmp_path / "stats.csv", outputs, {"dpi": 40})
+    interval_plots.plot_score_intervals(tmp_path / "stats.csv", outputs, {"dpi": 40})
     assert (tmp_path / "f.png").stat().st_size > 0 and pd.read_csv(tmp_path / "f.csv").empty
 
 

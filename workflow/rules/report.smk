@@ -199,7 +199,7 @@ rule plot_intervals:
     output:
         **figure_outputs("score_intervals", "score with 95% intervals", "Scores", lambda input: missing_label(input.summary)),
     params:
-        code=code_digest("report.plots"),
+        code=code_digest("report.interval_plots"),
         style=job_params.canonical(config["plots"], "plots"),
     log:
         "logs/plot_intervals.log",

@@ -64,7 +64,7 @@ def plot_layer_scores(job) -> None:
 
 
 def plot_intervals(job) -> None:
-    from dropbench.report.plots import plot_score_intervals
+    from dropbench.report.interval_plots import plot_score_intervals
 
     plot_score_intervals(stats_csv=job.input.stats, outputs=dict(job.output.items()), style=job.params.style)
 
