@@ -54,19 +54,11 @@ def base_run(tmp_path_factory, worker_id) -> Path:
 
 @pytest.fixture(scope="session")
 def base_run_3_layers(tmp_path_factory, worker_id) -> Path:
-    """``base_run`` with a 3-layer tiny BERT (``tiny3``), for the tests that enumerate every layer or subset."""
-    from tiny import build_tiny_bert, tiny_config, write_config
-    from workflow_runner import snakemake
+    """``base_run`` with a 3-layer tiny BERT, for the tests that enumerate every layer or subset."""
+    from workflow_runner import finished_tiny_run
 
-    def build(target: Path) -> None:
-        config = tiny_config(target, **BASE_RUN)
-        build_tiny_bert(target / "tiny3", layers=3)
-        config["models"]["tiny"] = {"source": {"kind": "local", "path": "tiny3"}, "num_layers": 3}
-        config["tasks"] = {"sst2": {"source": {"kind": "local", "path": "glue/SST-2"}}}
-        write_config(target, config)
-        snakemake(target, "--cores", "2")
-
-    return shared_run(tmp_path_factory, worker_id, "base_run_3_layers", build)
+    return shared_run(tmp_path_factory, worker_id, "base_run_3_layers",
+                      lambda target: finished_tiny_run(target, relative_paths=True, layers=3, **BASE_RUN))
 
 
 def shared_run(tmp_path_factory, worker_id, name: str, build) -> Path:
@@ -86,7 +78,7 @@ def shared_run(tmp_path_factory, worker_id, name: str, build) -> Path:
 
 
 def copy_of_base_run(base: Path, workdir: Path) -> dict:
-    """A finished copy of ``base_run`` in ``workdir`` (file times and Snakemake's metadata kept: it plans
+    """A finished copy of ``base_run`` (or ``base_run_3_layers``) in ``workdir`` (file times and Snakemake's metadata kept: it plans
     nothing); returns its config."""
     shutil.copytree(base, workdir, symlinks=True, dirs_exist_ok=True)
     return yaml.safe_load((workdir / "config.yaml").read_text())

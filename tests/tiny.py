@@ -59,10 +59,10 @@ def _read_lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines(keepends=True)
 
 
-def tiny_config(workdir: Path, strategies=("top", "bottom"), k=(1, 2)) -> dict:
-    model_dir = build_tiny_bert(workdir / "tiny_model")
+def tiny_config(workdir: Path, strategies=("top", "bottom"), k=(1, 2), layers: int = 4) -> dict:
+    model_dir = build_tiny_bert(workdir / "tiny_model", layers=layers)
     return {
-        "models": {"tiny": {"source": {"kind": "local", "path": str(model_dir)}, "num_layers": 4}},
+        "models": {"tiny": {"source": {"kind": "local", "path": str(model_dir)}, "num_layers": layers}},
         "strategies": list(strategies),
         "k": list(k),
         "tasks": write_tiny_tasks(workdir / "glue"),

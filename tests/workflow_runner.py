@@ -48,12 +48,13 @@ def planned_jobs(workdir: Path, *args: str, env: dict | None = None, ignore=IGNO
     return counts
 
 
-def finished_tiny_run(workdir: Path, strategies=("top",), k=(1,), relative_paths: bool = False) -> dict:
-    """Run the tiny model (``tiny.tiny_config``) on SST-2 alone through the whole workflow; returns its config.
-    ``relative_paths``: the model and data paths relative to ``workdir`` (so a copy of it is a finished run)."""
+def finished_tiny_run(workdir: Path, strategies=("top",), k=(1,), relative_paths: bool = False, layers: int = 4) -> dict:
+    """Run the tiny model (``tiny.tiny_config``, ``layers`` deep) on SST-2 alone through the whole workflow;
+    returns its config. ``relative_paths``: the model and data paths relative to ``workdir`` (so a copy of it is
+    a finished run)."""
     from tiny import tiny_config, write_config
 
-    config = tiny_config(workdir, strategies=strategies, k=k)
+    config = tiny_config(workdir, strategies=strategies, k=k, layers=layers)
     config["tasks"] = {"sst2": config["tasks"]["sst2"]}
     if relative_paths:
         for source in (config["models"]["tiny"]["source"], config["tasks"]["sst2"]["source"]):

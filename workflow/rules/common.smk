@@ -13,7 +13,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 
 
 from dropbench.plan import config_check, grid, job_params  # noqa: E402
-from dropbench.prune import strategies
+from dropbench.prune import strategies  # noqa: E402
 
 # Keys given twice in a config file, command-line strings to the schema's types, unknown (e.g. misspelt)
 # keys with the closest valid key, the schema (which fills the defaults), then the rest: the same function

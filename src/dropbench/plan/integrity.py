@@ -114,7 +114,7 @@ def checkpoint_problem(model_dir: str | Path) -> str | None:
     return None
 
 
-def _read_json(path: str | Path):
+def read_json_checked(path: str | Path):
     """(data, None), or (None, why the file is not readable JSON)."""
     try:
         return json.loads(Path(path).read_text()), None
@@ -126,12 +126,12 @@ def _read_json(path: str | Path):
 
 def metrics_problem(path: str | Path) -> str | None:
     """Why a cell's metrics JSON is not a complete record, or None."""
-    record, problem = _read_json(path)
+    record, problem = read_json_checked(path)
     return problem or record_problem(record)
 
 
 def json_problem(path: str | Path, required: Iterable[str] = ()) -> str | None:
-    data, problem = _read_json(path)
+    data, problem = read_json_checked(path)
     if problem:
         return problem
     missing = [key for key in required if not isinstance(data, dict) or key not in data]
@@ -226,7 +226,7 @@ def record_problems(record: dict, cell: grid.Cell, expected: dict, data_driven: 
             return [Problem(Path(path), f"{cell.metrics} was made by {stage} version {versions[stage]}, "
                                         f"the code is at version {job_params.STAGE_VERSIONS[stage]}")]
     features = grid.features_dir(cell.model, cell.task)
-    info = _read_json(Path(features) / "info.json")[0] if (Path(features) / "info.json").exists() else None
+    info = read_json_checked(Path(features) / "info.json")[0] if (Path(features) / "info.json").exists() else None
     differ = _differences(info if isinstance(info, dict) else {}, expected.get("features") or {})
     if differ:
         return [Problem(Path(features), f"{features}/info.json (the features of {cell.metrics}) records {differ}")]
@@ -309,7 +309,7 @@ def find_damaged(cells: Iterable[grid.Cell], data_driven: Iterable[str], sources
             pending.append(cell)
             continue
         reason = metrics_problem(metrics)
-        record = None if reason else _read_json(metrics)[0]
+        record = None if reason else read_json_checked(metrics)[0]
         if reason := reason or predictions_problem(Path(cell.dir) / "predictions.npz", cell.__dict__, record,
                                                    grid.features_dir(cell.model, cell.task)):
             problems.append(Problem(metrics, reason, cell.metrics))

@@ -5,12 +5,11 @@ the job succeeds; the summary shows such a cell as failed with its reason."""
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 from dropbench.plan import grid
 from dropbench.plan.cells import FAILED_ROOT, Cell
-from dropbench.plan.integrity import failure_path
+from dropbench.plan.integrity import failure_path, read_json_checked
 from dropbench.runtime.atomic import write_json
 
 
@@ -56,14 +55,6 @@ def stage_failure_record(cells: list[dict], rule: str, root: str | Path = FAILED
         raise
     for cell in cells:
         path = failure_path(cell, root)
-        recorded = _recorded(path)
+        recorded = read_json_checked(path)[0] if path.exists() else None
         if clear_any_rule or (isinstance(recorded, dict) and recorded.get("rule") == rule):
             path.unlink(missing_ok=True)
-
-
-def _recorded(path: Path):
-    """The record at ``path``, or None when it cannot be read (a damaged record is replaced, not trusted)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
