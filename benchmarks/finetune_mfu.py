@@ -35,7 +35,7 @@ import torch
 from common import default_model_dir, glue_source
 from transformers import AutoTokenizer
 
-from dropbench.data import features, glue
+from dropbench.data import features, glue, tasks
 from dropbench.data.batching import length_grouped_batches
 from dropbench.runtime.device import Precision, reuse_freed_memory
 from dropbench.prune.layer_drop import drop_layers
@@ -145,7 +145,7 @@ def main() -> None:
         reuse_freed_memory()  # as dropbench.train.loop.finetune does
 
     model_dir = args.model_dir or default_model_dir()
-    spec = glue.get_task("sst2")
+    spec = tasks.get_task("sst2")
     frame = glue.subsample(glue.load_split(spec, glue_source(spec.glue_dir), "train"), args.rows, 0)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     split = features.tokenize(tokenizer, frame["text_a"], None, frame["label"], 128, spec.is_regression)

@@ -16,7 +16,7 @@ import torch
 from common import default_model_dir, glue_source
 from transformers import AutoTokenizer
 
-from dropbench.data import features, glue
+from dropbench.data import features, glue, tasks
 from dropbench.data.batching import length_grouped_batches
 from dropbench.train.loop import TrainConfig, load_for_task, make_optimizer
 
@@ -49,7 +49,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     model_dir = args.model_dir or default_model_dir()
-    spec = glue.get_task(args.task)
+    spec = tasks.get_task(args.task)
     frame = glue.subsample(glue.load_split(spec, glue_source(spec.glue_dir), "train"), args.rows, 0)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     text_b = frame["text_b"] if spec.is_pair else None

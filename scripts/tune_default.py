@@ -20,7 +20,7 @@ import torch
 import yaml
 from transformers import AutoTokenizer
 
-from dropbench.data import features, glue, sources
+from dropbench.data import features, glue, sources, tasks
 from dropbench.evaluate import metrics
 from dropbench.evaluate.evaluation import predict
 from dropbench.train.loop import TrainConfig, finetune, load_for_task
@@ -31,14 +31,14 @@ HELD_OUT_SEED = 1001
 
 def split_train(task: str, held_out_rows: int):
     """(held-out rows, the rest) of the task's shipped train split; disjoint by construction."""
-    source = {"kind": "local", "path": str(REPO / "resources" / "glue" / glue.get_task(task).glue_dir)}
+    source = {"kind": "local", "path": str(REPO / "resources" / "glue" / tasks.get_task(task).glue_dir)}
     frame = glue.load_split(task, source, "train").reset_index(drop=True)
     held = glue.subsample(frame, held_out_rows, HELD_OUT_SEED)
     return held, frame.drop(index=held.index)
 
 
 def tokenized(tokenizer, task: str, frame, max_length: int) -> features.Features:
-    spec = glue.get_task(task)
+    spec = tasks.get_task(task)
     text_b = frame["text_b"] if spec.is_pair else None
     return features.tokenize(tokenizer, frame["text_a"], text_b, frame["label"], max_length, spec.is_regression)
 
@@ -65,7 +65,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     held, rest = split_train(args.task, args.held_out)
     train_frame = glue.subsample(rest.reset_index(drop=True), args.rows, 0)
-    spec = glue.get_task(args.task)
+    spec = tasks.get_task(args.task)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "features").mkdir()

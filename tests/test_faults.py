@@ -18,7 +18,7 @@ from workflow_runner import REPO, SNAKEMAKE, planned_jobs, snakemake
 from dropbench.plan import integrity
 from dropbench.runtime import failures
 from dropbench.plan.records import CorruptResultError, read_cell_metrics
-from dropbench.data.glue import GlueDataError
+from dropbench.data.tasks import GlueDataError
 from dropbench.plan.grid import Cell
 from dropbench.data.prepare import prepare_task
 

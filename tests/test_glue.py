@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # test this checkout's code, installed or not
 
-from dropbench.data import glue  # noqa: E402
+from dropbench.data import glue, tasks  # noqa: E402
 from dropbench.data.glue import GlueDataError, load_split  # noqa: E402
 
 RESOURCES = ROOT / "resources" / "glue"
@@ -42,18 +42,18 @@ def write_rte(directory: Path, train_rows: list[str], header: str = "index\tsent
 
 
 def test_registry_covers_glue_with_official_metrics():
-    assert set(glue.TASKS) >= {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
+    assert set(tasks.TASKS) >= {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
     expected = {
         "cola": ("matthews_correlation",), "sst2": ("accuracy",), "qnli": ("accuracy",),
         "rte": ("accuracy",), "wnli": ("accuracy",), "mrpc": ("f1", "accuracy"), "qqp": ("f1", "accuracy"),
         "stsb": ("pearson", "spearmanr"), "mnli": ("accuracy",),
     }
     for name, metrics in expected.items():
-        assert glue.TASKS[name].metrics == metrics
-    assert glue.TASKS["mnli"].dev_splits == ("validation_matched", "validation_mismatched")
-    assert glue.TASKS["mnli"].labels == ("entailment", "neutral", "contradiction")
-    assert glue.TASKS["rte"].labels == ("entailment", "not_entailment")
-    stsb = glue.TASKS["stsb"]
+        assert tasks.TASKS[name].metrics == metrics
+    assert tasks.TASKS["mnli"].dev_splits == ("validation_matched", "validation_mismatched")
+    assert tasks.TASKS["mnli"].labels == ("entailment", "neutral", "contradiction")
+    assert tasks.TASKS["rte"].labels == ("entailment", "not_entailment")
+    stsb = tasks.TASKS["stsb"]
     assert (stsb.labels, stsb.num_labels, stsb.is_regression) == (None, 1, True)
     with pytest.raises(dataclasses.FrozenInstanceError):
         stsb.name = "x"
@@ -61,7 +61,7 @@ def test_registry_covers_glue_with_official_metrics():
 
 def test_unknown_task_and_split_are_rejected():
     with pytest.raises(ValueError, match="unknown task 'qnli2'.*known tasks"):
-        glue.get_task("qnli2")
+        tasks.get_task("qnli2")
     with pytest.raises(ValueError, match="unknown split 'test'.*train, validation"):
         load_split("rte", local(FIXTURES / "rte_tsv"), "test")
 
@@ -71,7 +71,7 @@ def test_unknown_task_and_split_are_rejected():
 
 @pytest.mark.parametrize("task", sorted(SHIPPED))
 def test_shipped_task_loads_with_official_counts(task):
-    spec = glue.TASKS[task]
+    spec = tasks.TASKS[task]
     n_train, n_dev, label_values = SHIPPED[task]
     for split, expected in (("train", n_train), ("validation", n_dev)):
         df = load_split(task, local(RESOURCES / spec.glue_dir), split)

@@ -12,7 +12,7 @@ import yaml
 from tiny import build_tiny_bert
 from workflow_runner import REPO
 
-from dropbench.data import glue
+from dropbench.data import tasks
 
 pytestmark = pytest.mark.slow
 
@@ -62,10 +62,10 @@ def lab(tmp_path_factory):
 
 
 def test_a_relative_data_path_is_the_users_else_the_workflows_shipped_copy(tmp_path):
-    assert glue.local_data_dir("resources/glue/SST-2", tmp_path) == REPO / "resources/glue/SST-2"
+    assert tasks.local_data_dir("resources/glue/SST-2", tmp_path) == REPO / "resources/glue/SST-2"
     (tmp_path / "resources/glue/SST-2").mkdir(parents=True)
-    assert glue.local_data_dir("resources/glue/SST-2", tmp_path) == tmp_path / "resources/glue/SST-2"
-    assert glue.local_data_dir("nowhere", tmp_path) == tmp_path / "nowhere"  # the error then names the user's path
+    assert tasks.local_data_dir("resources/glue/SST-2", tmp_path) == tmp_path / "resources/glue/SST-2"
+    assert tasks.local_data_dir("nowhere", tmp_path) == tmp_path / "nowhere"  # the error then names the user's path
 
 
 def test_a_lab_snakefile_plans_and_runs_the_grid_in_its_own_directory(lab):

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from dropbench.data.tasks import TASKS, TRAIN, GlueDataError, TaskSpec, find_split_file, get_task, local_data_dir  # noqa: F401 (the readers' callers use them through glue)
+from dropbench.data.tasks import GlueDataError, TaskSpec, find_split_file, get_task, local_data_dir
 
 
 # ---------------------------------------------------------------- subsampling

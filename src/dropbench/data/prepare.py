@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoTokenizer
 
-from dropbench.data import features, glue
+from dropbench.data import features, glue, tasks
 from dropbench.train import tuning
 from dropbench.runtime.atomic import atomic_dir, write_json
 
@@ -31,7 +31,7 @@ def prepare_task(
     an extra split ``held_out`` (learning-rate selection, ``dropbench.train.tuning``) and out of ``train``, whose
     subsample is drawn from the rest; ``row_indices.npz`` records which rows of the task's train file each
     of the two holds."""
-    spec = glue.get_task(task)
+    spec = tasks.get_task(task)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     info = {"task": task, "source": source, "max_length": max_length, "padding_side": tokenizer.padding_side, "splits": {}}
     if held_out:

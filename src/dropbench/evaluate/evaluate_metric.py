@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from dropbench.data.glue import get_task
+from dropbench.data.tasks import get_task
 from dropbench.evaluate.metrics import _checked
 
 METRIC_SCRIPT = Path(__file__).resolve().parent / "glue_metric" / "glue_metric.py"

@@ -16,7 +16,7 @@ from transformers import AutoConfig
 
 from dropbench.evaluate import chance, metrics, predictions
 from dropbench.train import convergence, heads
-from dropbench.data import features, glue
+from dropbench.data import features, tasks
 from dropbench.prune import layer_drop
 from dropbench.runtime import provenance
 from dropbench.runtime.atomic import write_json
@@ -52,7 +52,7 @@ def evaluate_cell(finetuned_dir: str | Path, features_dir: str | Path, task: str
     """Task metrics on every dev split, their chance levels (from the dev labels), how many distinct
     values the model predicts per split, the predictions, and the size of the model (its latency is
     measured by ``dropbench.evaluate.latency``, once per architecture)."""
-    spec = glue.get_task(task)
+    spec = tasks.get_task(task)
     device = pick_device()
     reuse_freed_memory()
     model = heads.load_classifier(finetuned_dir).to(device)
@@ -96,7 +96,7 @@ def score_held_out(model, features_dir, task: str, device, eval_batch_size: int)
     path = features.split_path(features_dir, HELD_OUT)
     if not path.exists():
         return None
-    spec = glue.get_task(task)
+    spec = tasks.get_task(task)
     split = features.load(path)
     predicted = predict(model, split, device, eval_batch_size, spec.is_regression, f"eval {task}/{HELD_OUT}")
     scores = {name: float(value) for name, value in metrics.compute(task, predicted, split.labels).items()}
@@ -151,7 +151,7 @@ def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir
         "metrics": scores,
         "chance": result["chance"],
         "distinct_predictions": result["distinct_predictions"],
-        "primary_metric": glue.get_task(cell["task"]).primary_metric,
+        "primary_metric": tasks.get_task(cell["task"]).primary_metric,
         "dropped_layers": pruned["dropped"],
         "kept_layers": pruned["kept"],
         # data-driven strategies: the split their layer scores came from; the [CLS] rule: its threshold

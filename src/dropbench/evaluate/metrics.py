@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as sps
 
-from dropbench.data.glue import get_task
+from dropbench.data.tasks import get_task
 
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dropbench.data import features, glue
+from dropbench.data import features, tasks
 from dropbench.train import heads
 from dropbench.evaluate import metrics
 from dropbench.runtime.atomic import atomic_file, write_json
@@ -117,7 +117,7 @@ def outputs_of(logits: np.ndarray, is_regression: bool) -> np.ndarray:
 def compare(task: str, reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict:
     """One runtime's dev metrics on a split, its largest absolute logit difference from ``reference`` (torch)
     and, for classification, the share of rows where both predict the same class."""
-    regression = glue.get_task(task).is_regression
+    regression = tasks.get_task(task).is_regression
     predicted = outputs_of(logits, regression)
     return {
         "metrics": {name: float(value) for name, value in metrics.compute(task, predicted, labels).items()},
@@ -149,7 +149,7 @@ def export_cell(publish_dir, metrics_json, features_dir, out: dict, eval_batch_s
     if {key: record[key] for key in cell} != cell:
         raise ValueError(f"{metrics_json} is the record of {[record[key] for key in cell]}, not of {cell}")
     task = cell["task"]
-    spec = glue.get_task(task)
+    spec = tasks.get_task(task)
     if not weight_files(publish_dir):
         raise ValueError(f"{publish_dir} holds no weights (the cell's were deleted after it was evaluated): delete "
                          f"{metrics_json} and run snakemake to train the cell again before exporting it")

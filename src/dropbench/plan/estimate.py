@@ -73,10 +73,10 @@ def model_shape(name: str, model_cfg: dict, workdir: Path) -> tuple[int, int, in
 def train_rows(task: str, task_cfg: dict, workdir: Path, tuning: dict | None = None) -> int:
     source = task_cfg["source"]
     if source["kind"] == "local":
-        from dropbench.data import glue  # pandas: only to count a local source's rows
+        from dropbench.data import glue, tasks  # glue (pandas): only to count a local source's rows
 
-        path = glue.local_data_dir(source["path"], workdir)
-        rows = len(glue.load_split(glue.get_task(task), {**source, "path": str(path)}, "train"))
+        path = tasks.local_data_dir(source["path"], workdir)
+        rows = len(glue.load_split(tasks.get_task(task), {**source, "path": str(path)}, "train"))
     elif task in GLUE_TRAIN_ROWS:
         rows = GLUE_TRAIN_ROWS[task]
     else:

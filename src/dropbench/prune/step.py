@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModel
 
 from dropbench.prune import architectures, layer_drop, layer_scores, strategies
-from dropbench.data import features, glue
+from dropbench.data import features, tasks
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def scoring_split(task: str, split: str) -> str:
     (MNLI: validation_matched)."""
     if split not in ("train", "dev"):
         raise ValueError(f"config key 'scoring.split': bad value {split!r}; allowed: train, dev")
-    return glue.TRAIN if split == "train" else glue.get_task(task).dev_splits[0]
+    return tasks.TRAIN if split == "train" else tasks.get_task(task).dev_splits[0]
 
 
 def scoring_batches(features_dir: str | Path, sample_size: int, seed: int, batch_size: int, pad_id: int,

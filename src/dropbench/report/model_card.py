@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from dropbench.data import glue
+from dropbench.data import tasks
 from dropbench.plan.cells import Cell, variant_name
 from dropbench.runtime.provenance import workflow_commit
 
@@ -58,7 +58,7 @@ def _one_based(layers) -> list[int]:
 
 def _split_of(task: str, metric: str) -> tuple[str, str]:
     """(dev split, metric name within it) of a metrics.json key: MNLI's are prefixed with their split."""
-    splits = glue.get_task(task).dev_splits
+    splits = tasks.get_task(task).dev_splits
     if len(splits) == 1:
         return splits[0], metric
     for split in splits:

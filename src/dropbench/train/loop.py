@@ -25,7 +25,7 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from dropbench.train import convergence, heads
-from dropbench.data import features, glue
+from dropbench.data import features, tasks
 from dropbench.plan import job_params
 from dropbench.prune import layer_drop
 from dropbench.runtime.atomic import atomic_dir, write_json
@@ -111,7 +111,7 @@ def seed_everything(seed: int) -> None:
 
 
 def load_for_task(model_dir, task: str, head: str = heads.NATIVE):
-    spec = glue.get_task(task)
+    spec = tasks.get_task(task)
     problem_type = "regression" if spec.is_regression else "single_label_classification"
     return heads.build(model_dir, head, spec.num_labels, problem_type)
 
@@ -285,7 +285,7 @@ def finetune(
         "examples_per_second": total_steps * len(train) / steps_per_epoch / (progress["seconds"] + session_seconds),
         "resumed_from_step": resumed_from_step,
         "final_loss": progress["losses"][-1] if progress["losses"] else None,
-        "fit": convergence.train_fit(progress["losses"], steps_per_epoch, train.labels, glue.get_task(task).is_regression),
+        "fit": convergence.train_fit(progress["losses"], steps_per_epoch, train.labels, tasks.get_task(task).is_regression),
         "losses": progress["losses"],
     }
     if schedule != LayerSchedule():
