@@ -12,11 +12,10 @@ from transformers import AutoConfig, AutoModel
 from dropbench.report import plots
 from dropbench.report import tables as report_tables
 from dropbench.plan import config_check, grid, job_params
-from dropbench.prune import step as prune, strategies
+from dropbench.prune import step as prune, strategies, strategy_names
 from dropbench.prune.layer_scores import classification_position, classification_vectors, layer_similarities
 from dropbench.prune.strategies import layers_to_drop, select_above_threshold
 
-strategies.register_cls_thresholds([0.95, 0.925, 0.9])
 SCORING = {"sample_size": 4, "seed": 0, "batch_size": 2}
 
 
@@ -74,15 +73,15 @@ def test_a_threshold_strategy_decides_k_itself():
 @pytest.mark.parametrize("threshold, name", [(0.95, "cls_above_950"), (0.925, "cls_above_925"), (0.9, "cls_above_900"),
                                              (0.001, "cls_above_001")])
 def test_names_carry_the_threshold_in_thousandths(threshold, name):
-    assert strategies.cls_threshold_name(threshold) == name
-    assert strategies.cls_threshold_of(name) == threshold
-    assert strategies.cls_threshold_of("top") is None and strategies.cls_threshold_of("cls_above_95") is None
+    assert strategy_names.cls_threshold_name(threshold) == name
+    assert strategy_names.cls_threshold_of(name) == threshold
+    assert strategy_names.cls_threshold_of("top") is None and strategy_names.cls_threshold_of("cls_above_95") is None
 
 
 @pytest.mark.parametrize("bad", [0.9501, 1, 1.2, 0, -0.5, "0.9", True])
 def test_a_bad_threshold_is_refused(bad):
     with pytest.raises(ValueError, match="0 < t < 1 with at most 3 decimals"):
-        strategies.cls_threshold_name(bad)
+        strategy_names.cls_threshold_name(bad)
 
 
 # ---------------------------------------------------------------- which token is [CLS]

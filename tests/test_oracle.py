@@ -12,7 +12,7 @@ import pytest
 from test_aggregate import metrics_record
 
 from dropbench.report import aggregate, oracle
-from dropbench.prune import strategies
+from dropbench.prune import strategy_names
 
 LOSS = {1: 0.20, 2: 0.10, 3: 0.04, 4: 0.01}  # what dropping each layer (1-based) costs; the lowest most
 FULL = 0.90
@@ -32,7 +32,7 @@ def summary(tmp_path):
     records = [record("none", 0, (), seed) for seed in SEEDS]
     for k in (1, 2):
         for dropped in itertools.combinations(range(1, 5), k):
-            records += [record(strategies.subset_name(dropped), k, dropped, seed) for seed in SEEDS]
+            records += [record(strategy_names.subset_name(dropped), k, dropped, seed) for seed in SEEDS]
     records += [record("top", 2, (3, 4), seed) for seed in SEEDS]
     records += [record("bottom", 2, (1, 2), seed) for seed in SEEDS]
     paths = []
@@ -98,7 +98,7 @@ def held_out_frame(prefer: str = "drop_2_4"):
     rows = []
     for k in (1, 2):
         for dropped in itertools.combinations(range(1, 5), k):
-            name = strategies.subset_name(dropped)
+            name = strategy_names.subset_name(dropped)
             for seed in SEEDS:
                 score = 100 * (FULL - sum(LOSS[layer] for layer in dropped)) + (50 if name == prefer else 0)
                 rows.append({"model": "m", "strategy": name, "k": k, "task": "sst2", "seed": seed, "held_out": score})
@@ -157,10 +157,10 @@ def test_the_greedy_steps_are_placed_beside_the_honest_oracle(summary):
 
 def test_a_cls_threshold_cell_stands_at_the_k_it_produced(tmp_path):
     """Its cells have k = 0 (the rule decides k); it dropped layers 3 and 4, so it is ranked among the k = 2 subsets."""
-    name = strategies.cls_threshold_name(0.95)
+    name = strategy_names.cls_threshold_name(0.95)
     records = [record("none", 0, (), seed) for seed in SEEDS]
     for dropped in itertools.combinations(range(1, 5), 2):
-        records += [record(strategies.subset_name(dropped), 2, dropped, seed) for seed in SEEDS]
+        records += [record(strategy_names.subset_name(dropped), 2, dropped, seed) for seed in SEEDS]
     records += [record(name, 0, (3, 4), seed) for seed in SEEDS]
     for i, rec in enumerate(records):
         (tmp_path / f"{i}.json").write_text(json.dumps(rec))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dropbench.prune import strategies
+from dropbench.prune import strategies, user_strategies
 from dropbench.prune.strategies import layers_to_drop
 
 BUILT_IN = ["angular", "bottom", "contribution", "even_alternate", "odd_alternate", "random", "symmetric", "top"]
@@ -128,7 +128,7 @@ def test_validate_without_num_layers():
 def isolated_registry(monkeypatch):
     """User strategies registered by a test vanish after it."""
     monkeypatch.setattr(strategies, "_REGISTRY", dict(strategies._REGISTRY))
-    monkeypatch.setattr(strategies, "_FILE_MODULES", {})
+    monkeypatch.setattr(user_strategies, "_FILE_MODULES", {})
 
 
 def test_user_strategies_from_file_and_module(tmp_path, monkeypatch, isolated_registry):
@@ -225,3 +225,39 @@ def test_drop_order_of_a_strategy_whose_choices_are_not_nested(isolated_registry
         return [5, 2, 3][:k] if k == 3 else list(range(k))
 
     assert strategies.drop_order("iterative_jumpy", 6, 3) == [5, 2, 3]  # its own listing order
+
+
+# ---------------------------------------------------------------- one resolution path (issue 23 item 5)
+
+
+def test_names_a_config_key_implies_are_families_resolved_without_registering():
+    assert strategies.family_of("layer3") == ("layer", "3") and strategies.family_of("drop_1_4") == ("drop_", "1_4")
+    assert strategies.family_of("cls_above_950") == ("cls_above_", "950")
+    assert "cls_above_950" not in strategies.available() and strategies.is_known("cls_above_950")
+    assert strategies.decides_k("cls_above_950") and strategies.needs_data("cls_above_950")
+    assert layers_to_drop("layer3", 6, 1) == [2] and layers_to_drop("drop_1_4", 6, 2) == [0, 3]
+    for bad, pattern in [("layer0", "layer<i>"), ("drop_4_1", "drop_<i>_<j>"), ("cls_above_95", "cls_above_<thousandths>")]:
+        with pytest.raises(ValueError, match=f"unknown strategy '{bad}': allowed {pattern}"):
+            strategies.validate(bad)
+
+
+def test_only_the_families_a_grid_may_list_are_offered_for_strategies():
+    assert strategies.families() == ["iterative_<base>", "task_specific_<base>"]
+    assert [p.split(" ")[0] for p in strategies.families(listed=False)] == ["cls_above_<thousandths>", "drop_<i>_<j>...", "layer<i>"]
+    assert "layer<i>" not in strategies.allowed() and "cls_above_" not in strategies.allowed()
+    with pytest.raises(ValueError, match="unknown strategy 'middle'; available: .*top.*or cls_above_.*or drop_.*or layer<i>"):
+        strategies.validate("middle")
+
+
+def test_base_of_strips_a_training_family_only():
+    assert strategies.base_of("task_specific_top") == "top" and strategies.base_of("iterative_layer2") == "layer2"
+    assert strategies.base_of("layer2") == "layer2" and strategies.base_of("cls_above_950") == "cls_above_950"
+
+
+def test_load_from_config_registers_the_custom_strategies(tmp_path, isolated_registry):
+    source = tmp_path / "mine.py"
+    source.write_text("def lowest(num_layers, k, context):\n    return list(range(k))\n")
+    assert not strategies.is_known("lowest")
+    strategies.load_from_config({"custom_strategies": [f"{source}:lowest"], "cls_thresholds": [0.9]})
+    assert layers_to_drop("lowest", 6, 2) == [0, 1]
+    strategies.load_from_config({})  # no custom_strategies key: nothing to register

@@ -13,17 +13,17 @@ from tiny import REPO, tiny_config, write_config
 from workflow_runner import planned_jobs, snakemake
 
 from dropbench.plan import config_check, estimate, grid
-from dropbench.prune import strategies
+from dropbench.prune import strategies, strategy_names
 from dropbench.plan.config_check import ConfigError
 
 
 def test_a_subset_is_named_by_the_layers_it_drops_one_based():
-    assert strategies.subset_name([4, 1]) == "drop_1_4" and strategies.subset_name([3]) == "layer3"
-    assert strategies.subset_layers("drop_1_4") == (1, 4) and strategies.subset_layers("layer3") == (3,)
+    assert strategy_names.subset_name([4, 1]) == "drop_1_4" and strategy_names.subset_name([3]) == "layer3"
+    assert strategy_names.subset_layers("drop_1_4") == (1, 4) and strategy_names.subset_layers("layer3") == (3,)
     assert strategies.layers_to_drop("drop_1_4", 6, 2) == [0, 3]
     assert strategies.layers_to_drop("drop_2_3_6", 6, 3) == [1, 2, 5]
     for name in ("drop_4_1", "drop_1_1", "drop_1", "drop_0_2", "drop_1_x"):  # not ascending, one layer, 0-based, junk
-        assert strategies.subset_layers(name) is None and not strategies.is_known(name), name
+        assert strategy_names.subset_layers(name) is None and not strategies.is_known(name), name
     with pytest.raises(ValueError, match=r"'drop_1_4' drops exactly 2 layer\(s\): k must be 2, got 3"):
         strategies.layers_to_drop("drop_1_4", 6, 3)
     with pytest.raises(ValueError, match=r"'drop_1_7': a 6-layer model has layers 1\.\.6"):
@@ -39,7 +39,7 @@ def subset_config(ks=(2,), **extra) -> dict:
 def test_every_subset_of_each_k_is_one_variant_and_the_heuristics_stay():
     cells = grid.cells(subset_config(ks=(1, 2)))
     variants = sorted({(c.strategy, c.k) for c in cells if c.model == "m"})
-    subsets = [v for v in variants if strategies.subset_layers(v[0])]
+    subsets = [v for v in variants if strategy_names.subset_layers(v[0])]
     assert len([v for v in subsets if v[1] == 1]) == math.comb(4, 1) and len([v for v in subsets if v[1] == 2]) == math.comb(4, 2)
     assert ("top", 2) in variants and ("none", 0) in variants and ("layer2", 1) in variants and ("drop_2_4", 2) in variants
     assert {(c.strategy, c.k) for c in cells if c.model == "ref"} == {("none", 0)}

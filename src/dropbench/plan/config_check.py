@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from dropbench.prune import architectures, strategies
+from dropbench.prune import architectures, strategies, strategy_names
 from dropbench.data import sources
 from dropbench.data.tasks import TASKS, GlueDataError, find_split_file, get_task, local_data_dir
 from dropbench.plan import grid
@@ -37,7 +37,7 @@ def _fail(key: str, value, allowed: str) -> None:
 def data_driven(config: dict) -> list[str]:
     """The strategies of the grid that choose layers on task data (so their pruned models are per task): those
     that score layers, the greedy search, and the [CLS] threshold cells (``check`` registers those)."""
-    thresholds = [strategies.cls_threshold_name(t) for t in config.get("cls_thresholds", [])]
+    thresholds = [strategy_names.cls_threshold_name(t) for t in config.get("cls_thresholds", [])]
     searched = [name for name in config["strategies"] if strategies.is_searched(name)]  # greedy: chosen per task too
     return [name for name in config["strategies"] if strategies.needs_data(name)] + searched + thresholds
 
@@ -59,7 +59,7 @@ def load_and_check(config: dict, schema_path: str | Path = SCHEMA, config_files=
 def check(config: dict) -> dict[str, int | None]:
     """Raise ConfigError on the first bad value; return each model's depth where it is known before
     any job (``num_layers`` or a config.json on disk), else None."""
-    strategies.load_user_strategies(config.get("custom_strategies", []))
+    strategies.load_from_config(config)
     _check_grid(config)
     for task_name, task in config["tasks"].items():
         _check_task(task_name, task)
@@ -96,12 +96,12 @@ def _check_grid(config: dict) -> None:
     for name in config["strategies"]:
         if name == BASELINE:
             _fail("strategies", name, f"the baseline {BASELINE!r} is always run; list only strategies that drop layers")
-        threshold = strategies.cls_threshold_of(name)
+        threshold = strategy_names.cls_threshold_of(name)
         if threshold is not None:
             _fail("strategies", name, f"strategies of fixed k; [CLS] threshold cells come from 'cls_thresholds: [{threshold}]'")
-        if strategies.single_layer_number(strategies.family_of(name)[1]) is not None:
+        if strategy_names.single_layer_number(strategies.base_of(name)) is not None:
             _fail("strategies", name, f"strategies of the grid; single-layer cells ({name}) come from 'layer_profile'")
-        if strategies.subset_layers(strategies.family_of(name)[1]) is not None:
+        if strategy_names.subset_layers(strategies.base_of(name)) is not None:
             _fail("strategies", name, f"strategies of the grid; cells of named subsets ({name}) come from 'subsets'")
         if not strategies.is_known(name):  # a registered name, or a family's (task_specific_<base>, ...)
             _fail("strategies", name, strategies.allowed())
@@ -110,7 +110,7 @@ def _check_grid(config: dict) -> None:
             _fail("strategy_k", name, f"strategies listed in 'strategies' ({', '.join(config['strategies'])})")
     for threshold in config.get("cls_thresholds", []):
         try:
-            strategies.register_cls_thresholds([threshold])
+            strategy_names.cls_threshold_name(threshold)
         except ValueError as err:
             raise ConfigError(f"config key 'cls_thresholds': {err}") from None
     pruned_models = [m for m, cfg in config["models"].items() if cfg.get("prune", True)]

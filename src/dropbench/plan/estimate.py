@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 
 from dropbench.plan import config_check, config_files, grid
-from dropbench.prune import strategies
+from dropbench.prune import strategies, strategy_names
 from dropbench.prune.greedy import deepest_searches
 from dropbench.plan.job_params import ITERATIVE_EPOCHS_PER_DROP
 
@@ -99,7 +99,7 @@ def training_stages(strategy: str, layers: int, k: int, epochs: float) -> list[t
 def greedy_candidates(cells, depths: dict) -> list[tuple[str, int, str]]:
     """(model, k, task) of every candidate the greedy searches fine-tune beyond the grid's cells: L - s + 1 at step
     s, for steps 1..the largest greedy k; none at a step whose k `subsets` enumerates for the model (its cells)."""
-    enumerated = {(c.model, c.k) for c in cells if strategies.subset_layers(c.strategy) is not None}
+    enumerated = {(c.model, c.k) for c in cells if strategy_names.subset_layers(c.strategy) is not None}
     return [(model, step, task) for (model, task), k in deepest_searches(cells).items() for step in range(1, k + 1)
             if (model, step) not in enumerated for _ in range(depths[model] - step + 1)]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 
-from dropbench.prune import strategies
+from dropbench.prune import strategy_names
 from dropbench.plan.cells import (  # noqa: F401 (the grid's cells and their paths: grid.Cell, grid.CELL_DIR, ...)
     BASELINE, CELL_DIR, CELL_KEYS, CELL_NAME, CELLS_ROOT, FAILED_ROOT, VARIANT, Cell, variant_name)
 
@@ -34,7 +34,7 @@ def ks_for(model_cfg: dict, config: dict, strategy: str | None = None) -> list[i
 def threshold_variants(config: dict) -> list[tuple[str, int]]:
     """One (strategy, k) per ``cls_thresholds`` entry: ``cls_above_<thousandths>`` at k = 0, "k decided
     by the threshold" (the layer scores that decide it exist only after the prune job)."""
-    return [(strategies.cls_threshold_name(t), 0) for t in config.get("cls_thresholds", [])]
+    return [(strategy_names.cls_threshold_name(t), 0) for t in config.get("cls_thresholds", [])]
 
 
 def profile_models(config: dict) -> list[str]:
@@ -68,7 +68,7 @@ def subset_variants(model_cfg: dict, ks) -> list[tuple[str, int]]:
     """(``drop_<i>_<j>...``, k) for every set of k of the model's layers (1-based, ascending), for each k;
     at k = 1 the profile's ``layer<i>``."""
     layers = range(1, model_cfg["num_layers"] + 1)
-    return [(strategies.subset_name(chosen), k) for k in ks for chosen in itertools.combinations(layers, k)]
+    return [(strategy_names.subset_name(chosen), k) for k in ks for chosen in itertools.combinations(layers, k)]
 
 
 def cells(config: dict) -> list[Cell]:

@@ -23,7 +23,8 @@ from pathlib import Path
 from dropbench.runtime.atomic import write_json
 from dropbench.plan.cells import Cell
 from dropbench.plan.records import read_cell_metrics
-from dropbench.prune.strategies import GREEDY, subset_layers, subset_name
+from dropbench.prune.strategies import GREEDY
+from dropbench.prune.strategy_names import subset_layers, subset_name
 
 
 def step_file(model: str, task: str, step: int) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
-from dropbench.prune import architectures, layer_drop, layer_scores, strategies
+from dropbench.prune import architectures, layer_drop, layer_scores, strategies, strategy_names
 from dropbench.data import features, tasks
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def _score_record(strategy: str, context: dict) -> dict:
     similarity of each layer; ``scored_on``: the split they were measured on; ``threshold`` for the
     [CLS] threshold rule."""
     cls_scores = layer_scores.per_layer_contribution(context["cls_similarity"]) if context.get("cls_similarity") is not None else None
-    threshold = strategies.cls_threshold_of(strategy)
+    threshold = strategy_names.cls_threshold_of(strategy)
     record = {
         "scores": cls_scores if threshold is not None else layer_scores.per_layer_contribution(context["similarity"]),
         "score_kind": "cls" if threshold is not None else "all_tokens",

@@ -5,43 +5,30 @@ A strategy is a small pure function ``(num_layers, k, context) -> layers to drop
 data-driven strategies read per-task scores from it (``context["similarity"]``,
 see ``dropbench.prune.layer_scores``), ``random`` reads ``context["seed"]``.
 
-Adding a strategy takes one function and one config line:
+Adding one (a function here under ``@register``, or in your own file named by ``custom_strategies``, which
+``load_from_config`` registers): README "Add a strategy". ``layers_to_drop`` validates every result, so a
+strategy only has to return ``k`` distinct in-range indices, in any order.
 
-1. Write the function anywhere, e.g. ``my_strategies.py``::
-
-       def every_third(num_layers, k, context):
-           # every third layer from the top, then the layers below those: k distinct layers for any k
-           order = [layer for start in range(num_layers - 1, num_layers - 4, -1) for layer in range(start, -1, -3)]
-           return order[:k]
-
-   Set ``every_third.needs_data = True`` if it reads ``context["similarity"]``.
-   (Inside this package use the ``@register("name", needs_data=...)`` decorator.)
-
-2. Name it in the config: ``custom_strategies: ["my_strategies.py:every_third"]`` and
-   ``strategies: [..., every_third]``;
-   the workflow calls ``load_user_strategies`` on that list, after which
-   ``every_third`` is usable like any built-in strategy.
-
-``layers_to_drop`` validates every result, so a strategy only has to return
-``k`` distinct in-range indices, in any order.
-
-A strategy registered with ``decides_k=True`` chooses how many layers to drop itself: its cells have
-k = 0 ("decided by the strategy") and it may return any number of layers but all. The paper's
-[CLS]-threshold rule is such a family, ``cls_above_<thousandths>`` (``register_cls_thresholds``).
+A name is resolved in one way: a registered name (the built-ins below, user strategies), else a family of
+names, ``<prefix><rest>`` (``family_of``): ``task_specific_<base>`` and ``iterative_<base>`` (a registered base
+trained differently, dropbench.train.families), and the names a config key implies (dropbench.prune.strategy_names):
+``layer<i>``, ``drop_<i>_<j>...`` and ``cls_above_<thousandths>``. A strategy with ``decides_k`` chooses how
+many layers to drop itself: its cells have k = 0 ("decided by the strategy") and it may return any number of
+layers but all; the paper's [CLS]-threshold rule is such a family.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import random as _random
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from dropbench.prune.strategy_names import (CLS_THRESHOLD_PREFIX, SINGLE_LAYER_PREFIX, SUBSET_PREFIX, cls_threshold_name,
+                                            cls_threshold_of, subset_layers, subset_name)
+from dropbench.prune.user_strategies import import_function
 
 StrategyFn = Callable[[int, int, dict], Iterable[int]]
 
@@ -54,9 +41,9 @@ class _Strategy:
 
 
 _REGISTRY: dict[str, _Strategy] = {}
-_FILE_MODULES: dict[Path, object] = {}
-# Families of strategies named by a prefix: prefix -> (resolver of the rest of the name, its pattern).
-_FAMILIES: dict[str, tuple[Callable[[str], _Strategy], str]] = {}
+# Families of strategies named by a prefix: prefix -> (resolver of the rest of the name, its pattern, whether
+# the config's `strategies` may list it).
+_FAMILIES: dict[str, tuple[Callable[[str], _Strategy], str, bool]] = {}
 
 
 def register(name: str, needs_data: bool = False) -> Callable[[StrategyFn], StrategyFn]:
@@ -78,11 +65,11 @@ def _add(name: str, fn: StrategyFn, needs_data: bool, decides_k: bool = False) -
     _REGISTRY[name] = _Strategy(fn, needs_data, decides_k)
 
 
-def register_family(prefix: str, resolve: Callable[[str], _Strategy], pattern: str) -> None:
+def register_family(prefix: str, resolve: Callable[[str], _Strategy], pattern: str, listed: bool = True) -> None:
     """Names ``<prefix><rest>`` not registered themselves are strategies of this family: ``resolve(rest)``
-    returns the strategy (or raises ValueError saying what is allowed); ``pattern`` (e.g.
-    ``"iterative_<base>"``) is listed in the error for unknown names."""
-    _FAMILIES[prefix] = (resolve, pattern)
+    returns the strategy or raises ValueError saying what is allowed. ``pattern`` (``"iterative_<base>"``)
+    names the family in errors; ``listed``: the config's ``strategies`` may name it (``layer<i>`` may not)."""
+    _FAMILIES[prefix] = (resolve, pattern, listed)
 
 
 def family_of(name: str) -> tuple[str | None, str]:
@@ -94,13 +81,20 @@ def family_of(name: str) -> tuple[str | None, str]:
     return None, name
 
 
+def base_of(name: str) -> str:
+    """The base of ``task_specific_<base>`` or ``iterative_<base>``, else ``name`` itself."""
+    prefix, rest = family_of(name)
+    return rest if prefix in (TASK_SPECIFIC, ITERATIVE) else name
+
+
 def available() -> list[str]:
     """Registered strategy names (families are listed by ``families()``)."""
     return sorted(_REGISTRY)
 
 
-def families() -> list[str]:
-    return [_FAMILIES[prefix][1] for prefix in sorted(_FAMILIES)]
+def families(listed: bool = True) -> list[str]:
+    """The patterns of the families the config's ``strategies`` may name (``listed=False``: the others)."""
+    return [pattern for prefix, (_, pattern, in_list) in sorted(_FAMILIES.items()) if in_list == listed]
 
 
 def allowed() -> str:
@@ -121,45 +115,11 @@ def _get(name: str) -> _Strategy:
     prefix, rest = family_of(name)
     if prefix is not None:
         return _FAMILIES[prefix][0](rest)
-    layers = subset_layers(name)
-    if layers is not None:
-        return _Strategy(_subset(layers), False)
-    raise ValueError(f"unknown strategy {name!r}; available: {allowed()}, "
-                     "or layer<i> (drop only layer i, 1-based, at k = 1), or drop_<i>_<j>... (drop exactly "
-                     "layers i, j, ..., 1-based and ascending, at k = their number)")
+    raise ValueError(f"unknown strategy {name!r}; available: {allowed()}, or {', or '.join(families(listed=False))}")
 
 
 # ---- named subsets: drop_<i>_<j>... drops exactly layers i, j, ... (1-based, ascending) at k = their number
 # (config ``subsets``, every subset of a model); one layer is the layer-importance profile's layer<i>.
-_SINGLE_LAYER = re.compile(r"layer([1-9][0-9]*)")
-_SUBSET = re.compile(r"drop((?:_[1-9][0-9]*){2,})")
-
-
-def single_layer_number(name) -> int | None:
-    """i for a strategy named ``layer<i>``, else None."""
-    match = _SINGLE_LAYER.fullmatch(name) if isinstance(name, str) else None
-    return int(match.group(1)) if match else None
-
-
-def subset_layers(name) -> tuple[int, ...] | None:
-    """The 1-based layers a named subset drops (``drop_1_4`` -> (1, 4), ``layer3`` -> (3,)); None for any
-    other name, including a ``drop_`` name whose layers are not strictly ascending."""
-    layer = single_layer_number(name)
-    if layer is not None:
-        return (layer,)
-    match = _SUBSET.fullmatch(name) if isinstance(name, str) else None
-    if not match:
-        return None
-    layers = tuple(int(part) for part in match.group(1).split("_")[1:])
-    return layers if all(a < b for a, b in zip(layers, layers[1:])) else None
-
-
-def subset_name(layers: Iterable[int]) -> str:
-    """The strategy that drops exactly ``layers`` (1-based): ``layer<i>`` for one, ``drop_<i>_<j>...`` else."""
-    layers = sorted(layers)
-    return f"layer{layers[0]}" if len(layers) == 1 else "drop_" + "_".join(map(str, layers))
-
-
 def _subset(layers: tuple[int, ...]) -> StrategyFn:
     name = subset_name(layers)
 
@@ -171,6 +131,15 @@ def _subset(layers: tuple[int, ...]) -> StrategyFn:
         return [layer - 1 for layer in layers]
 
     return drop_subset
+
+
+def _resolve_subset(prefix: str) -> Callable[[str], _Strategy]:
+    def resolve(rest: str) -> _Strategy:
+        if subset_layers(prefix + rest) is None:
+            raise ValueError(f"unknown strategy {prefix + rest!r}: allowed {_FAMILIES[prefix][1]}")
+        return _Strategy(_subset(subset_layers(prefix + rest)), False)
+
+    return resolve
 
 
 def needs_data(name: str) -> bool:
@@ -219,56 +188,29 @@ def layers_to_drop(name: str, num_layers: int, k: int, context: dict | None = No
     count_ok = len(drop) < num_layers if strategy.decides_k else len(drop) == k
     if len(raw) != len(drop) or not count_ok or not all(_is_int(i) and 0 <= i < num_layers for i in drop):
         expected = f"at most {num_layers - 1}" if strategy.decides_k else f"{k}"
-        raise ValueError(
-            f"strategy {name!r} returned {raw!r} for num_layers={num_layers}, k={k}; "
-            f"expected {expected} distinct integers in 0..{num_layers - 1}"
-        )
+        raise ValueError(f"strategy {name!r} returned {raw!r} for num_layers={num_layers}, k={k}; "
+                         f"expected {expected} distinct integers in 0..{num_layers - 1}")
     return [int(i) for i in drop]
 
 
 def load_user_strategies(specs: Iterable[str] | Mapping[str, str]) -> list[str]:
-    """Register user functions; returns their strategy names.
-
-    Each spec is ``"module.path:function"`` or ``"path/to/file.py:function"``,
-    registered under the function's name. Pass a mapping ``{name: spec}`` to
-    choose the names. A function's ``needs_data`` attribute (default False)
-    marks it data-driven.
-    """
+    """Register user functions (``"module.path:function"`` or ``"path/to/file.py:function"``, under the
+    function's name, or a mapping ``{name: spec}``); returns their names. A function's ``needs_data`` attribute
+    (default False) marks it data-driven."""
     items = specs.items() if isinstance(specs, Mapping) else ((None, spec) for spec in specs)
     names = []
     for name, spec in items:
-        fn = _import_function(spec)
+        fn = import_function(spec)
         name = name or fn.__name__
         _add(name, fn, bool(getattr(fn, "needs_data", False)))
         names.append(name)
     return names
 
 
-def _import_function(spec: str) -> StrategyFn:
-    target, sep, attr = str(spec).rpartition(":")
-    if not sep or not target or not attr:
-        raise ValueError(f"strategy spec {spec!r} must look like 'module.path:function' or 'path/to/file.py:function'")
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        module = _import_file(Path(target), spec)
-    else:
-        module = importlib.import_module(target)
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ValueError(f"strategy spec {spec!r}: {target!r} has no function {attr!r}")
-    return fn
-
-
-def _import_file(path: Path, spec: str):
-    # Cached so that loading the same config line twice yields the same function.
-    path = path.resolve()
-    if path not in _FILE_MODULES:
-        if not path.is_file():
-            raise ValueError(f"strategy spec {spec!r}: file {str(path)!r} does not exist")
-        module_spec = importlib.util.spec_from_file_location(f"dropbench_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        _FILE_MODULES[path] = module
-    return _FILE_MODULES[path]
+def load_from_config(config: Mapping) -> None:
+    """What every process that resolves the config's strategy names calls first (planning, the prune step):
+    registers its ``custom_strategies``. Every other name resolves without registering."""
+    load_user_strategies(config.get("custom_strategies") or [])
 
 
 def drop_order(name: str, num_layers: int, k: int, context: dict | None = None) -> list[int]:
@@ -298,10 +240,8 @@ def _similarity(context: dict, num_layers: int, key: str = "similarity") -> np.n
         raise ValueError(f"this strategy needs context[{key!r}] (see dropbench.prune.layer_scores)")
     sim = np.asarray(context[key], dtype=float)
     if sim.shape != (num_layers + 1, num_layers + 1):
-        raise ValueError(
-            f"context[{key!r}] has shape {sim.shape}; expected ({num_layers + 1}, {num_layers + 1}) "
-            f"for a {num_layers}-layer model (depth 0 = embeddings)"
-        )
+        raise ValueError(f"context[{key!r}] has shape {sim.shape}; expected ({num_layers + 1}, {num_layers + 1}) "
+                         f"for a {num_layers}-layer model (depth 0 = embeddings)")
     return sim
 
 
@@ -376,27 +316,6 @@ def random(num_layers, k, context):
 
 # ------------------------------------------------- the paper's [CLS] threshold rule
 
-CLS_THRESHOLD_PREFIX = "cls_above_"
-
-
-def cls_threshold_name(threshold: float) -> str:
-    """The strategy of one threshold, named by it in thousandths: 0.95 -> ``cls_above_950``."""
-    thousandths = round(threshold * 1000) if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) else None
-    if thousandths is None or not 0 < thousandths < 1000 or abs(thousandths - threshold * 1000) > 1e-6:
-        raise ValueError(f"[CLS] threshold {threshold!r}: allowed numbers 0 < t < 1 with at most 3 decimals (e.g. 0.95, 0.925)")
-    return f"{CLS_THRESHOLD_PREFIX}{thousandths:03d}"
-
-
-def cls_threshold_of(name: str) -> float | None:
-    """The threshold of a ``cls_above_<thousandths>`` name (``cls_above_950`` -> 0.95), else None."""
-    if not isinstance(name, str) or not name.startswith(CLS_THRESHOLD_PREFIX):
-        return None
-    digits = name.removeprefix(CLS_THRESHOLD_PREFIX)
-    if len(digits) != 3 or not digits.isdigit() or digits == "000":
-        return None
-    return int(digits) / 1000
-
-
 def select_above_threshold(scores: Iterable[float], threshold: float) -> list[int]:
     """The layers whose score (similarity of the [CLS] vector before and after the layer) is strictly
     above ``threshold``. When every layer is, the one with the lowest score (the layer that changes
@@ -408,17 +327,6 @@ def select_above_threshold(scores: Iterable[float], threshold: float) -> list[in
     return drop
 
 
-def register_cls_thresholds(thresholds: Iterable[float]) -> list[str]:
-    """Register ``cls_above_<t>`` for each threshold (data-driven, deciding k); returns the names."""
-    names = []
-    for threshold in thresholds:
-        name = cls_threshold_name(threshold)
-        if name not in _REGISTRY:
-            _add(name, _cls_threshold_strategy(threshold), needs_data=True, decides_k=True)
-        names.append(name)
-    return names
-
-
 def _cls_threshold_strategy(threshold: float) -> StrategyFn:
     def cls_above(num_layers, k, context):
         """Layers whose [CLS] similarity (context['cls_similarity'][l][l+1]) is above the threshold."""
@@ -427,6 +335,14 @@ def _cls_threshold_strategy(threshold: float) -> StrategyFn:
 
     cls_above.__qualname__ = cls_threshold_name(threshold)
     return cls_above
+
+
+def _resolve_cls_threshold(rest: str) -> _Strategy:
+    if cls_threshold_of(CLS_THRESHOLD_PREFIX + rest) is None:
+        raise ValueError(f"unknown strategy {CLS_THRESHOLD_PREFIX + rest!r}: allowed {_FAMILIES[CLS_THRESHOLD_PREFIX][1]}")
+    return _Strategy(_cls_threshold_strategy(cls_threshold_of(CLS_THRESHOLD_PREFIX + rest)), needs_data=True, decides_k=True)
+
+
 # ---------------------------------------------------------------- greedy search
 
 # ``greedy`` drops the layers a search chose by fine-tuning on held-out train rows (dropbench.prune.greedy, the
@@ -476,3 +392,9 @@ def _family_base(prefix: str) -> Callable[[str], _Strategy]:
 
 register_family(TASK_SPECIFIC, _family_base(TASK_SPECIFIC), f"{TASK_SPECIFIC}<base>")
 register_family(ITERATIVE, _family_base(ITERATIVE), f"{ITERATIVE}<base>")
+# named by their config keys (dropbench.prune.strategy_names), never listed in `strategies`
+register_family(SINGLE_LAYER_PREFIX, _resolve_subset(SINGLE_LAYER_PREFIX), "layer<i> (drop only layer i, 1-based, at k = 1)", listed=False)
+register_family(SUBSET_PREFIX, _resolve_subset(SUBSET_PREFIX), "drop_<i>_<j>... (drop exactly layers i, j, ..., 1-based and "
+                "ascending, at k = their number)", listed=False)
+register_family(CLS_THRESHOLD_PREFIX, _resolve_cls_threshold, "cls_above_<thousandths> (the [CLS] rule at threshold "
+                "<thousandths>/1000, three digits 001..999, k = 0)", listed=False)

@@ -23,7 +23,7 @@ from dropbench.evaluate.chance import at_chance
 from dropbench.plan.cells import BASELINE, CELL_KEYS, Cell
 from dropbench.report.paper_score import paper_metrics, paper_score
 from dropbench.plan.records import CorruptResultError, read_cell_metrics
-from dropbench.prune.strategies import cls_threshold_of
+from dropbench.prune.strategy_names import cls_threshold_of
 
 log = logging.getLogger(__name__)
 

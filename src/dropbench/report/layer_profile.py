@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from dropbench.report import claims, stats
-from dropbench.prune import strategies
+from dropbench.prune import strategy_names
 from dropbench.runtime.atomic import atomic_file
 from dropbench.plan.grid import BASELINE
 
@@ -55,7 +55,7 @@ def seed_importance(summary: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame
             rows.loc[rows["strategy"] == BASELINE, ["model", "task", "seed", "value"]].itertuples(index=False)}
     out = []
     for model, strategy, k, task, seed, value in rows[["model", "strategy", "k", "task", "seed", "value"]].itertuples(index=False):
-        layer = strategies.single_layer_number(strategy)
+        layer = strategy_names.single_layer_number(strategy)
         reference = base.get((model, task, int(seed)))
         if layer is None or int(k) != 1 or reference is None:
             continue
@@ -224,7 +224,7 @@ def rank_correlations(importance: pd.DataFrame, score_records: Iterable[Mapping]
 def tests_against_full(stats_table: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     """(model, task, layer) -> p_adjusted and significant of ``layer<i>-k1`` against ``none-k0``."""
     rows = stats_table[(stats_table["comparison"] == f"{BASELINE}-k0") & (stats_table["metric"] == metric)].copy()
-    rows["layer"] = [strategies.single_layer_number(s) for s in rows["strategy"]]
+    rows["layer"] = [strategy_names.single_layer_number(s) for s in rows["strategy"]]
     rows = rows[rows["layer"].notna() & (rows["k"] == 1)]
     return rows.assign(layer=rows["layer"].astype(int))[["model", "task", "layer", "p_adjusted", "significant"]]
 

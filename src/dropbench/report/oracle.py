@@ -34,7 +34,7 @@ from dropbench.report import claims, stats
 from dropbench.report.aggregate import HAS_RESULT, RETRIED
 from dropbench.plan.cells import BASELINE, CELL_KEYS, Cell, variant_name
 from dropbench.plan.records import read_cell_metrics
-from dropbench.prune.strategies import subset_layers
+from dropbench.prune.strategy_names import subset_layers
 
 SUBSET_COLUMNS = ["model", "task", "k", "strategy", "dropped", "n_seeds", "mean", "ci_low", "ci_high", "rank", "best_on_dev",
                   "held_out_mean", "chosen_on_held_out"]

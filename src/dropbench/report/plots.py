@@ -24,7 +24,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from dropbench.report import tables as report_tables  # noqa: E402
 from dropbench.report.aggregate import AVERAGE, DEGENERATE, MISSING, OK, cell_means  # noqa: E402
 from dropbench.plan.grid import BASELINE  # noqa: E402
-from dropbench.prune.strategies import cls_threshold_of  # noqa: E402
+from dropbench.prune.strategy_names import cls_threshold_of  # noqa: E402
 
 DEFAULT_STYLE = {"style": "default", "dpi": 150, "panel_width": 4.0, "panel_height": 3.4, "font_size": 9}
 LINESTYLES = ["-", "--", ":", "-."]

@@ -15,7 +15,7 @@ from dropbench.train.convergence import UNDERFIT_FIT
 from dropbench.report.aggregate import (AVERAGE, AVG7, CHANCE_TEXT, DEGENERATE, DEGENERATE_MARK, MISSING, MISSING_TEXT,
                                         NA_TEXT, OK, RETRIED, UNDERFIT, UNDERFIT_MARK, VS_FULL_MARK, VS_STRATEGY_MARK,
                                         cell_means, missing_count, read_summary, write_text)
-from dropbench.prune.strategies import cls_threshold_of
+from dropbench.prune.strategy_names import cls_threshold_of
 from dropbench.report.paper_score import AVG7_TASKS, MEAN, avg7_problem, metric_keys, paper_metrics
 from dropbench.report.render import model_tables_html, model_tables_latex, model_tables_markdown, score_columns
 

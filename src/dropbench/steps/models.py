@@ -74,8 +74,7 @@ def prune(job) -> None:
     cells = cells_below(job.config, wildcards.model, task, wildcards.strategy, int(wildcards.k))
     with stage_failure_record(cells, job.rule):
         set_threads(job.threads)
-        strategies.load_user_strategies(job.config["custom_strategies"])
-        strategies.register_cls_thresholds(job.config["cls_thresholds"])
+        strategies.load_from_config(job.config)
         prune_step(
             model=wildcards.model,
             pretrained_dir=job.input.model,
