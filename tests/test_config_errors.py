@@ -12,7 +12,7 @@ from snakemake.utils import validate
 from tiny import REPO, changed, tiny_config
 from workflow_runner import snakemake
 
-from dropbench.plan import config_check, config_files
+from dropbench.plan import config_check, config_files, optional_packages
 from dropbench.plan.config_check import ConfigError
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -413,13 +413,13 @@ def test_tracking_without_mlflow_installed_stops_before_any_job(base, monkeypatc
 
     config = changed(base[1], "tracking", {"mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
     checked(config)
-    config_check.check_optional_packages(config, uses_conda=False)  # installed here (requirements.txt)
+    optional_packages.check_optional_packages(config, uses_conda=False)  # installed here (requirements.txt)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("mlflow", "alembic") else real(name, *a))
     with pytest.raises(ConfigError, match=r"'tracking': this Python lacks mlflow, alembic; install them with `pip install -e \.\[tracking\]`"):
-        config_check.check_optional_packages(config, uses_conda=False)
-    config_check.check_optional_packages(config, uses_conda=True)  # the job's conda env has them
-    config_check.check_optional_packages(base[1], uses_conda=False)  # no tracking: nothing looked up
+        optional_packages.check_optional_packages(config, uses_conda=False)
+    optional_packages.check_optional_packages(config, uses_conda=True)  # the job's conda env has them
+    optional_packages.check_optional_packages(base[1], uses_conda=False)  # no tracking: nothing looked up
 
 
 def test_export_without_onnx_installed_stops_before_any_job(base, monkeypatch):
@@ -427,9 +427,9 @@ def test_export_without_onnx_installed_stops_before_any_job(base, monkeypatch):
 
     config = changed(base[1], "export", {"variants": ["top-k1"]})
     checked(config)
-    config_check.check_optional_packages(config, uses_conda=False)  # installed here (requirements.txt)
+    optional_packages.check_optional_packages(config, uses_conda=False)  # installed here (requirements.txt)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     with pytest.raises(ConfigError, match=r"'export': this Python lacks onnxruntime; install them with `pip install -e \.\[export\]`"):
-        config_check.check_optional_packages(config, uses_conda=False)
-    config_check.check_optional_packages(config, uses_conda=True)
+        optional_packages.check_optional_packages(config, uses_conda=False)
+    optional_packages.check_optional_packages(config, uses_conda=True)

@@ -21,8 +21,6 @@ HEAVY = ("torch", "transformers", "pandas", "matplotlib", "scipy", "sklearn")
 CELL_STEPS = ["dropbench.prune.step", "dropbench.train.loop", "dropbench.evaluate.evaluation",
               "dropbench.evaluate.latency"]
 MAX_LINES = 400
-# Modules still over MAX_LINES: each may shrink, none may grow, and no other module may join them.
-OVER_LIMIT = {"plan/config_check.py": 428}
 
 
 def test_planning_imports_neither_torch_nor_pandas():
@@ -51,9 +49,8 @@ def test_every_module_lives_in_a_stage_package():
     assert packages == {"plan", "data", "prune", "train", "evaluate", "report", "export", "runtime", "steps"}
 
 
-def test_no_module_grows_past_the_limit():
+def test_no_module_is_over_the_limit():
     sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
-    too_long = {name: n for name, n in sizes.items() if n > MAX_LINES and n > OVER_LIMIT.get(name, 0)}
+    too_long = {name: n for name, n in sizes.items() if n > MAX_LINES}
     assert too_long == {}, f"over {MAX_LINES} lines (split them): {too_long}"
-    stale = {name for name in OVER_LIMIT if sizes.get(name, 0) <= MAX_LINES}
-    assert stale == set(), f"no longer over the limit, remove from OVER_LIMIT: {stale}"
+    assert len(sizes) > 40 and max(sizes.values()) > 300  # it read the package

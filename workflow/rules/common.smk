@@ -12,7 +12,7 @@ if SRC not in sys.path:
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 
-from dropbench.plan import config_check, grid, job_params  # noqa: E402
+from dropbench.plan import config_check, grid, job_params, optional_packages  # noqa: E402
 from dropbench.prune import strategies  # noqa: E402
 
 # Keys given twice in a config file, command-line strings to the schema's types, unknown (e.g. misspelt)
@@ -37,7 +37,7 @@ def _uses_conda():
 
 
 # without `tracking` or `export`: nothing looked up, no mlflow or onnx import
-config_check.check_optional_packages(config, _uses_conda())
+optional_packages.check_optional_packages(config, _uses_conda())
 
 
 @functools.cache
