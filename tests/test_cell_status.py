@@ -15,6 +15,7 @@ from dropbench.report import plots
 from dropbench.report.aggregate import cell_means, load_summary
 from dropbench.runtime.atomic import write_json
 from dropbench.evaluate.evaluation import cell_status, task_score
+from dropbench.plan.cells import Cell
 from dropbench.plan.records import METRICS_SCHEMA, record_problem
 
 
@@ -165,7 +166,7 @@ def test_a_constant_model_is_recorded_degenerate_in_standard_json(tmp_path):
     model.save_pretrained(tmp_path / "finetuned")
     (tmp_path / "train_log.json").write_text(json.dumps({"train_seconds": 1.0, "device": "cpu"}))
     out = tmp_path / "metrics.json"
-    cell = {"model": "tiny", "strategy": "none", "k": 0, "task": "stsb", "seed": 1}
+    cell = Cell("tiny", "none", 0, "stsb", 1)
     write_cell_metrics(cell, tmp_path / "finetuned", model_dir, tmp_path / "features", tmp_path / "train_log.json", 8, out)
     record = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"non-standard JSON {name}"))
     assert record["status"] == "degenerate" and record["distinct_predictions"] == {"validation": 1}

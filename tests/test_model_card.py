@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dropbench.plan import job_params
+from dropbench.plan.cells import Cell
 from dropbench.report import model_card
 
 MNLI_RECORD = {
@@ -22,7 +23,7 @@ def metrics_of_card(card) -> dict:
 def test_a_card_parses_and_its_model_index_holds_every_metric_with_its_split():
     from huggingface_hub import ModelCard
 
-    cell = {key: MNLI_RECORD[key] for key in job_params.CELL_KEYS}
+    cell = Cell.of(MNLI_RECORD)
     identity = {"base_model": "org/base", "license": "apache-2.0"}
     text = model_card.render(cell, MNLI_RECORD, {"config": {"epochs": 3, "learning_rate": 2e-4}}, [], "a note",
                              identity, "abc123", {"README.md": "this card"})
@@ -49,7 +50,7 @@ def test_a_record_says_which_commit_and_libraries_evaluated_it_and_the_card_repe
     assert set(environment["versions"]) == {"python", *provenance.LIBRARIES}
     assert provenance.workflow_commit("/") == "unknown"
     record = {**MNLI_RECORD, "environment": {"commit": "f00", "versions": {"torch": "9.9", "numpy": "1.0"}}}
-    cell = {key: record[key] for key in job_params.CELL_KEYS}
+    cell = Cell.of(record)
     card = ModelCard(model_card.render(cell, record, {}, [], "", {}, "abc", {}))
     assert "- evaluated at commit `f00` with torch 9.9, numpy 1.0" in card.text
 
@@ -59,7 +60,7 @@ def test_an_undefined_metric_is_left_out_of_the_model_index_and_said_in_the_body
 
     record = {**MNLI_RECORD, "task": "stsb", "metrics": {"pearson": None, "spearmanr": None}, "chance": {},
               "status": "degenerate", "task_score": None, "head": "native"}
-    cell = {key: record[key] for key in job_params.CELL_KEYS}
+    cell = Cell.of(record)
     card = ModelCard(model_card.render(cell, record, {}, [], "", {}, "unknown", {}))
     assert not card.data.eval_results and "undefined" in card.text
     assert "base_model" not in card.content.split("---")[1]  # unknown base: no made-up hub id

@@ -13,6 +13,7 @@ from tiny import build_tiny_bert, write_tiny_tasks
 
 from dropbench.evaluate import metrics, predictions
 from dropbench.data.prepare import prepare_task
+from dropbench.plan.cells import Cell
 from dropbench.plan.records import CorruptResultError
 
 
@@ -78,7 +79,7 @@ def test_evaluate_step_saves_predictions_that_reproduce_its_metrics(tmp_path):
     prepare_task(model_dir, "stsb", source, tmp_path / "features", max_length=32)
     train_log = tmp_path / "train_log.json"
     train_log.write_text(json.dumps({"train_seconds": 1.0, "device": "cpu"}))
-    cell = {"model": "tiny", "strategy": "none", "k": 0, "task": "stsb", "seed": 1}
+    cell = Cell("tiny", "none", 0, "stsb", 1)
     record = write_cell_metrics(
         cell, model_dir, model_dir, tmp_path / "features", train_log,
         8, tmp_path / "metrics.json", predictions_path=tmp_path / "predictions.npz",
@@ -101,7 +102,7 @@ def test_evaluate_scores_the_held_out_train_rows_as_their_own_split(tmp_path):
     prepare_task(model_dir, "stsb", source, tmp_path / "features", max_length=32, held_out={"rows": 8, "seed": 0})
     train_log = tmp_path / "train_log.json"
     train_log.write_text(json.dumps({"train_seconds": 1.0, "device": "cpu"}))
-    cell = {"model": "tiny", "strategy": "none", "k": 0, "task": "stsb", "seed": 1}
+    cell = Cell("tiny", "none", 0, "stsb", 1)
     record = write_cell_metrics(cell, model_dir, model_dir, tmp_path / "features", train_log, 8,
                                 tmp_path / "metrics.json", predictions_path=tmp_path / "predictions.npz")
     saved = predictions.load(tmp_path / "predictions.npz")

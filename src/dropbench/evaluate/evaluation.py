@@ -24,6 +24,7 @@ from dropbench.data.batching import sorted_batches
 from dropbench.runtime.device import autocast, pick_device, reuse_freed_memory
 from dropbench.plan.job_params import STAGE_VERSIONS, TRAINED_KEYS
 from dropbench.plan.records import check_record
+from dropbench.plan.cells import Cell
 from dropbench.plan.grid import HELD_OUT
 
 OK, DEGENERATE = "ok", "degenerate"
@@ -135,23 +136,23 @@ def trained_with(train_config: dict) -> dict:
     return {key: train_config[key] for key in TRAINED_KEYS if key in train_config}
 
 
-def write_cell_metrics(cell: dict, finetuned_dir, source_model_dir, features_dir, train_log, eval_batch_size: int,
+def write_cell_metrics(cell: Cell, finetuned_dir, source_model_dir, features_dir, train_log, eval_batch_size: int,
                        out_path, predictions_path=None, tuning_choice=None) -> dict:
     """``tuning_choice``: the variant's learning-rate selection (config tuning, dropbench.train.tuning), copied
     into the record's ``tuning`` block."""
     pruned = pruning_info(source_model_dir)
     train = json.loads(Path(train_log).read_text())
     train_split = features.read_info(features_dir)["splits"]["train"]
-    result = evaluate_cell(finetuned_dir, features_dir, cell["task"], eval_batch_size)
+    result = evaluate_cell(finetuned_dir, features_dir, cell.task, eval_batch_size)
     status, scores = cell_status(result["metrics"], result["distinct_predictions"])
     record = {
-        **cell,
+        **cell.as_dict(),
         "status": status,
-        "task_score": task_score(cell["task"], scores),
+        "task_score": task_score(cell.task, scores),
         "metrics": scores,
         "chance": result["chance"],
         "distinct_predictions": result["distinct_predictions"],
-        "primary_metric": tasks.get_task(cell["task"]).primary_metric,
+        "primary_metric": tasks.get_task(cell.task).primary_metric,
         "dropped_layers": pruned["dropped"],
         "kept_layers": pruned["kept"],
         # data-driven strategies: the split their layer scores came from; the [CLS] rule: its threshold

@@ -32,6 +32,7 @@ from dropbench.train import heads
 from dropbench.evaluate import metrics
 from dropbench.runtime.atomic import atomic_file, write_json
 from dropbench.data.batching import sorted_batches
+from dropbench.plan.cells import Cell
 from dropbench.evaluate.evaluation import predict, task_score
 
 OPSET = 17
@@ -145,10 +146,10 @@ def export_cell(publish_dir, metrics_json, features_dir, out: dict, eval_batch_s
     """Write the export of one cell: ``out`` maps ``hf``, ``onnx``, ``int8`` and ``record`` to paths.
     ``params``: the job's (cell, seed, export version)."""
     record = json.loads(Path(metrics_json).read_text())
-    cell = params["cell"]
-    if {key: record[key] for key in cell} != cell:
-        raise ValueError(f"{metrics_json} is the record of {[record[key] for key in cell]}, not of {cell}")
-    task = cell["task"]
+    cell = Cell.of(params["cell"])
+    if Cell.of(record) != cell:
+        raise ValueError(f"{metrics_json} is the record of {Cell.of(record).name}, not of {cell.name}")
+    task = cell.task
     spec = tasks.get_task(task)
     if not weight_files(publish_dir):
         raise ValueError(f"{publish_dir} holds no weights (the cell's were deleted after it was evaluated): delete "

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from dropbench.runtime.atomic import atomic_file
-from dropbench.plan.cells import variant_name
+from dropbench.plan.cells import Cell
 
 # Each exported cell's runtimes (dropbench.export.exports writes them); here so that the report needs no torch.
 RUNTIMES = ("torch", "onnx_fp32", "onnx_int8")
@@ -25,8 +25,8 @@ def rows(export_records, latency_records) -> pd.DataFrame:
     for export_path, latency_path in zip(export_records, latency_records):
         export = json.loads(Path(export_path).read_text())
         latency = json.loads(Path(latency_path).read_text())
-        cell = export["cell"]
-        named = {"model": cell["model"], "variant": variant_name(cell["strategy"], cell["k"]), "task": cell["task"]}
+        cell = Cell.of(export["cell"])
+        named = {"model": cell.model, "variant": cell.variant, "task": cell.task}
         if latency["export"] != named:
             raise ValueError(f"{latency_path} times {latency['export']}, not {named} of {export_path}")
         torch_score = export["runtimes"]["torch"]["task_score"]
@@ -35,7 +35,7 @@ def rows(export_records, latency_records) -> pd.DataFrame:
             score = measured["task_score"]
             out.append({
                 **named,
-                "seed": cell["seed"],
+                "seed": cell.seed,
                 "runtime": runtime,
                 "task_score": None if score is None else 100 * score,
                 "score_change_vs_torch": None if score is None or torch_score is None else 100 * (score - torch_score),

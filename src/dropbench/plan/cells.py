@@ -66,8 +66,8 @@ class Cell:
 
     @classmethod
     def of(cls, mapping) -> "Cell":
-        """The cell a record (or any mapping with the cell keys) names."""
-        return cls(*(mapping[key] for key in CELL_KEYS))
+        """The cell a record (or any mapping with the cell keys) names; a Cell is itself."""
+        return mapping if isinstance(mapping, Cell) else cls(*(mapping[key] for key in CELL_KEYS))
 
     @classmethod
     def from_path(cls, path) -> "Cell":

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from dropbench.data import tasks
-from dropbench.plan.cells import Cell, variant_name
+from dropbench.plan.cells import Cell
 from dropbench.runtime.provenance import workflow_commit
 
 # Part of the rule's params: bump it when the card's text or layout changes, so that cards are rewritten.
@@ -84,11 +84,11 @@ def model_index(name: str, record: dict) -> list[dict]:
         for split, metrics in results.items() if metrics]}]
 
 
-def seed_intervals(stats_csv: str | Path, cell: dict) -> list[dict]:
+def seed_intervals(stats_csv: str | Path, cell: Cell) -> list[dict]:
     """The variant's intervals over seeds (rows of results/stats.csv with an empty ``comparison``)."""
     with open(stats_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    key = (cell["model"], cell["strategy"], str(cell["k"]), cell["task"])
+    key = (cell.model, cell.strategy, str(cell.k), cell.task)
     return [row for row in rows if (row["model"], row["strategy"], row["k"], row["task"]) == key
             and not row["comparison"]]
 
@@ -97,7 +97,7 @@ def _number(text: str, scale: float = 100.0) -> str:
     return "" if text in ("", None) else f"{float(text) * scale:.1f}"
 
 
-def metadata(cell: dict, record: dict, identity: dict) -> dict:
+def metadata(cell: Cell, record: dict, identity: dict) -> dict:
     head = record.get("head", "native")
     meta = {}
     if identity.get("base_model"):
@@ -111,14 +111,14 @@ def metadata(cell: dict, record: dict, identity: dict) -> dict:
         # a mean_pooling cell's head is a file beside the encoder: as a plain transformers model it is an encoder
         "pipeline_tag": "text-classification" if head == "native" else "feature-extraction",
         "tags": ["dropbench", "layer-dropping", "pruned" if record["dropped_layers"] else "unpruned", "glue",
-                 cell["task"], f"strategy-{cell['strategy']}", f"head-{head}"],
+                 cell.task, f"strategy-{cell.strategy}", f"head-{head}"],
         "model-index": model_index(card_name(cell), record),
     })
     return meta
 
 
-def card_name(cell: dict) -> str:
-    return f"{cell['model']}-{cell['strategy']}-k{cell['k']}-{cell['task']}-seed{cell['seed']}"
+def card_name(cell: Cell) -> str:
+    return f"{cell.model}-{cell.strategy}-k{cell.k}-{cell.task}-seed{cell.seed}"
 
 
 def _loading(head: str) -> str:
@@ -158,15 +158,15 @@ def _loading(head: str) -> str:
         "```\n")
 
 
-def body(cell: dict, record: dict, train_log: dict, intervals: list[dict], note: str, identity: dict,
+def body(cell: Cell, record: dict, train_log: dict, intervals: list[dict], note: str, identity: dict,
          commit: str, files: dict[str, str]) -> str:
-    task, head = cell["task"], record.get("head", "native")
+    task, head = cell.task, record.get("head", "native")
     depth, dropped, kept = record["num_layers_pretrained"], _one_based(record["dropped_layers"]), _one_based(record["kept_layers"])
-    base = identity.get("base_model") or f"the model entry `{cell['model']}` of the dropbench config"
+    base = identity.get("base_model") or f"the model entry `{cell.model}` of the dropbench config"
     lines = [f"# {card_name(cell)}", ""]
-    what = (f"`{cell['model']}` ({base}) with {len(dropped)} of its {depth} layers dropped by the strategy "
-            f"`{cell['strategy']}`" if dropped else f"`{cell['model']}` ({base}) with all {depth} layers (no layer dropped)")
-    lines += [f"{what}, fine-tuned on GLUE {GLUE_NAMES.get(task, task)} with seed {cell['seed']} by "
+    what = (f"`{cell.model}` ({base}) with {len(dropped)} of its {depth} layers dropped by the strategy "
+            f"`{cell.strategy}`" if dropped else f"`{cell.model}` ({base}) with all {depth} layers (no layer dropped)")
+    lines += [f"{what}, fine-tuned on GLUE {GLUE_NAMES.get(task, task)} with seed {cell.seed} by "
               "dropbench (layer dropping after Sajjad et al., *On the Effect of Dropping Layers "
               "of Pre-trained Transformer Models*). Scores are on the task's official GLUE dev split(s); "
               "the GLUE test labels are not public.", ""]
@@ -174,8 +174,8 @@ def body(cell: dict, record: dict, train_log: dict, intervals: list[dict], note:
         lines += [f"**Base model:** {note}", ""]
     lines += ["## Layers", "",
               "| | |", "|---|---|",
-              f"| strategy | `{cell['strategy']}` |",
-              f"| k (layers dropped{'; 0 = decided by the threshold' if cell['k'] == 0 and dropped else ''}) | {cell['k']} |",
+              f"| strategy | `{cell.strategy}` |",
+              f"| k (layers dropped{'; 0 = decided by the threshold' if cell.k == 0 and dropped else ''}) | {cell.k} |",
               f"| layers of the base model | {depth} |",
               f"| dropped (1-based, 1 = lowest) | {', '.join(map(str, dropped)) or 'none'} |",
               f"| kept (1-based, in order) | {', '.join(map(str, kept))} |",
@@ -196,7 +196,7 @@ def body(cell: dict, record: dict, train_log: dict, intervals: list[dict], note:
         lines += ["", f"Training fit (last-epoch training loss / the trivial predictor's): {fit.get('train_fit')}"
                   f"{' (underfit: above 0.5)' if fit.get('underfit') else ''}."]
     lines += ["", "## The variant over seeds", "",
-              f"`{variant_name(cell['strategy'], cell['k'])}` on {GLUE_NAMES.get(task, task)}, from `results/stats.csv` of the run "
+              f"`{cell.variant}` on {GLUE_NAMES.get(task, task)}, from `results/stats.csv` of the run "
               "that produced this model: mean and 95% Student-t interval over the seeds x 100 (no interval with one seed).", ""]
     if intervals:
         lines += ["| metric | seeds | mean | 95% interval |", "|---|---|---|---|"]
@@ -208,7 +208,7 @@ def body(cell: dict, record: dict, train_log: dict, intervals: list[dict], note:
     config = train_log.get("config", {})
     lines += ["", "## Training", "",
               "| | |", "|---|---|",
-              f"| seed | {cell['seed']} |",
+              f"| seed | {cell.seed} |",
               f"| classifier head | `{head}` |"]
     for key in ("epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_decay", "max_grad_norm",
                 "group_by_length", "min_steps"):
@@ -228,7 +228,7 @@ def body(cell: dict, record: dict, train_log: dict, intervals: list[dict], note:
               *([f"- evaluated at commit `{record['environment']['commit']}` with "
                  + ", ".join(f"{name} {version}" for name, version in record["environment"]["versions"].items())]
                 if "environment" in record else []),
-              f"- cell: `{Cell.of(cell).dir}/`",
+              f"- cell: `{cell.dir}/`",
               f"- license: {identity.get('license') or 'not known to dropbench; see the base model'}", "",
               "Files of this folder (model files are hard links to the cell's `finetuned/` files where possible); "
               "publish them with `huggingface_hub.upload_folder(repo_id=..., folder_path=folder, "
@@ -237,7 +237,7 @@ def body(cell: dict, record: dict, train_log: dict, intervals: list[dict], note:
     return "\n".join(lines) + "\n"
 
 
-def render(cell: dict, record: dict, train_log: dict, intervals: list[dict], note: str, identity: dict,
+def render(cell: Cell, record: dict, train_log: dict, intervals: list[dict], note: str, identity: dict,
            commit: str, files: dict[str, str]) -> str:
     meta = yaml.safe_dump(metadata(cell, record, identity), sort_keys=False, allow_unicode=True)
     return f"---\n{meta}---\n\n" + body(cell, record, train_log, intervals, note, identity, commit, files)
@@ -259,7 +259,7 @@ def write_publish_folder(out_dir, finetuned_dir, tokenizer_dir, metrics_json, tr
     ``commit``: the workflow commit that writes the card (default: this checkout's). Not a param of the job, so a
     new commit rewrites no card; the stage versions in the card identify the code that made the cell."""
     out_dir, finetuned_dir, tokenizer_dir = Path(out_dir), Path(finetuned_dir), Path(tokenizer_dir)
-    cell = params["cell"]
+    cell = Cell.of(params["cell"])
     record = json.loads(Path(metrics_json).read_text())
     # The fine-tuned files, train log and tokenizer are intermediates a user may delete under a valid result
     # (README, "Rerunning only what changed"): a card never makes the workflow re-train; it says what is gone.

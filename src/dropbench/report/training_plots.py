@@ -17,10 +17,9 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dropbench.plan.cells import variant_name  # noqa: E402
+from dropbench.plan.cells import Cell, variant_name  # noqa: E402
 from dropbench.train.convergence import UNDERFIT_FIT  # noqa: E402
 from dropbench.report.plots import _panels, _strategy_colors  # noqa: E402
-from dropbench.report.significance import cell_of  # noqa: E402
 
 CURVE_COLUMNS = ["model", "strategy", "k", "task", "step", "fit", "seeds"]
 
@@ -41,11 +40,10 @@ def loss_curves(train_logs: Iterable[str | Path]) -> pd.DataFrame:
         log = json.loads(Path(path).read_text())
         if not log.get("fit") or not log["losses"]:
             continue
-        model, strategy, k, task, seed = cell_of(path)
+        cell = Cell.from_path(path).as_dict()
         losses = np.asarray(log["losses"], dtype=float) / log["fit"]["trivial_loss"]
         curve = smoothed(losses, max(1, len(losses) // 10))
-        rows += [{"model": model, "strategy": strategy, "k": k, "task": task, "seed": seed, "step": step + 1, "fit": value}
-                 for step, value in enumerate(curve)]
+        rows += [{**cell, "step": step + 1, "fit": value} for step, value in enumerate(curve)]
     if not rows:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     frame = pd.DataFrame(rows)

@@ -124,10 +124,11 @@ frozen_finetune = iterative_finetune = _family_finetune
 def evaluate(job) -> None:
     """evaluation.batch_size and the latency protocol do not change the scores: read from the config, not params."""
     from dropbench.evaluate.evaluation import write_cell_metrics
+    from dropbench.plan.cells import Cell
 
     with _cell_step(job):
         write_cell_metrics(
-            cell=job.params.job["cell"],
+            cell=Cell.of(job.params.job["cell"]),
             finetuned_dir=job.input.model,
             source_model_dir=job.input.source_model,
             features_dir=job.input.features,
