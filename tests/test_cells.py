@@ -26,7 +26,7 @@ def test_every_path_of_a_cell_reads_back_as_the_cell(cell):
 def test_the_modules_that_name_cells_use_the_one_grammar(tmp_path):
     cell = CELLS[1]
     assert significance.cell_of(cell.metrics) == tuple(cell.as_dict().values())
-    assert str(integrity.failure_path(cell.as_dict())) == cell.failure_record
+    assert str(integrity.failure_path(cell)) == cell.failure_record
     assert tracking.cell_name(cell.as_dict()) == cell.name
     record = tmp_path / cell.failure_record
     record.parent.mkdir(parents=True)

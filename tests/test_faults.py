@@ -284,12 +284,12 @@ def test_garbage_inside_a_features_archive_with_an_intact_index_is_found(tmp_pat
 
 
 def test_failure_record_is_written_on_error_and_cleared_on_success(tmp_path):
-    cell = {"model": "tiny", "strategy": "top", "k": 2, "task": "stsb", "seed": 7}
+    cell = Cell("tiny", "top", 2, "stsb", 7)
     with pytest.raises(ValueError):
         with failures.failure_record(cell, "finetune", root=tmp_path):
             raise ValueError("out of memory")
     path = tmp_path / "tiny" / "top-k2" / "stsb" / "seed7.json"
-    assert json.loads(path.read_text()) == {**cell, "rule": "finetune", "error": "ValueError: out of memory"}
+    assert json.loads(path.read_text()) == {**cell.as_dict(), "rule": "finetune", "error": "ValueError: out of memory"}
     with failures.failure_record(cell, "evaluate", root=tmp_path):
         pass
     assert not path.exists()

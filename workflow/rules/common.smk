@@ -247,7 +247,7 @@ def summary_metrics(wildcards):
 
     cells = CELLS + retried_cells()
     return [cell.metrics for cell in cells
-            if os.path.exists(cell.metrics) and cell.metrics not in DISCREDITED and not failure_path(cell.__dict__).exists()]
+            if os.path.exists(cell.metrics) and cell.metrics not in DISCREDITED and not failure_path(cell).exists()]
 
 
 def layer_score_dirs(wildcards):
@@ -262,7 +262,7 @@ def layer_score_dirs(wildcards):
 
 def expected_cells():
     """The grid as plain dicts: the aggregate rule lists those without metrics as missing."""
-    return [{"model": c.model, "strategy": c.strategy, "k": c.k, "task": c.task, "seed": c.seed} for c in CELLS]
+    return [c.as_dict() for c in CELLS]
 
 
 def missing_label(summary_csv, model=None):

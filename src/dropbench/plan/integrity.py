@@ -364,5 +364,5 @@ def _as_problem(path, reason: str | None) -> list[Problem]:
 # ------------------------------------------------------------------ failure records
 
 
-def failure_path(cell: dict, root: str | Path = FAILED_ROOT) -> Path:
-    return Path(root) / f"{Cell.of(cell).name}.json"
+def failure_path(cell: Cell, root: str | Path = FAILED_ROOT) -> Path:
+    return Path(root) / f"{cell.name}.json"

@@ -13,13 +13,12 @@ from dropbench.plan.integrity import failure_path, read_json_checked
 from dropbench.runtime.atomic import write_json
 
 
-def cell_from_wildcards(wildcards) -> dict:
-    return {"model": wildcards.model, "strategy": wildcards.strategy, "k": int(wildcards.k),
-            "task": wildcards.task, "seed": int(wildcards.seed)}
+def cell_from_wildcards(wildcards) -> Cell:
+    return Cell(wildcards.model, wildcards.strategy, int(wildcards.k), wildcards.task, int(wildcards.seed))
 
 
 @contextlib.contextmanager
-def failure_record(cell: dict, rule: str, root: str | Path = FAILED_ROOT):
+def failure_record(cell: Cell, rule: str, root: str | Path = FAILED_ROOT):
     """Record an exception of ``rule`` for ``cell`` (then re-raise it); clear an old record on success.
 
     The record is ``{"model", "strategy", "k", "task", "seed", "rule", "error"}``. Interrupts
@@ -30,15 +29,14 @@ def failure_record(cell: dict, rule: str, root: str | Path = FAILED_ROOT):
 
 
 def cells_below(config: dict, model: str, task: str | None = None, strategy: str | None = None,
-                k: int | None = None) -> list[dict]:
+                k: int | None = None) -> list[Cell]:
     """The cells of ``config`` that use the output of an upstream job (download, prepare, prune)."""
-    return [{"model": c.model, "strategy": c.strategy, "k": c.k, "task": c.task, "seed": c.seed}
-            for c in grid.cells(config)
+    return [c for c in grid.cells(config)
             if c.model == model and task in (None, c.task) and strategy in (None, c.strategy) and k in (None, c.k)]
 
 
 @contextlib.contextmanager
-def stage_failure_record(cells: list[dict], rule: str, root: str | Path = FAILED_ROOT, clear_any_rule: bool = False):
+def stage_failure_record(cells: list[Cell], rule: str, root: str | Path = FAILED_ROOT, clear_any_rule: bool = False):
     """Record an exception of ``rule`` for each of ``cells`` (then re-raise it); on success clear the
     records this rule left for them (or every record of a cell with ``clear_any_rule``).
 
@@ -50,8 +48,7 @@ def stage_failure_record(cells: list[dict], rule: str, root: str | Path = FAILED
     except Exception as err:
         reason = f"{type(err).__name__}: {err}".strip()
         for cell in cells:
-            record = Cell.of(cell).as_dict()
-            write_json(failure_path(cell, root), {**record, "rule": rule, "error": reason})
+            write_json(failure_path(cell, root), {**cell.as_dict(), "rule": rule, "error": reason})
         raise
     for cell in cells:
         path = failure_path(cell, root)
