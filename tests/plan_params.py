@@ -1,5 +1,7 @@
-"""Print the params of every job a config plans, as JSON: {rule: sorted list of each job's params as
-Snakemake records them (the repr of each value)}. Usage: python plan_params.py REPO CONFIGFILE WORKDIR."""
+"""Print the params of every job each config plans, as JSON, one line per config: {rule: sorted list of each
+job's params as Snakemake records them (the repr of each value)}. Several configs are planned in one process
+(each its own workflow), which saves a Python and Snakemake start per config.
+Usage: python plan_params.py REPO WORKDIR CONFIGFILE [CONFIGFILE ...]."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from snakemake.api import SnakemakeApi
 from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings, StorageSettings
 
 
-def main(repo: Path, configfile: Path, workdir: Path) -> dict[str, list[str]]:
+def main(repo: Path, workdir: Path, configfile: Path) -> dict[str, list[str]]:
     with SnakemakeApi(OutputSettings()) as api:
         workflow_api = api.workflow(resource_settings=ResourceSettings(cores=1),
                                     config_settings=ConfigSettings(configfiles=[configfile]),
@@ -28,4 +30,6 @@ def main(repo: Path, configfile: Path, workdir: Path) -> dict[str, list[str]]:
 
 
 if __name__ == "__main__":
-    print("PARAMS " + json.dumps(main(*map(Path, sys.argv[1:4])), sort_keys=True))
+    repo, workdir, *configfiles = map(Path, sys.argv[1:])
+    for configfile in configfiles:
+        print("PARAMS " + json.dumps(main(repo, workdir, configfile), sort_keys=True), flush=True)

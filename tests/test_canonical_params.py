@@ -51,23 +51,28 @@ def workdir(tmp_path_factory):
     return workdir
 
 
-def plan(workdir: Path, name: str, config: dict) -> dict[str, list[str]]:
-    path = workdir / name
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return planned_params(workdir, path)
+def plans(workdir: Path, configs: dict[str, dict], sort_keys: dict[str, bool]) -> dict[str, dict[str, list[str]]]:
+    """The params each config plans, all planned in one process: {file name: planned_params}."""
+    paths = []
+    for name, config in configs.items():
+        paths.append(workdir / name)
+        paths[-1].write_text(yaml.safe_dump(config, sort_keys=sort_keys.get(name, False)))
+    return dict(zip(configs, planned_params(workdir, *paths)))
 
 
 @pytest.mark.parametrize("config_file", CONFIGS, ids=lambda path: path.name)
 def test_a_shipped_config_with_its_keys_sorted_or_shuffled_plans_the_same_params(workdir, config_file):
     config = yaml.safe_load(config_file.read_text())
-    given = plan(workdir, "given.yaml", config)
-    (workdir / "sorted.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
-    assert {rule: jobs for rule, jobs in planned_params(workdir, workdir / "sorted.yaml").items()
+    planned = plans(workdir, {"given.yaml": config, "sorted.yaml": config,
+                              **{f"shuffled{seed}.yaml": shuffled(config, random.Random(seed), keep=("models", "tasks"))
+                                 for seed in range(2)},
+                              "shuffled_all.yaml": shuffled(config, random.Random(27))}, {"sorted.yaml": True})
+    given = planned["given.yaml"]
+    assert {rule: jobs for rule, jobs in planned["sorted.yaml"].items()
             if rule not in ROW_ORDER_RULES} == {rule: jobs for rule, jobs in given.items() if rule not in ROW_ORDER_RULES}
     for seed in range(2):
-        rewritten = shuffled(config, random.Random(seed), keep=("models", "tasks"))
-        assert plan(workdir, f"shuffled{seed}.yaml", rewritten) == given
-    everything = plan(workdir, "shuffled_all.yaml", shuffled(config, random.Random(27)))
+        assert planned[f"shuffled{seed}.yaml"] == given
+    everything = planned["shuffled_all.yaml"]
     assert set(everything) == set(given)
     assert {rule for rule in given if everything[rule] != given[rule]} <= ROW_ORDER_RULES
 
@@ -78,7 +83,7 @@ def test_the_default_configs_params_are_those_planned_before_issue_27(workdir):
     (tests/plan_params.py) only when a stage version is bumped on purpose. The report rules' code digests
     are left out of the comparison (they follow the report code)."""
     expected = without_code_digests(json.loads((FIXTURE / "params.json").read_text()))
-    planned = without_code_digests(planned_params(workdir, FIXTURE / "config.yaml"))
+    planned = without_code_digests(planned_params(workdir, FIXTURE / "config.yaml")[0])
     assert len(planned["model_card"]) == len(planned["evaluate"])  # model cards (issue 26): new jobs, one per cell
     assert {rule: planned.get(rule) for rule in expected if rule not in PARAMS_ADDED_SINCE} == {
         rule: jobs for rule, jobs in expected.items() if rule not in PARAMS_ADDED_SINCE}

@@ -64,12 +64,12 @@ def finished_tiny_run(workdir: Path, strategies=("top",), k=(1,), relative_paths
     return config
 
 
-def planned_params(workdir: Path, configfile: Path) -> dict[str, list[str]]:
-    """The params of every job ``configfile`` plans in ``workdir`` (forced: as if nothing existed), per
-    rule, as Snakemake compares them (``tests/plan_params.py``)."""
-    command = [sys.executable, str(REPO / "tests" / "plan_params.py"), str(REPO), str(configfile), str(workdir)]
+def planned_params(workdir: Path, *configfiles: Path) -> list[dict[str, list[str]]]:
+    """For each of ``configfiles``, the params of every job it plans in ``workdir`` (forced: as if nothing
+    existed), per rule, as Snakemake compares them (``tests/plan_params.py``, all in one process)."""
+    command = [sys.executable, str(REPO / "tests" / "plan_params.py"), str(REPO), str(workdir), *map(str, configfiles)]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     lines = [line for line in result.stdout.splitlines() if line.startswith("PARAMS ")]
-    if result.returncode != 0 or not lines:
-        raise AssertionError(f"planning {configfile} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return json.loads(lines[-1].removeprefix("PARAMS "))
+    if result.returncode != 0 or len(lines) != len(configfiles):
+        raise AssertionError(f"planning {configfiles} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return [json.loads(line.removeprefix("PARAMS ")) for line in lines]
