@@ -3,11 +3,9 @@
 # or `-n 0` for one process.
 # --dist loadfile: a file's tests stay on one worker, in order (a module's finished run is made once), and
 # the tests that start a SLURM cluster, all in tests/test_slurm_cluster.py, never run at the same time.
-# --no-loadscope-reorder: modules are handed out in tests/conftest.py's order, the slowest first (two workers
-# that finish together), not most-tests-first.
 # OMP_NUM_THREADS=1: torch's default of one thread per core in each worker would oversubscribe the CPUs
 # (the workflow's jobs set their own thread count).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
-.venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder "$@"
+.venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"

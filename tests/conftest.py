@@ -13,21 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-# The modules that take longest (pytest --durations, issue 23's notes) start first, so that the two xdist workers
-# finish together: scripts/test.sh's --dist loadfile --no-loadscope-reorder hands out whole modules in this order
-# (xdist's default order, most tests first, left the few-test workflow modules for the end). A stale list only
-# costs balance.
-SLOWEST_FIRST = ["test_greedy.py", "test_recompute.py", "test_subsets.py", "test_slurm_cluster.py",
-                 "test_published_grid.py", "test_workflow_e2e.py", "test_tuning.py", "test_faults.py",
-                 "test_layer_profile_workflow.py", "test_canonical_params.py", "test_retry_workflow.py",
-                 "test_module.py", "test_families_workflow.py", "test_report_workflow.py", "test_padding_workflow.py",
-                 "test_cls_workflow.py", "test_gpu_run.py"]
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module keeps its own order
-
 BASE_RUN = {"strategies": ("top",), "k": (1,)}  # with tiny_config's model, SST-2 alone, seed 1
 
 

@@ -54,10 +54,3 @@ def test_no_module_is_over_the_limit():
     too_long = {name: n for name, n in sizes.items() if n > MAX_LINES}
     assert too_long == {}, f"over {MAX_LINES} lines (split them): {too_long}"
     assert len(sizes) > 40 and max(sizes.values()) > 300  # it read the package
-
-
-def test_the_slowest_first_list_names_test_modules_once():
-    from conftest import SLOWEST_FIRST
-
-    assert len(set(SLOWEST_FIRST)) == len(SLOWEST_FIRST)
-    assert [name for name in SLOWEST_FIRST if not (REPO / "tests" / name).is_file()] == []
