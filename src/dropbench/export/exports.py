@@ -146,9 +146,9 @@ def export_cell(publish_dir, metrics_json, features_dir, out: dict, eval_batch_s
     """Write the export of one cell: ``out`` maps ``hf``, ``onnx``, ``int8`` and ``record`` to paths.
     ``params``: the job's (cell, seed, export version)."""
     record = json.loads(Path(metrics_json).read_text())
-    cell = Cell.of(params["cell"])
-    if Cell.of(record) != cell:
-        raise ValueError(f"{metrics_json} is the record of {Cell.of(record).name}, not of {cell.name}")
+    cell, recorded = Cell.of(params["cell"]), Cell.of(record)
+    if recorded != cell:
+        raise ValueError(f"{metrics_json} is the record of {recorded.name}, not of {cell.name}")
     task = cell.task
     spec = tasks.get_task(task)
     if not weight_files(publish_dir):

@@ -138,7 +138,7 @@ def json_problem(path: str | Path, required: Iterable[str] = ()) -> str | None:
     return f"lacks key(s) {missing}" if missing else None
 
 
-def predictions_problem(path: Path, cell: dict | None = None, record: dict | None = None,
+def predictions_problem(path: Path, cell: Cell | None = None, record: dict | None = None,
                         features_dir: str | Path | None = None) -> str | None:
     """A cell's dev predictions (written with its metrics): readable and matching their sha256; and, with
     ``cell``/``record``/``features_dir``, bound to that cell: the cell the file names (files written since
@@ -308,10 +308,9 @@ def find_damaged(cells: Iterable[grid.Cell], data_driven: Iterable[str], sources
         if not metrics.exists():
             pending.append(cell)
             continue
-        reason = metrics_problem(metrics)
-        record = None if reason else read_json_checked(metrics)[0]
-        if reason := reason or predictions_problem(Path(cell.dir) / "predictions.npz", cell.__dict__, record,
-                                                   grid.features_dir(cell.model, cell.task)):
+        record, reason = read_json_checked(metrics)  # read once: the record check and the predictions' use it
+        if reason := reason or record_problem(record) or predictions_problem(
+                Path(cell.dir) / "predictions.npz", cell, record, grid.features_dir(cell.model, cell.task)):
             problems.append(Problem(metrics, reason, cell.metrics))
             pending.append(cell)
         elif stale := record_problems(record, cell, expected(cell) if expected else {}, data_driven):

@@ -135,9 +135,9 @@ def _subset(layers: tuple[int, ...]) -> StrategyFn:
 
 def _resolve_subset(prefix: str) -> Callable[[str], _Strategy]:
     def resolve(rest: str) -> _Strategy:
-        if subset_layers(prefix + rest) is None:
+        if (layers := subset_layers(prefix + rest)) is None:
             raise ValueError(f"unknown strategy {prefix + rest!r}: allowed {_FAMILIES[prefix][1]}")
-        return _Strategy(_subset(subset_layers(prefix + rest)), False)
+        return _Strategy(_subset(layers), False)
 
     return resolve
 
@@ -338,9 +338,9 @@ def _cls_threshold_strategy(threshold: float) -> StrategyFn:
 
 
 def _resolve_cls_threshold(rest: str) -> _Strategy:
-    if cls_threshold_of(CLS_THRESHOLD_PREFIX + rest) is None:
+    if (threshold := cls_threshold_of(CLS_THRESHOLD_PREFIX + rest)) is None:
         raise ValueError(f"unknown strategy {CLS_THRESHOLD_PREFIX + rest!r}: allowed {_FAMILIES[CLS_THRESHOLD_PREFIX][1]}")
-    return _Strategy(_cls_threshold_strategy(cls_threshold_of(CLS_THRESHOLD_PREFIX + rest)), needs_data=True, decides_k=True)
+    return _Strategy(_cls_threshold_strategy(threshold), needs_data=True, decides_k=True)
 
 
 # ---------------------------------------------------------------- greedy search

@@ -63,7 +63,7 @@ def load_runs(paths: Iterable[str | Path]) -> dict[tuple, dict]:
         cell = cell_of(path)
         metrics = path.parent / "metrics.json"
         record = json.loads(metrics.read_text()) if metrics.exists() else None
-        problem = predictions_problem(path, Cell.from_path(path).as_dict(), record)
+        problem = predictions_problem(path, Cell(*cell), record)
         if problem:
             raise CorruptResultError(f"damaged result {path}: {problem}; run snakemake again to recompute the cell")
         runs[cell] = predictions.load(path)
