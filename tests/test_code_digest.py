@@ -29,3 +29,14 @@ def test_editing_a_reached_module_changes_the_digest_moving_the_package_does_not
     (package / "report" / "plots.py").write_text((package / "report" / "plots.py").read_text() + "\n# edited\n")  # not reached by stats
     assert code_digest.code_digest(["report.stats"], package=package) == after_chance
     assert code_digest.code_digest(["report.plots"], package=package) != code_digest.code_digest(["report.plots"], package=moved)
+
+
+def test_an_import_added_in_the_same_process_is_followed(tmp_path):
+    """The parsed imports are cached by source text (planning walks the same modules once per report rule), so
+    an edit is seen at once, never a stale parse of the same path."""
+    package = tmp_path / "dropbench"
+    shutil.copytree(code_digest.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    assert "plots.py" not in {path.name for path in code_digest.modules_reached(["report.stats"], package)}
+    stats = package / "report" / "stats.py"
+    stats.write_text(stats.read_text() + "\nfrom dropbench.report import plots  # noqa\n")
+    assert "plots.py" in {path.name for path in code_digest.modules_reached(["report.stats"], package)}

@@ -6,6 +6,7 @@ path is part of it). Lazy imports inside functions count too: they run when the 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,22 +23,35 @@ def _module_file(name: str, package: Path) -> Path | None:
     return None
 
 
+@functools.cache
+def _dropbench_imports(source: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each absolute dropbench import in ``source``: ``(module, names)``, names empty for ``import dropbench.x``.
+    Cached by the source text: the report rules' digests walk the same modules a dozen times per planning."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, ()) for alias in node.names if alias.name.startswith("dropbench.")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "dropbench" or node.module.startswith("dropbench."):
+                found.append((node.module, tuple(alias.name for alias in node.names)))
+    return tuple(found)
+
+
 def _imported(path: Path, package: Path) -> set[str]:
     """The dropbench modules ``path`` imports, relative to the package (``report.aggregate``, ``evaluate``, ...):
     ``from dropbench.x import y`` reaches ``x`` and, where ``y`` is a module of the subpackage ``x``, ``x.y``."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name.split(".", 1)[1] for alias in node.names if alias.name.startswith("dropbench.")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "dropbench" or node.module.startswith("dropbench."):
-                parent = node.module.removeprefix("dropbench").removeprefix(".")
-                if parent:
-                    found.add(parent)
-                for alias in node.names:
-                    name = f"{parent}.{alias.name}" if parent else alias.name
-                    if _module_file(name, package) is not None:
-                        found.add(name)
+    for module, names in _dropbench_imports(path.read_text()):
+        if not names:
+            found.add(module.split(".", 1)[1])
+            continue
+        parent = module.removeprefix("dropbench").removeprefix(".")
+        if parent:
+            found.add(parent)
+        for alias in names:
+            name = f"{parent}.{alias}" if parent else alias
+            if _module_file(name, package) is not None:
+                found.add(name)
     return found
 
 
