@@ -12,6 +12,8 @@ The logging (``log_to``), failure records, device threads and GPU slots around e
 kind of step; the dropbench modules the functions call do the work and never see Snakemake.
 """
 
+import gc
+
 from dropbench.runtime.jobs import log_to
 
 
@@ -19,3 +21,6 @@ def run_step(job, steps: dict) -> None:
     """The step of ``job``'s rule from ``steps`` (name -> function), its output logged to the job's log."""
     with log_to(job.log[0]):
         steps[job.rule](job)
+    # The job's process ends next. Freezing the heap spares the interpreter's last garbage collections over the
+    # millions of objects torch and transformers made: ~0.6 s of a tiny test job's ~3.5 s, nothing on a real one.
+    gc.freeze()
