@@ -28,3 +28,33 @@ def test_a_step_logs_to_its_job_log_and_leaves_the_heap_frozen(tmp_path):
                             env={"PYTHONPATH": str(REPO / "src")}, check=True)
     assert "step ran for hello" in log.read_text()
     assert json.loads(result.stdout)["frozen"] > 1000
+
+
+SETTLED = """
+import gc, json, sys
+from dropbench.steps import import_settled
+
+import_settled(("torch", "transformers.modeling_utils"))
+settled = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count(), "imported": "transformers.modeling_utils" in sys.modules}
+try:
+    import_settled(("no_such_module_here",))
+except ImportError:
+    settled["enabled_after_a_failed_import"] = gc.isenabled()
+print(json.dumps(settled))
+"""
+
+
+def test_the_model_libraries_are_imported_settled_and_the_collector_runs_again(tmp_path):
+    """A model step's libraries are imported with the collector paused and then frozen; it is on again after,
+    even when an import fails."""
+    result = subprocess.run([sys.executable, "-c", SETTLED], capture_output=True, text=True,
+                            env={"PYTHONPATH": str(REPO / "src")}, check=True)
+    settled = json.loads(result.stdout)
+    assert settled["enabled"] and settled["imported"] and settled["enabled_after_a_failed_import"]
+    assert settled["frozen"] > 100_000  # torch's and transformers' objects
+
+
+def test_the_model_steps_are_steps():
+    from dropbench.steps import models
+
+    assert models.MODEL_STEPS <= set(models.STEPS) and "prepare_task" not in models.MODEL_STEPS

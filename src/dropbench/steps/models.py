@@ -9,8 +9,15 @@ from __future__ import annotations
 from dropbench.steps import run_step
 
 
+# The steps that load a transformers model: torch and the model classes are imported before them, settled
+# (dropbench.steps.import_settled). prepare_task needs only the tokenizer, the other steps neither.
+MODEL_STEPS = {"prune", "finetune", "frozen_finetune", "iterative_finetune", "evaluate", "measure_latency",
+               "layer_profile_scores", "tune_learning_rate"}
+MODEL_LIBRARIES = ("torch", "transformers.modeling_utils")
+
+
 def run(job) -> None:
-    run_step(job, STEPS)
+    run_step(job, STEPS, MODEL_LIBRARIES if job.rule in MODEL_STEPS else ())
 
 
 def _cell_step(job):
