@@ -58,3 +58,20 @@ def test_the_model_steps_are_steps():
     from dropbench.steps import models
 
     assert models.MODEL_STEPS <= set(models.STEPS) and "prepare_task" not in models.MODEL_STEPS
+
+
+def test_snakemakes_own_process_exits_frozen(tmp_path):
+    """common.smk registers the same freeze for Snakemake's process (~0.25 s of every invocation): a handler
+    registered before it (atexit runs them last-in, first-out) sees the heap frozen."""
+    from tiny import tiny_config, write_config
+    from workflow_runner import snakemake
+
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "sitecustomize.py").write_text(
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('FROZEN', gc.get_freeze_count(), file=sys.__stderr__))\n")
+    write_config(tmp_path, tiny_config(tmp_path))
+    result = snakemake(tmp_path, "-n", env={"PYTHONPATH": str(probe)})
+    frozen = [int(line.split()[1]) for line in result.stderr.splitlines() if line.startswith("FROZEN")]
+    assert len(frozen) == 1 and frozen[0] > 10_000
