@@ -46,8 +46,9 @@ import sys
 import snakemake.script  # the preamble of every Snakemake script job
 from dropbench.runtime.device import set_threads
 from dropbench.evaluate.evaluation import write_cell_metrics
+from dropbench.plan.cells import Cell
 set_threads(1)
-cell = {"model": "tiny", "strategy": "top", "k": 1, "task": "sst2", "seed": 1}
+cell = Cell.of({"model": "tiny", "strategy": "top", "k": 1, "task": "sst2", "seed": 1})
 write_cell_metrics(cell, sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], 128, sys.argv[5], sys.argv[6])
 """
 
