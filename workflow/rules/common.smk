@@ -13,8 +13,9 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
-# Snakemake's process then exits without a last garbage collection over everything it imported and planned:
-# ~0.25 s of each invocation (a dry run of the tiny test grid takes ~1.3 s), as the jobs do (dropbench.steps).
+# At exit, Snakemake's process freezes its heap, so the interpreter's last garbage collection does not walk
+# everything it imported and planned: ~0.25 s of each invocation (a dry run of the tiny test grid takes
+# ~1.3 s); the jobs do the same (dropbench.steps).
 atexit.register(gc.freeze)
 
 

@@ -25,7 +25,8 @@ def run_step(job, steps: dict, libraries: tuple[str, ...] = ()) -> None:
         import_settled(libraries)
         steps[job.rule](job)
     # The job's process ends next. Freezing the heap spares the interpreter's last garbage collections over the
-    # millions of objects torch and transformers made: ~0.6 s of a tiny test job's ~3.5 s, nothing on a real one.
+    # millions of objects torch and transformers made: ~0.6 s of a tiny test job's ~3.5 s (negligible beside a
+    # real fine-tune, but the test suite runs hundreds of tiny jobs).
     gc.freeze()
 
 
