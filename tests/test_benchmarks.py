@@ -13,6 +13,13 @@ import yaml
 from tiny import REPO
 
 
+def run_benchmark(script: str, *args: str) -> list[str]:
+    result = subprocess.run([sys.executable, script, *args], cwd=REPO / "benchmarks", capture_output=True, text=True,
+                            timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()
+
+
 @pytest.mark.slow
 def estimate_of_paper_grid() -> dict:
     from dropbench.plan.estimate import estimate
@@ -21,24 +28,13 @@ def estimate_of_paper_grid() -> dict:
 
 
 def test_gpu_grid_throughput_runs_concurrent_jobs_on_cpu_with_a_tiny_shape():
-    command = [sys.executable, "gpu_grid_throughput.py", "--device", "cpu", "--tiny", "--jobs", "2",
-               "--batch-sizes", "8", "--seconds", "1", "--warmup-steps", "1"]
-    result = subprocess.run(command, cwd=REPO / "benchmarks", capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
+    lines = run_benchmark("gpu_grid_throughput.py", "--device", "cpu", "--tiny", "--jobs", "2", "--batch-sizes", "8",
+                          "--seconds", "1", "--warmup-steps", "1")
     paper_cells = int(re.fullmatch(r"paper grid: (\d+) cells, .* training tokens, .* FLOPs", lines[0]).group(1))
     assert paper_cells == estimate_of_paper_grid()["cells"]
     assert re.fullmatch(r"batch  8, 2 job\(s\) on one cpu \(fp32\): [\d.]+ examples/s, .*, paper grid [\d.]+ GPU-hours", lines[1])
     assert float(re.search(r"([\d.]+) examples/s", lines[1]).group(1)) > 0
     assert lines[-1].startswith("best: batch 8, jobs_per_gpu 2:")
-
-
-def run_benchmark(script: str, *args: str) -> list[str]:
-    result = subprocess.run([sys.executable, script, *args], cwd=REPO / "benchmarks", capture_output=True, text=True,
-                            timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ def test_metrics_check_agrees_with_read_cell_metrics(tmp_path, text):
         readable = True
     except CorruptResultError:
         readable = False
-    assert (integrity.metrics_problem(path) is None) == readable
+    assert (integrity.read_metrics_checked(path)[1] is None) == readable
 
 
 def test_find_damaged_names_corrupt_results_and_the_damaged_inputs_of_cells_to_recompute(tmp_path, monkeypatch):

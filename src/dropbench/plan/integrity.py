@@ -124,10 +124,10 @@ def read_json_checked(path: str | Path):
         return None, f"truncated or corrupt JSON ({err})"
 
 
-def metrics_problem(path: str | Path) -> str | None:
-    """Why a cell's metrics JSON is not a complete record, or None."""
+def read_metrics_checked(path: str | Path) -> tuple[dict | None, str | None]:
+    """A cell's metrics JSON, read once, and why it is not a complete record (None when it is)."""
     record, problem = read_json_checked(path)
-    return problem or record_problem(record)
+    return record, problem or record_problem(record)
 
 
 def json_problem(path: str | Path, required: Iterable[str] = ()) -> str | None:
@@ -308,8 +308,8 @@ def find_damaged(cells: Iterable[grid.Cell], data_driven: Iterable[str], sources
         if not metrics.exists():
             pending.append(cell)
             continue
-        record, reason = read_json_checked(metrics)  # read once: the record check and the predictions' use it
-        if reason := reason or record_problem(record) or predictions_problem(
+        record, reason = read_metrics_checked(metrics)  # the predictions' check uses the same record
+        if reason := reason or predictions_problem(
                 Path(cell.dir) / "predictions.npz", cell, record, grid.features_dir(cell.model, cell.task)):
             problems.append(Problem(metrics, reason, cell.metrics))
             pending.append(cell)
