@@ -103,6 +103,8 @@ def test_the_search_resumes_plans_nothing_once_done_and_shares_cells_with_the_su
     cell = "results/cells/tiny/greedy-k2/sst2/seed1/metrics.json"  # the search and its cell, no report yet
     plan = planned_jobs(tmp_path, cell)
     assert plan["greedy_step"] == 2 and plan["finetune"] == 3 + 1  # step 1's three candidates, greedy-k2
+    # one learning-rate candidate: the rate is fixed, each variant's choice is recorded without a selection fine-tune
+    assert "tune_learning_rate" not in plan and plan["choose_learning_rate"] == 3 + 1
 
     snakemake(tmp_path, "--cores", "2", "results/greedy/tiny/sst2/step1.json")
     step1 = json.loads((tmp_path / "results/greedy/tiny/sst2/step1.json").read_text())
@@ -111,6 +113,10 @@ def test_the_search_resumes_plans_nothing_once_done_and_shares_cells_with_the_su
     assert step1["held_out_task_score"] == best
     first = {p: p.stat().st_mtime_ns for p in (tmp_path / "results/cells").rglob("metrics.json")}
     assert len(first) == 3  # the candidates only
+    for path in first:  # trained at the fixed rate, not training.learning_rate
+        assert json.loads(path.read_text())["tuning"] == {"candidates": {"0.001": None}, "chosen": 1e-3, "held_out_rows": 12,
+                                                          "seed": 0, "fixed": True}
+        assert json.loads((path.parent / "train_log.json").read_text())["config"]["learning_rate"] == 1e-3
 
     plan = planned_jobs(tmp_path, cell)  # the resumed search: step 2's two candidates and greedy-k2
     assert plan["greedy_step"] == 1 and plan["finetune"] == 2 + 1
@@ -133,6 +139,10 @@ def test_the_search_resumes_plans_nothing_once_done_and_shares_cells_with_the_su
     snakemake(tmp_path, "--cores", "2")
     assert planned_jobs(tmp_path) == {}
     assert "## Greedy search: tiny, sst2 (seed 1, chosen on held-out train rows)" in (tmp_path / "reports/oracle.md").read_text()
+    assert not (tmp_path / "reports/sensitivity.md").exists()  # one learning rate: nothing to compare
+    rows = [line.split(",") for line in (tmp_path / "reports/tuning.csv").read_text().splitlines()[1:]]
+    assert {row[1] for row in rows} == {"none", "layer1", "layer2", "layer3", "greedy"}  # the grid's variants
+    assert all(row[4:] == ["0.001", "", "True", "12", "0", "False"] for row in rows)  # each at the fixed rate, no score
 
     # poisoned dev labels (all one class): the task is prepared and every candidate trained again, and every step
     # chooses exactly as before, on exactly the same held-out scores (the search never reads the dev rows)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +97,28 @@ def test_the_best_held_out_score_is_chosen_ties_to_the_smaller_rate_and_undefine
     assert tuning.choose([candidate(tmp_path, 4e-4, None), candidate(tmp_path, 2e-4, 0.1)])["chosen"] == 2e-4
 
 
+def test_a_single_candidate_is_a_fixed_rate_with_no_selection_fine_tune(tmp_path):
+    assert job_params.selection_rates(TUNING) == [1e-3, 1e-4]
+    assert job_params.selection_rates(None) == job_params.selection_rates({**TUNING, "learning_rates": [2e-4]}) == []
+    single = job_params.choice_params({**TUNING, "learning_rates": [2e-4]})
+    assert single == {"fixed_learning_rate": 2e-4, "held_out_rows": 12, "seed": 0}
+    assert job_params.choice_params(TUNING)["fixed_learning_rate"] is None
+    out = tmp_path / "choice.json"
+    choice = tuning.write_choice([], out, single)
+    assert choice == json.loads(out.read_text()) == {"candidates": {"0.0002": None}, "chosen": 2e-4, "held_out_rows": 12,
+                                                     "seed": 0, "fixed": True}
+    with pytest.raises(ValueError, match="no candidates to choose from"):  # a fixed rate takes no candidate's record
+        tuning.write_choice([candidate(tmp_path, 2e-4, 0.5)], out, single)
+    selected = tuning.write_choice([candidate(tmp_path, 1e-3, 0.5), candidate(tmp_path, 1e-4, 0.6)], out, job_params.choice_params(TUNING))
+    assert selected["chosen"] == 1e-4 and "fixed" not in selected
+    rows = tuning.summary_rows({("m", "top", 1, "sst2"): out})
+    assert [(r["learning_rate"], r["held_out_score"], r["chosen"], r["selected"]) for r in rows] == [
+        (1e-4, 0.6, True, True), (1e-3, 0.5, False, True)]
+    tuning.write_choice([], out, single)
+    assert [(r["held_out_score"], r["chosen"], r["selected"]) for r in tuning.summary_rows({("m", "top", 1, "sst2"): out})] == [
+        (None, True, False)]
+
+
 def test_learning_rates_have_one_spelling():
     assert tuning.lr_name(2.0e-4) == tuning.lr_name(0.0002) == "0.0002"
     assert tuning.candidate_file("m", "top", 2, "sst2", 1e-5) == "results/tuning/m/top-k2/sst2/lr1e-05.json"
@@ -163,6 +184,8 @@ def test_the_estimate_counts_the_selection_fine_tunes():
     tuned = estimate.estimate({**config, "tuning": {"learning_rates": [1e-4, 2e-4, 4e-4], "held_out": 300, "seed": 0}},
                               "a100", 0.02, REPO)
     assert "tuning_fine_tunes" not in plain
+    fixed = estimate.estimate({**config, "tuning": {"learning_rates": [2e-4], "held_out": 300, "seed": 0}}, "a100", 0.02, REPO)
+    assert "tuning_fine_tunes" not in fixed and fixed["training_flops"] == plain["training_flops"]
     assert tuned["tuning_fine_tunes"] == 3 * plain["cells"] // len(config["seeds"])
     assert tuned["training_flops"] > plain["training_flops"]
 
@@ -170,7 +193,8 @@ def test_the_estimate_counts_the_selection_fine_tunes():
 # ------------------------------------------------------------------ the workflow (slow)
 # The runs target the cells' metrics and reports/tuning.csv (not the report rules, which a tuned run
 # plans as usual): a finished tiny tuned run with two candidates, then a third candidate, then the chosen
-# one withdrawn, then poisoned dev labels (last: it re-prepares the task).
+# one withdrawn (one candidate left: a fixed rate), then both again and poisoned dev labels (last: it
+# re-prepares the task).
 
 
 def choices(workdir: Path) -> dict:
@@ -209,7 +233,7 @@ def test_a_tuned_run_fine_tunes_each_variant_at_its_choice(tuned_run):
         candidate_record = json.loads((workdir / f"results/tuning/tiny/{variant}/sst2/lr0.001.json").read_text())
         assert candidate_record["held_out_rows"] == 12 and candidate_record["seed"] == 0
     table = (workdir / "reports/tuning.csv").read_text().splitlines()
-    assert table[0] == "model,strategy,k,task,learning_rate,held_out_score,chosen,held_out_rows,seed"
+    assert table[0] == "model,strategy,k,task,learning_rate,held_out_score,chosen,held_out_rows,seed,selected"
     assert len(table) == 1 + 2 * len(VARIANTS)
     assert planned_jobs(workdir, *TARGETS) == {}
 
@@ -255,7 +279,9 @@ def test_a_changed_choice_re_runs_its_variants_cells_at_the_new_rate(tuned_run):
     result = snakemake(workdir, "--cores", "2", *TARGETS)
     after, new_times = choices(workdir), finetune_times(workdir)
     assert after["top-k1"]["chosen"] != before["top-k1"]["chosen"]
-    assert "tune_learning_rate" not in result.stdout + result.stderr  # the remaining candidates' results are reused
+    # one candidate left is a fixed rate: no selection fine-tune, the choice says so
+    assert "tune_learning_rate" not in result.stdout + result.stderr
+    assert all(choice["fixed"] and choice["candidates"] == {tuning.lr_name(kept[0]): None} for choice in after.values())
     for variant in VARIANTS:
         moved = after[variant]["chosen"] != before[variant]["chosen"]
         for name in ("train_log.json", "metrics.json"):
@@ -271,12 +297,15 @@ def test_poisoned_dev_labels_change_no_choice(tuned_run):
     """The selection never reads the dev rows: the dev labels rewritten (all one class) leave every
     candidate's held-out score, and so the choice, exactly as they were (one variant, to keep it short)."""
     workdir, config = tuned_run
+    write_config(workdir, config)  # both candidates again (the test before left one): the same choice as at first
+    target = "results/tuning/tiny/top-k1/sst2/choice.json"
+    snakemake(workdir, "--cores", "2", target)
     before = choices(workdir)["top-k1"]
+    assert len(before["candidates"]) == 2 and "fixed" not in before
     dev = Path(config["tasks"]["sst2"]["source"]["path"]) / "dev.tsv"
     header, *lines = dev.read_text().splitlines(keepends=True)
     assert {line.rstrip("\n").rsplit("\t", 1)[1] for line in lines} == {"0", "1"}
     dev.write_text(header + "".join(line.rstrip("\n").rsplit("\t", 1)[0] + "\t1\n" for line in lines))
-    target = "results/tuning/tiny/top-k1/sst2/choice.json"
     assert planned_jobs(workdir, target).get("tune_learning_rate") == len(before["candidates"])  # run again on the new features
     snakemake(workdir, "--cores", "2", target)
     assert choices(workdir)["top-k1"] == before

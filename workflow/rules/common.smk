@@ -454,7 +454,7 @@ def tuning_candidates(wildcards):
     from dropbench.train.tuning import candidate_file
 
     w = wildcards
-    return [candidate_file(w.model, w.strategy, w.k, w.task, lr) for lr in TUNING["learning_rates"]]
+    return [candidate_file(w.model, w.strategy, w.k, w.task, lr) for lr in job_params.selection_rates(TUNING)]
 
 
 def tune_params(wildcards):
@@ -484,8 +484,13 @@ def tuning_outputs():
 
 def sensitivity_outputs():
     """reports/sensitivity.md and its CSVs where there is something to compare: config sensitivity (model
-    entries of one checkpoint) or tuning (each learning-rate candidate)."""
-    return ["reports/sensitivity.md"] if config["sensitivity"] or TUNING else []
+    entries of one checkpoint) or tuning's selection (two or more learning-rate candidates)."""
+    return ["reports/sensitivity.md"] if config["sensitivity"] or job_params.selection_rates(TUNING) else []
+
+
+def sensitivity_tuning_input():
+    """reports/tuning.csv where the sensitivity report compares learning-rate candidates (a selection), else nothing."""
+    return tuning_outputs() if job_params.selection_rates(TUNING) else []
 
 
 def tuning_variants(wildcards=None):

@@ -142,7 +142,7 @@ rule tables:
 rule sensitivity:
     input:
         summary=rules.aggregate.output.summary,
-        tuning=tuning_outputs(),
+        tuning=sensitivity_tuning_input(),
     output:
         md="reports/sensitivity.md",
         scores="reports/sensitivity_scores.csv",

@@ -1,7 +1,8 @@
 # Learning-rate selection (config `tuning`; dropbench.train.tuning). Per (model, strategy, k, task) one selection
 # fine-tune per candidate learning rate, with seed tuning.seed, on the train split less the held-out rows
 # (prepare_task's split held_out), scored on those rows; the checkpoint picks one, which every seed of the
-# variant is fine-tuned at (finetune_params in common.smk). Without `tuning` nothing here is planned.
+# variant is fine-tuned at (finetune_params in common.smk). A single candidate is no selection: no selection
+# fine-tune, and the checkpoint records its rate as fixed (params choice). Without `tuning` nothing here is planned.
 
 # Its input and params functions are in common.smk (section tuning).
 
@@ -37,6 +38,8 @@ checkpoint choose_learning_rate:
         tuning_candidates,
     output:
         f"results/tuning/{{model}}/{grid.VARIANT}/{{task}}/choice.json",
+    params:
+        choice=job_params.choice_params(TUNING) if TUNING else None,
     log:
         f"logs/choose_learning_rate/{{model}}/{grid.VARIANT}/{{task}}.log",
     localrule: True

@@ -38,7 +38,7 @@ from pathlib import Path
 from dropbench.plan import config_check, config_files, grid
 from dropbench.prune import strategies, strategy_names
 from dropbench.prune.greedy import deepest_searches
-from dropbench.plan.job_params import ITERATIVE_EPOCHS_PER_DROP
+from dropbench.plan.job_params import ITERATIVE_EPOCHS_PER_DROP, selection_rates
 
 GLUE_TRAIN_ROWS = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "qqp": 363846, "mnli": 392702,
                    "qnli": 104743, "rte": 2490, "wnli": 635}
@@ -136,8 +136,8 @@ def estimate(config: dict, gpu: str, mfu: float, workdir: Path = Path(".")) -> d
         tokens += epoch_tokens_of[task] * epochs
         flops += 6 * epoch_tokens_of[task] * epochs * (layers - k) * 12 * hidden**2
     # config tuning: one selection fine-tune per candidate learning rate and (model, strategy, k, task), each
-    # search candidate being a variant of its own
-    candidates = len(config["tuning"]["learning_rates"]) if config.get("tuning") else 0
+    # search candidate being a variant of its own; none for a single candidate (a fixed rate)
+    candidates = len(selection_rates(config.get("tuning")))
     variants = list(dict.fromkeys((c.model, c.k, c.task, c.strategy) for c in cells)) + search if candidates else []
     for model, k, task, *_ in variants:
         layers, hidden, _ = shapes[model]

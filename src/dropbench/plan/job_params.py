@@ -196,6 +196,23 @@ def tune_params(training: dict, tuning: dict, learning_rate: float, head: str = 
     return finetune_params({**training, "learning_rate": learning_rate}, tuning["seed"], head)
 
 
+def selection_rates(tuning: dict | None) -> list[float]:
+    """The learning rates that get a selection fine-tune (``tune_learning_rate``) in each variant: every
+    candidate of config ``tuning`` when there are two or more; none without ``tuning`` or with a single
+    candidate, whose rate is fixed (there is nothing to choose between)."""
+    rates = [float(lr) for lr in (tuning or {}).get("learning_rates", [])]
+    return rates if len(rates) > 1 else []
+
+
+@job
+def choice_params(tuning: dict) -> dict:
+    """``choose_learning_rate``: with a single candidate (``fixed_learning_rate``), the choice it records without
+    any selection fine-tune; with several, the choice is the candidates' records (its inputs) and this is None."""
+    rates = tuning["learning_rates"]
+    return {"fixed_learning_rate": float(rates[0]) if len(rates) == 1 else None,
+            "held_out_rows": tuning["held_out"], "seed": tuning["seed"]}
+
+
 @job
 def iterative_params(training: dict, seed: int, head: str = "native") -> dict:
     return {**finetune_params(training, seed, head), "epochs_per_drop": ITERATIVE_EPOCHS_PER_DROP}

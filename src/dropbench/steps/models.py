@@ -194,10 +194,11 @@ def tune_learning_rate(job) -> None:
 
 
 def choose_learning_rate(job) -> None:
-    """The variant's learning rate (config tuning): the best held-out task score, ties to the smaller one."""
+    """The variant's learning rate (config tuning): the best held-out task score, ties to the smaller one; a
+    single candidate is recorded as fixed."""
     from dropbench.train.tuning import write_choice
 
-    write_choice(list(job.input), job.output[0])
+    write_choice(list(job.input), job.output[0], job.params.choice)
 
 
 def greedy_step(job) -> None:

@@ -6,6 +6,8 @@ candidate learning rate and (model, strategy, k, task), run with seed ``tuning.s
 (``tune_learning_rate``, one cached job per candidate: ``results/tuning/<model>/<strategy>-k<k>/<task>/lr<lr>.json``).
 The checkpoint ``choose_learning_rate`` picks the candidate with the best held-out task score (ties go to
 the smaller learning rate) into ``choice.json``; every seed of that variant is fine-tuned at the choice.
+A single candidate is no selection: its rate is fixed, and ``choice.json`` records it with no selection
+fine-tune (``fixed_choice``; ``job_params.selection_rates`` is empty).
 The dev rows we report are never read by the selection.
 """
 
@@ -92,8 +94,20 @@ def choose(candidate_paths) -> dict:
     }
 
 
-def write_choice(candidate_paths, out_path) -> dict:
-    choice = choose(candidate_paths)
+def fixed_choice(learning_rate: float, held_out_rows: int, seed: int) -> dict:
+    """The choice of a single candidate (config ``tuning`` with one learning rate): no selection fine-tune ran,
+    so there is no held-out score; ``fixed`` says so (a selected choice has no such key)."""
+    return {"candidates": {lr_name(learning_rate): None}, "chosen": float(learning_rate),
+            "held_out_rows": held_out_rows, "seed": seed, "fixed": True}
+
+
+def write_choice(candidate_paths, out_path, params: dict) -> dict:
+    """``choice.json``: ``choose`` among the candidates' records, or, with ``params`` (job_params.choice_params)
+    naming a fixed learning rate, ``fixed_choice`` (and no records)."""
+    fixed = params["fixed_learning_rate"]
+    if fixed is not None and candidate_paths:
+        raise ValueError(f"a fixed learning rate ({fixed}) has no candidates to choose from, got {list(candidate_paths)}")
+    choice = choose(candidate_paths) if fixed is None else fixed_choice(fixed, params["held_out_rows"], params["seed"])
     write_json(out_path, choice)
     return choice
 
@@ -127,11 +141,14 @@ def summary_rows(choice_paths: dict) -> list[dict]:
         for lr, score in choice["candidates"].items():
             rows.append({"model": model, "strategy": strategy, "k": k, "task": task, "learning_rate": float(lr),
                          "held_out_score": score, "chosen": float(lr) == choice["chosen"],
-                         "held_out_rows": choice["held_out_rows"], "seed": choice["seed"]})
+                         "held_out_rows": choice["held_out_rows"], "seed": choice["seed"],
+                         "selected": not choice.get("fixed", False)})
     return rows
 
 
-SUMMARY_COLUMNS = ["model", "strategy", "k", "task", "learning_rate", "held_out_score", "chosen", "held_out_rows", "seed"]
+# selected: chosen among two or more candidates on the held-out rows (False: a single candidate, fixed, no score)
+SUMMARY_COLUMNS = ["model", "strategy", "k", "task", "learning_rate", "held_out_score", "chosen", "held_out_rows", "seed",
+                   "selected"]
 
 
 def write_summary(choice_paths: dict, out_csv) -> None:
