@@ -20,13 +20,13 @@ def run_benchmark(script: str, *args: str) -> list[str]:
     return result.stdout.strip().splitlines()
 
 
-@pytest.mark.slow
 def estimate_of_paper_grid() -> dict:
     from dropbench.plan.estimate import estimate
 
     return estimate(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), "a100", 1.0)
 
 
+@pytest.mark.slow
 def test_gpu_grid_throughput_runs_concurrent_jobs_on_cpu_with_a_tiny_shape():
     lines = run_benchmark("gpu_grid_throughput.py", "--device", "cpu", "--tiny", "--jobs", "2", "--batch-sizes", "8",
                           "--seconds", "1", "--warmup-steps", "1")
