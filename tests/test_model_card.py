@@ -55,6 +55,17 @@ def test_a_record_says_which_commit_and_libraries_evaluated_it_and_the_card_repe
     assert "- evaluated at commit `f00` with torch 9.9, numpy 1.0" in card.text
 
 
+def test_the_card_says_how_the_learning_rate_was_set_under_tuning():
+    cell = Cell.of(MNLI_RECORD)
+    selected = {**MNLI_RECORD, "tuning": {"candidates": {"0.0001": 0.6, "0.0002": 0.7}, "chosen": 2e-4, "held_out_rows": 300, "seed": 0}}
+    fixed = {**MNLI_RECORD, "tuning": {"candidates": {"0.0002": None}, "chosen": 2e-4, "held_out_rows": 300, "seed": 0, "fixed": True}}
+    text = {name: model_card.render(cell, record, {}, [], "", {}, "abc", {}) for name, record in
+            (("plain", MNLI_RECORD), ("selected", selected), ("fixed", fixed))}
+    assert "| learning rate chosen on held-out train rows among | {'0.0001': 0.6, '0.0002': 0.7} |" in text["selected"]
+    assert "| learning rate | fixed at 0.0002 (a single `tuning` candidate, no selection) |" in text["fixed"]
+    assert "chosen on held-out" not in text["fixed"] and "tuning" not in text["plain"]
+
+
 def test_an_undefined_metric_is_left_out_of_the_model_index_and_said_in_the_body():
     from huggingface_hub import ModelCard
 

@@ -218,7 +218,9 @@ def body(cell: Cell, record: dict, train_log: dict, intervals: list[dict], note:
               f"| optimisation steps | {train_log.get('steps', '')} |",
               f"| device, precision | {train_log.get('device', record.get('train_device', ''))}, {train_log.get('precision', '')} |",
               f"| train seconds | {record['train_seconds']:.0f} |"]
-    if "tuning" in record:
+    if record.get("tuning", {}).get("fixed"):  # config tuning's single candidate: nothing was chosen
+        lines.append(f"| learning rate | fixed at {record['tuning']['chosen']} (a single `tuning` candidate, no selection) |")
+    elif "tuning" in record:
         lines.append(f"| learning rate chosen on held-out train rows among | {record['tuning'].get('candidates')} |")
     lines += ["", "## How to load", "", "`folder` is this folder (or its hub repository id once uploaded).", "",
               _loading(head), "## Provenance", "",
