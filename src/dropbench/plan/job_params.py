@@ -208,9 +208,8 @@ def selection_rates(tuning: dict | None) -> list[float]:
 def choice_params(tuning: dict) -> dict:
     """``choose_learning_rate``: with a single candidate (``fixed_learning_rate``), the choice it records without
     any selection fine-tune; with several, the choice is the candidates' records (its inputs) and this is None."""
-    rates = tuning["learning_rates"]
-    return {"fixed_learning_rate": float(rates[0]) if len(rates) == 1 else None,
-            "held_out_rows": tuning["held_out"], "seed": tuning["seed"]}
+    fixed = None if selection_rates(tuning) else float(tuning["learning_rates"][0])
+    return {"fixed_learning_rate": fixed, "held_out_rows": tuning["held_out"], "seed": tuning["seed"]}
 
 
 @job
