@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tiny import REPO
 
 # A job as Snakemake's script object shows it (rule, log), run in its own process like a rule's script.
 JOB = """
