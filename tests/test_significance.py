@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from dropbench.evaluate import predictions
+from dropbench.plan.cells import Cell
 from dropbench.report import significance
 
 N = 300
@@ -275,8 +276,8 @@ def test_a_retried_run_stays_in_the_summary_but_out_of_means_intervals_and_tests
     test = top[top.comparison == "none-k0"].iloc[0]
     assert test["n_paired_seeds"] == 3  # the retry is paired with the baseline's seed 2
     runs = significance.tested_runs(significance.load_runs([*paths, retry]), summary)
-    assert ("tiny", "top", 2, "sst2", 2) in runs and all(cell[4] < 1000 for cell in runs)
-    assert (runs[("tiny", "top", 2, "sst2", 2)]["validation"]["prediction"] == labels).all()
+    assert Cell("tiny", "top", 2, "sst2", 2) in runs and all(cell.seed < 1000 for cell in runs)
+    assert (runs[Cell("tiny", "top", 2, "sst2", 2)]["validation"]["prediction"] == labels).all()
 
 
 def test_the_summary_and_tables_count_a_retried_run_once_and_say_so(tmp_path):

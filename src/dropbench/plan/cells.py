@@ -43,6 +43,14 @@ class Cell:
         return variant_name(self.strategy, self.k)
 
     @property
+    def group(self) -> tuple:
+        """(model, strategy, k, task): the cell but its seed, what seeds are pooled over (a row of the tables)."""
+        return self.model, self.strategy, self.k, self.task
+
+    def at_seed(self, seed: int) -> "Cell":
+        return Cell(self.model, self.strategy, self.k, self.task, seed)
+
+    @property
     def name(self) -> str:
         """``<model>/<strategy>-k<k>/<task>/seed<seed>``: the cell under any root, and its id in tags and messages."""
         return CELL_NAME.format(**self.as_dict())

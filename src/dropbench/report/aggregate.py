@@ -50,8 +50,9 @@ RETRIED = "retried"  # a diverged run re-run with another seed (retry_diverged):
 VS_FULL_MARK, VS_STRATEGY_MARK = "\u2020", "\u2021"
 
 
-def cell_key(cell: Mapping) -> tuple:
-    return tuple(cell[key] if key not in ("k", "seed") else int(cell[key]) for key in CELL_COLUMNS)
+def cell_key(cell: Mapping) -> Cell:
+    """The Cell a record or an expected cell names (its k and seed may be read as floats or numpy integers)."""
+    return Cell.of({**cell, "k": int(cell["k"]), "seed": int(cell["seed"])})
 
 
 def read_latency(paths: Iterable[str | Path]) -> dict[tuple, dict]:
@@ -146,7 +147,7 @@ def fit_columns(fit: Mapping | None) -> dict:
     return {"train_fit": fit["train_fit"], "dev_fit": sum(dev) / len(dev) if dev else None, "underfit": fit["underfit"]}
 
 
-def read_failed(failed_dir: str | Path | None) -> dict[tuple, str]:
+def read_failed(failed_dir: str | Path | None) -> dict[Cell, str]:
     """Cells recorded under ``failed_dir`` (any ``*.json`` below it) -> the reason given, if any.
 
     A record names its cell by the keys model, strategy, k, task, seed; without them the path is read
@@ -187,7 +188,7 @@ def missing_rows(cell: Mapping, reason: str | None) -> list[dict]:
 def load_summary(
     metrics_paths: Iterable[str | Path],
     expected: Iterable[Mapping] | None = None,
-    failed: Mapping[tuple, str] | None = None,
+    failed: Mapping[Cell, str] | None = None,
     order: Mapping[str, list] | None = None,
     paper_score_metrics: Mapping[str, str] | None = None,
     latency_paths: Iterable[str | Path] = (),

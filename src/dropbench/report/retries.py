@@ -42,18 +42,18 @@ def find_retries(predictions_paths: Iterable[str | Path], earlier: Iterable[str 
     runs = load_runs(predictions_paths)
     previous = earlier[earlier["attempt"] == attempt - 1]
     if attempt == 1:  # the grid's own runs (attempt 1 reads no retries)
-        first_seed = {cell: cell[4] for cell in runs}
+        first_seed = {cell: cell.seed for cell in runs}
         candidates = set(runs)
     else:
-        first_seed = {(r.model, r.strategy, int(r.k), r.task, int(r.retry_seed)): int(r.first_seed) for r in previous.itertuples(index=False)}
+        first_seed = dict(zip(retry_cells(previous), (int(seed) for seed in previous["first_seed"])))
         candidates = set(first_seed) & set(runs)
     diverged = diverged_runs(runs)
     rows = []
     for d in diverged.itertuples(index=False):
-        cell = (d.model, d.strategy, int(d.k), d.task, int(d.seed))
+        cell = Cell(d.model, d.strategy, int(d.k), d.task, int(d.seed))
         if cell in candidates:
             first = first_seed[cell]
-            rows.append({**dict(zip(RETRY_COLUMNS[:5], cell)), "retry_seed": first + RETRY_SEED_STEP * attempt,
+            rows.append({**cell.as_dict(), "retry_seed": first + RETRY_SEED_STEP * attempt,
                          "first_seed": first, "attempt": attempt})
     retries = pd.DataFrame(rows, columns=RETRY_COLUMNS)
     log.info("attempt %d: %d of %d runs diverged and are re-run", attempt, len(retries), len(candidates))

@@ -47,12 +47,7 @@ def metric_layout(task: str) -> list[tuple[str, str, str]]:
     return [(split, name, prefix(split) + name) for split in spec.dev_splits for name in spec.metrics]
 
 
-def cell_of(path: str | Path) -> tuple:
-    """(model, strategy, k, task, seed) of a file in a cell's directory (``cells.Cell.from_path``)."""
-    return tuple(Cell.from_path(path).as_dict().values())
-
-
-def load_runs(paths: Iterable[str | Path]) -> dict[tuple, dict]:
+def load_runs(paths: Iterable[str | Path]) -> dict[Cell, dict]:
     """Each cell's predictions, checked to be its own: CorruptResultError naming the file if one belongs to
     another cell, is not the file its metrics.json records, or has other rows than it
     (``integrity.predictions_problem``; planning finds the same and re-runs the cell)."""
@@ -60,41 +55,39 @@ def load_runs(paths: Iterable[str | Path]) -> dict[tuple, dict]:
 
     runs = {}
     for path in map(Path, paths):
-        cell = cell_of(path)
+        cell = Cell.from_path(path)
         metrics = path.parent / "metrics.json"
         record = json.loads(metrics.read_text()) if metrics.exists() else None
-        problem = predictions_problem(path, Cell(*cell), record)
+        problem = predictions_problem(path, cell, record)
         if problem:
             raise CorruptResultError(f"damaged result {path}: {problem}; run snakemake again to recompute the cell")
         runs[cell] = predictions.load(path)
     return runs
 
 
-def run_scores(runs: Mapping[tuple, dict]) -> dict[tuple, dict[str, float]]:
+def run_scores(runs: Mapping[Cell, dict]) -> dict[Cell, dict[str, float]]:
     """Every official metric and task_score per run, recomputed from its predictions."""
     scores = {}
     for cell, run in runs.items():
-        task = cell[3]
-        computed = stats.run_metrics(metric_layout(task), {s: v["prediction"] for s, v in run.items()}, {s: v["label"] for s, v in run.items()})
+        computed = stats.run_metrics(metric_layout(cell.task), {s: v["prediction"] for s, v in run.items()}, {s: v["label"] for s, v in run.items()})
         scores[cell] = {name: float(values[0]) for name, values in computed.items()}
     return scores
 
 
-def diverged_runs(runs: Mapping[tuple, dict]) -> pd.DataFrame:
+def diverged_runs(runs: Mapping[Cell, dict]) -> pd.DataFrame:
     """Runs at chance while another seed of the same cell, or the unpruned model, is clearly above."""
     scores = run_scores(runs)
     rows = []
     for cell, run in runs.items():
-        model, strategy, k, task, seed = cell
-        levels = stats.chance_levels(metric_layout(task), {s: v["label"] for s, v in run.items()})
+        levels = stats.chance_levels(metric_layout(cell.task), {s: v["label"] for s, v in run.items()})
         references = [
             score["task_score"] for other, score in scores.items()
-            if other != cell and other[0] == model and other[3] == task
-            and (other[1:3] == (strategy, k) or other[1] == BASELINE)
+            if other != cell and (other.model, other.task) == (cell.model, cell.task)
+            and ((other.strategy, other.k) == (cell.strategy, cell.k) or other.is_baseline)
         ]
         if stats.diverged(scores[cell], levels, scores[cell]["task_score"], references):
             rows.append({
-                "model": model, "strategy": strategy, "k": k, "task": task, "seed": seed,
+                **cell.as_dict(),
                 "task_score": scores[cell]["task_score"],
                 "chance_task_score": sum(levels.values()) / len(levels),
                 "best_reference": max(r for r in references if not math.isnan(r)),
@@ -131,16 +124,17 @@ def comparisons(groups: Iterable[tuple]) -> list[tuple[tuple, tuple]]:
     return pairs
 
 
-def paired_rows(runs: Mapping[tuple, dict], order: Iterable[tuple], resamples: int, seed: int) -> pd.DataFrame:
-    """The paired tests of the groups in ``runs``, in ``order`` (the summary's: config order, baseline first)."""
-    present = {cell[:4] for cell in runs}
+def paired_rows(runs: Mapping[Cell, dict], order: Iterable[tuple], resamples: int, seed: int) -> pd.DataFrame:
+    """The paired tests of the groups (``Cell.group``) in ``runs``, in ``order`` (the summary's: config order,
+    baseline first)."""
+    present = {cell.group for cell in runs}
     rows = []
     for variant, reference in comparisons(g for g in order if g in present):
-        seeds = sorted({c[4] for c in runs if c[:4] == variant} & {c[4] for c in runs if c[:4] == reference})
+        seeds = sorted({c.seed for c in runs if c.group == variant} & {c.seed for c in runs if c.group == reference})
         if not seeds:
             continue
-        a = [runs[(*variant, s)] for s in seeds]
-        b = [runs[(*reference, s)] for s in seeds]
+        a = [runs[Cell(*variant, s)] for s in seeds]
+        b = [runs[Cell(*reference, s)] for s in seeds]
         for s, (run_a, run_b) in zip(seeds, zip(a, b)):
             predictions.check_paired(run_a, run_b, f"{variant} vs {reference}, seed {s}")
         for metric, (delta, p) in stats.paired_permutation_test(metric_layout(variant[3]), a, b, resamples, seed).items():
@@ -152,25 +146,25 @@ def paired_rows(runs: Mapping[tuple, dict], order: Iterable[tuple], resamples: i
     return pd.DataFrame(rows, columns=[*GROUP, "metric", "comparison", "n_paired_seeds", "delta", "p_value"])
 
 
-def tested_runs(runs: Mapping[tuple, dict], summary: pd.DataFrame) -> dict[tuple, dict]:
+def tested_runs(runs: Mapping[Cell, dict], summary: pd.DataFrame) -> dict[Cell, dict]:
     """``runs`` without those replaced by a retry, each retry keyed by the first seed of its chain."""
     if "retry_of" not in summary.columns:
         return dict(runs)
     scores = summary[summary["metric"] == "task_score"]
-    keys = [(m, s, int(k), t, int(seed)) for m, s, k, t, seed in scores[[*GROUP, "seed"]].itertuples(index=False)]
+    keys = [Cell(m, s, int(k), t, int(seed)) for m, s, k, t, seed in scores[[*GROUP, "seed"]].itertuples(index=False)]
     replaced = {key for key, status in zip(keys, scores["status"]) if status == "retried"}
     retry_of = {key: int(of) for key, of in zip(keys, scores["retry_of"]) if pd.notna(of)}
 
     def first(cell):
         while cell in retry_of:
-            cell = (*cell[:4], retry_of[cell])
+            cell = cell.at_seed(retry_of[cell])
         return cell
 
     return {first(cell): run for cell, run in runs.items() if cell not in replaced}
 
 
 def stats_table(
-    summary: pd.DataFrame, runs: Mapping[tuple, dict], diverged: pd.DataFrame, resamples: int = 2000, alpha: float = 0.05, seed: int = 0
+    summary: pd.DataFrame, runs: Mapping[Cell, dict], diverged: pd.DataFrame, resamples: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> pd.DataFrame:
     intervals = seed_rows(summary, diverged)
     order = [tuple(row) for row in summary[GROUP].itertuples(index=False)]
