@@ -52,7 +52,7 @@ VS_FULL_MARK, VS_STRATEGY_MARK = "\u2020", "\u2021"
 
 def cell_key(cell: Mapping) -> Cell:
     """The Cell a record or an expected cell names (its k and seed may be read as floats or numpy integers)."""
-    return Cell.of({**cell, "k": int(cell["k"]), "seed": int(cell["seed"])})
+    return Cell(cell["model"], cell["strategy"], int(cell["k"]), cell["task"], int(cell["seed"]))
 
 
 def read_latency(paths: Iterable[str | Path]) -> dict[tuple, dict]:
@@ -213,8 +213,9 @@ def load_summary(
         rows += tidy_rows(record, chosen[record["task"]], cell_latency(record, latency))
     failed = failed or {}
     for cell in expected:
-        if cell_key(cell) not in seen:
-            rows += missing_rows(cell, failed.get(cell_key(cell)))
+        key = cell_key(cell)
+        if key not in seen:
+            rows += missing_rows(cell, failed.get(key))
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype({column: "Float64" for column in INT_COLUMNS})
     if retries is not None and len(retries):
         _mark_retries(summary, retries)
